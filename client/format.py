@@ -1,0 +1,137 @@
+"""Human-readable rendering for the CLI: sizes, times and aligned tables. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from client.models import ClusterStatus, VersionInfo
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human_size(num_bytes: int) -> str:
+    """Binary units with one decimal ("1.5 MiB"); plain bytes below 1 KiB ("512 B")."""
+    if abs(num_bytes) < 1024:
+        return f"{num_bytes} B"
+    value = float(num_bytes)
+    for unit in _UNITS:
+        value /= 1024
+        # Round before comparing so 1048575 bytes reads "1.0 MiB", not "1024.0 KiB".
+        if abs(round(value, 1)) < 1024 or unit == _UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def human_time(epoch_s: float) -> str:
+    """Local time to the second; "-" for an unset (zero) timestamp."""
+    if epoch_s <= 0:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
+
+
+def short_id(node_id: str, width: int = 12) -> str:
+    return node_id if len(node_id) <= width else node_id[:width]
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], right: frozenset[int] = frozenset()
+) -> str:
+    """Columns separated by two spaces, padded to the widest cell; `right` lists right-aligned columns."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def files_table(files: Sequence[VersionInfo]) -> str:
+    rows = [(f.name, f.version, human_size(f.size), human_time(f.created_at), f.file_id) for f in files]
+    return table(("NAME", "VERSION", "SIZE", "CREATED", "FILE ID"), rows, right=frozenset({1, 2}))
+
+
+def versions_table(versions: Sequence[VersionInfo]) -> str:
+    rows = [
+        (
+            v.version,
+            "*" if v.latest else "",
+            human_size(v.size),
+            human_time(v.created_at),
+            v.version_id,
+            v.sha256[:16],
+        )
+        for v in versions
+    ]
+    headers = ("VERSION", "LATEST", "SIZE", "CREATED", "VERSION ID", "SHA256")
+    return table(headers, rows, right=frozenset({0, 2}))
+
+
+def version_details(info: VersionInfo, max_chunks: int = 20) -> str:
+    """Every field of a version, then one line per chunk (the first `max_chunks` of them)."""
+    metadata = ", ".join(f"{k}={v}" for k, v in sorted(info.metadata.items())) or "-"
+    fields = [
+        ("name", info.name),
+        ("file id", info.file_id),
+        ("version", f"{info.version}{' (latest)' if info.latest else ''}"),
+        ("version id", info.version_id),
+        ("size", f"{human_size(info.size)} ({info.size} bytes)"),
+        ("sha256", info.sha256),
+        ("content type", info.content_type or "-"),
+        ("created", human_time(info.created_at)),
+        ("metadata", metadata),
+        ("chunks", str(info.chunk_count)),
+    ]
+    lines = [key_values(fields)]
+    if info.chunks:
+        shown = info.chunks[:max_chunks]
+        rows = [
+            (i, short_id(c.chunk_id, 16), human_size(c.size), ", ".join(short_id(p) for p in c.peers) or "-")
+            for i, c in enumerate(shown)
+        ]
+        lines.append(_indent(table(("#", "CHUNK ID", "SIZE", "PEERS"), rows, right=frozenset({0, 2}))))
+        if len(info.chunks) > max_chunks:
+            lines.append(f"  ... and {len(info.chunks) - max_chunks} more chunks")
+    return "\n".join(lines)
+
+
+def cluster_details(status: ClusterStatus) -> str:
+    health = "healthy" if status.metadata_healthy else f"UNHEALTHY: {status.metadata_error or 'no detail'}"
+    summary = [
+        ("peer", f"{status.node_id} (answering)"),
+        (
+            "ring",
+            f"{status.ring_digest or '-'} (replicas {status.replicas}, vnodes {status.vnodes},"
+            f" chunk size {human_size(status.chunk_size)})",
+        ),
+        ("metadata", f"{status.metadata_backend or '-'}: {health}"),
+    ]
+    rows = [
+        (
+            short_id(m.node_id) + (" *" if m.node_id == status.node_id else ""),
+            m.state,
+            m.grpc_addr or "-",
+            m.gossip_addr or "-",
+            "yes" if m.on_ring else "no",
+            m.chunk_count,
+            human_size(m.chunk_bytes),
+            f"{m.last_seen_s:.1f}s",
+        )
+        for m in sorted(status.members, key=lambda m: m.node_id)
+    ]
+    headers = ("NODE", "STATE", "GRPC", "GOSSIP", "RING", "CHUNKS", "BYTES", "LAST SEEN")
+    members = table(headers, rows, right=frozenset({5, 6, 7}))
+    return key_values(summary) + "\n\n" + members
+
+
+def key_values(pairs: Sequence[tuple[str, str]]) -> str:
+    """One "key  value" line per pair, values aligned."""
+    width = max((len(k) for k, _ in pairs), default=0)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())

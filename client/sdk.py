@@ -1,0 +1,243 @@
+"""DfsClient: a synchronous client of one peer's public FileStore API.
+
+Any peer of the mesh serves any request, so a client talks to exactly one. Every grpc.RpcError is
+translated by `from_rpc_error` here, at the only place that calls the stub; callers see SDK types only.
+`timeout` is the deadline of each RPC (one page of a listing, a whole upload or download), None for none.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import io
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from types import TracebackType
+from typing import Any, BinaryIO, TypeVar
+
+import grpc
+
+from client.errors import DfsClientError, InvalidArgument, NotFoundError, ServerError, from_rpc_error
+from client.models import (
+    ClusterStatus,
+    UploadResult,
+    VersionInfo,
+    status_from_proto,
+    upload_from_proto,
+    version_from_proto,
+)
+from client.refs import file_ref_candidates, version_selector
+from client.streams import DownloadStream, Progress, UploadFeed, UploadSource, open_source
+from proto import dfs_pb2, dfs_pb2_grpc
+
+DEFAULT_PEER = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+PIECE_SIZE = 1024 * 1024
+
+T = TypeVar("T")
+
+
+class DfsClient:
+    """Client of the peer at `peer` ("host:port"); close it, or use it as a context manager."""
+
+    def __init__(self, peer: str = DEFAULT_PEER, timeout: float | None = None) -> None:
+        if not peer.strip():
+            raise InvalidArgument("the peer address is empty; expected HOST:PORT")
+        self.peer = peer
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            peer,
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._stub: Any = dfs_pb2_grpc.FileStoreStub(self._channel)
+
+    def close(self) -> None:
+        """Closes the channel, cancelling any call still running on it."""
+        self._channel.close()
+
+    def __enter__(self) -> DfsClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DfsClient(peer={self.peer!r}, timeout={self.timeout!r})"
+
+    # ------------------------------------------------------------------ data
+
+    def upload(
+        self,
+        source: UploadSource,
+        name: str | None = None,
+        content_type: str = "",
+        metadata: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+        piece_size: int = PIECE_SIZE,
+    ) -> UploadResult:
+        """Stores `source` as a new version of `name` (default: a path's basename; required for streams).
+
+        Raises IntegrityError when the SHA-256 or size the peer stored differs from what was sent.
+        """
+        if not 0 < piece_size <= MAX_MESSAGE_BYTES // 2:
+            raise InvalidArgument(f"piece_size must be between 1 and {MAX_MESSAGE_BYTES // 2} bytes")
+        with ExitStack() as stack:
+            pieces, file_name = open_source(source, name, piece_size, stack)
+            header = dfs_pb2.UploadHeader(
+                name=file_name, content_type=content_type, metadata=dict(metadata or {})
+            )
+            feed = UploadFeed(header, pieces, progress)
+            future = self._stub.Upload.future(iter(feed), timeout=self.timeout)
+            try:
+                reply = future.result()
+            except grpc.RpcError as exc:
+                if feed.error is not None:
+                    raise feed.error from None
+                raise self._error(exc) from exc
+            except BaseException:
+                future.cancel()
+                raise
+        result = upload_from_proto(reply)
+        feed.verify(result.version)
+        return result
+
+    def iter_download(
+        self, ref: str, version: int | str | None = None, offset: int = 0, length: int = 0
+    ) -> DownloadStream:
+        """Opens a download and waits for its header, so `.info` is known before any data is written.
+
+        `length` 0 means to the end of the file. Iterate the result for the data pieces; see DownloadStream.
+        """
+        if offset < 0 or length < 0:
+            raise InvalidArgument("offset and length must not be negative")
+        selector = _version_kwargs(version)
+
+        def start(file_ref: dfs_pb2.FileRef) -> DownloadStream:
+            request = dfs_pb2.DownloadRequest(file=file_ref, offset=offset, length=length, **selector)
+            call = self._stub.Download(request, timeout=self.timeout)
+            try:
+                first = next(call)
+            except StopIteration:
+                raise ServerError("the peer ended the download without a header") from None
+            except BaseException:
+                call.cancel()
+                raise
+            if first.WhichOneof("msg") != "header":
+                call.cancel()
+                raise ServerError("the peer sent download data before the header")
+            return DownloadStream(call, first.header, self.peer)
+
+        return self._resolve(ref, start)
+
+    def download(
+        self,
+        ref: str,
+        dest: BinaryIO,
+        version: int | str | None = None,
+        offset: int = 0,
+        length: int = 0,
+        progress: Progress | None = None,
+    ) -> VersionInfo:
+        """Writes the file (or the byte range) to `dest` as it arrives and verifies it.
+
+        On an IntegrityError `dest` already holds the bad bytes: write to a temporary file and keep it
+        only on success (as the CLI does) when that matters.
+        """
+        with self.iter_download(ref, version, offset, length) as stream:
+            for piece in stream:
+                dest.write(piece)
+                if progress is not None:
+                    progress(len(piece))
+        return stream.info
+
+    def read(self, ref: str, version: int | str | None = None, offset: int = 0, length: int = 0) -> bytes:
+        """The verified content (or byte range) in memory: meant for small files and tests."""
+        buffer = io.BytesIO()
+        self.download(ref, buffer, version=version, offset=offset, length=length)
+        return buffer.getvalue()
+
+    # -------------------------------------------------------------- metadata
+
+    def stat(self, ref: str, version: int | str | None = None) -> VersionInfo:
+        """The version (default: the latest) with its chunk placements."""
+        selector = _version_kwargs(version)
+        reply = self._resolve(
+            ref, lambda f: self._stub.Stat(dfs_pb2.StatRequest(file=f, **selector), timeout=self.timeout)
+        )
+        return version_from_proto(reply)
+
+    def versions(self, ref: str) -> builtins.list[VersionInfo]:
+        """Every version of the file, newest first."""
+        reply = self._resolve(
+            ref, lambda f: self._stub.ListVersions(dfs_pb2.ListVersionsRequest(file=f), timeout=self.timeout)
+        )
+        return [version_from_proto(v) for v in reply.versions]
+
+    def delete(self, ref: str, version: int | str | None = None) -> builtins.list[VersionInfo]:
+        """Deletes one version, or with `version` None the whole file; returns what was deleted."""
+        selector = _version_kwargs(version)
+        reply = self._resolve(
+            ref, lambda f: self._stub.Delete(dfs_pb2.DeleteRequest(file=f, **selector), timeout=self.timeout)
+        )
+        return [version_from_proto(v) for v in reply.deleted]
+
+    def status(self) -> ClusterStatus:
+        """The answering peer's view of the cluster: members, ring and metadata store health."""
+        reply = self._call(
+            lambda: self._stub.ClusterStatus(dfs_pb2.ClusterStatusRequest(), timeout=self.timeout)
+        )
+        return status_from_proto(reply)
+
+    def list(self, prefix: str = "", page_size: int = 0) -> Iterator[VersionInfo]:
+        """The latest version of every file whose name starts with `prefix`, fetching pages lazily.
+
+        `page_size` 0 lets the peer choose. RPC errors surface while iterating.
+        """
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        return self._pages(prefix, page_size)
+
+    def _pages(self, prefix: str, page_size: int) -> Iterator[VersionInfo]:
+        token = ""
+        while True:
+            request = dfs_pb2.ListRequest(prefix=prefix, page_size=page_size, page_token=token)
+            reply = self._call(functools.partial(self._stub.List, request, timeout=self.timeout))
+            for info in reply.files:
+                yield version_from_proto(info)
+            if not reply.next_page_token or reply.next_page_token == token:
+                return
+            token = reply.next_page_token
+
+    # ------------------------------------------------------------- internals
+
+    def _error(self, exc: grpc.RpcError) -> DfsClientError:
+        return from_rpc_error(exc, peer=self.peer)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+
+    def _resolve(self, ref: str, fn: Callable[[dfs_pb2.FileRef], T]) -> T:
+        """Runs `fn` with each FileRef `ref` may mean, moving to the next only when one is not found."""
+        candidates = file_ref_candidates(ref)
+        for index, file_ref in enumerate(candidates):
+            try:
+                return fn(file_ref)
+            except grpc.RpcError as exc:
+                error = self._error(exc)
+                if isinstance(error, NotFoundError) and index + 1 < len(candidates):
+                    continue
+                raise error from exc
+        raise AssertionError("file_ref_candidates returned no candidate")
+
+
+def _version_kwargs(version: int | str | None) -> dict[str, dfs_pb2.VersionSelector]:
+    selector = version_selector(version)
+    return {} if selector is None else {"version": selector}

@@ -1,0 +1,114 @@
+"""PeerConfig: every setting of a peer, with its unit, default, trade-off and DFS_* variable.
+
+One frozen value is built at start (cli.py reads flags and environment), validated, and then each
+component receives only the fields it needs. `PeerConfig.local()` is the loopback profile tests use:
+short gossip intervals so clusters converge in well under a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peer.errors import ConfigError
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    # DFS_DATA_DIR: chunks, node id and ready.json live here; a restart on it keeps identity and chunks.
+    data_dir: Path
+    # DFS_GRPC_ADDR: public and internal gRPC listener, HOST:PORT (port 0 picks a free port).
+    grpc_addr: str = "127.0.0.1:50051"
+    # DFS_GOSSIP_ADDR: aiohttp gossip and /health listener, HOST:PORT.
+    gossip_addr: str = "127.0.0.1:7946"
+    # DFS_ADVERTISE_GRPC / DFS_ADVERTISE_GOSSIP: the addresses other peers dial, when the bind
+    # address is not reachable as such (0.0.0.0 in a container); default: the bound address.
+    advertise_grpc: str = ""
+    advertise_gossip: str = ""
+    # DFS_SEEDS: comma-separated gossip HOST:PORT of peers to join through; empty starts a new cluster.
+    seeds: tuple[str, ...] = ()
+    # DFS_METADATA: sqlite:///PATH (peers of one host share the file) or mongodb://...
+    metadata: str = ""
+    # DFS_REPLICAS: copies of every chunk on distinct peers. Every peer of a cluster must agree.
+    replicas: int = 2
+    # DFS_VNODES: virtual nodes per peer on the ring; more evens out load, costs ring memory.
+    vnodes: int = 150
+    # DFS_CHUNK_SIZE: bytes per chunk (1 MiB); also bounds the size of one gRPC message.
+    chunk_size: int = MIB
+    # DFS_UPLOAD_WINDOW: chunks of one upload in flight at once; memory per upload ~ window x chunk.
+    upload_window: int = 8
+    # DFS_DOWNLOAD_WINDOW: chunks of one download fetched ahead of the one being sent.
+    download_window: int = 8
+    # DFS_GOSSIP_INTERVAL: seconds between push-pull rounds; each round also bumps our heartbeat.
+    gossip_interval_s: float = 0.5
+    # DFS_GOSSIP_FANOUT: members contacted per round.
+    gossip_fanout: int = 3
+    # DFS_SUSPECT_TIMEOUT: seconds without heartbeat news before a member is suspect.
+    suspect_timeout_s: float = 3.0
+    # DFS_DEAD_TIMEOUT: seconds without news before a member is dead (>= suspect timeout).
+    dead_timeout_s: float = 6.0
+    # DFS_DEAD_GRACE: seconds a dead member stays on the ring, so a flapping peer does not reshuffle it.
+    dead_grace_s: float = 60.0
+    # DFS_RPC_TIMEOUT: seconds for one internal chunk call before another peer is tried.
+    rpc_timeout_s: float = 10.0
+    # DFS_MAX_GOSSIP_BYTES: largest gossip body accepted; larger gets HTTP 413.
+    max_gossip_bytes: int = 4 * MIB
+    # DFS_LOG_LEVEL
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def local(cls, data_dir: Path, **overrides: object) -> PeerConfig:
+        """Loopback profile: ephemeral ports and fast failure detection for tests."""
+        base = cls(
+            data_dir=data_dir,
+            grpc_addr="127.0.0.1:0",
+            gossip_addr="127.0.0.1:0",
+            gossip_interval_s=0.1,
+            suspect_timeout_s=1.0,
+            dead_timeout_s=2.0,
+            dead_grace_s=5.0,
+            rpc_timeout_s=5.0,
+        )
+        return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def metadata_uri(self) -> str:
+        return self.metadata or f"sqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    def validate(self) -> PeerConfig:
+        """Refuses values that would be unsafe or meaningless, with a message naming the setting."""
+        checks: list[tuple[bool, str]] = [
+            (self.replicas >= 1, "DFS_REPLICAS must be at least 1"),
+            (1 <= self.vnodes <= 4096, "DFS_VNODES must be between 1 and 4096"),
+            (64 * 1024 <= self.chunk_size <= 64 * MIB, "DFS_CHUNK_SIZE must be between 64 KiB and 64 MiB"),
+            (self.upload_window >= 1, "DFS_UPLOAD_WINDOW must be at least 1"),
+            (self.download_window >= 1, "DFS_DOWNLOAD_WINDOW must be at least 1"),
+            (self.gossip_interval_s > 0, "DFS_GOSSIP_INTERVAL must be positive"),
+            (self.gossip_fanout >= 1, "DFS_GOSSIP_FANOUT must be at least 1"),
+            (self.suspect_timeout_s > self.gossip_interval_s,
+             "DFS_SUSPECT_TIMEOUT must exceed DFS_GOSSIP_INTERVAL"),
+            (self.dead_timeout_s >= self.suspect_timeout_s, "DFS_DEAD_TIMEOUT must be >= DFS_SUSPECT_TIMEOUT"),
+            (self.dead_grace_s >= 0, "DFS_DEAD_GRACE must not be negative"),
+            (self.rpc_timeout_s > 0, "DFS_RPC_TIMEOUT must be positive"),
+            (self.max_gossip_bytes >= 64 * 1024, "DFS_MAX_GOSSIP_BYTES must be at least 64 KiB"),
+            (self.metadata_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")),
+             "DFS_METADATA must be sqlite:///PATH or mongodb://HOST:PORT/..."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for name in ("grpc_addr", "gossip_addr"):
+            split_hostport(getattr(self, name), name)
+        return self
+
+
+def split_hostport(addr: str, what: str = "address") -> tuple[str, int]:
+    """Parses HOST:PORT (IPv6 as [::1]:PORT) or raises ConfigError naming the setting."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {addr!r}")
+    return host.strip("[]"), int(port)

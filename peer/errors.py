@@ -1,0 +1,122 @@
+"""Domain errors of the peer, raised deep down and mapped to a wire status exactly once at each edge.
+
+Callers branch on `retriable`, not on long isinstance chains. This module imports nothing from the
+rest of the peer and nothing from grpc or aiohttp, so every layer may raise these.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class DfsError(Exception):
+    """Base of every error the peer reports to a client or another peer."""
+
+    retriable: ClassVar[bool] = False
+    kind: ClassVar[str] = "internal"
+
+
+class InvalidRequest(DfsError):
+    """The caller sent something malformed: a bad name, range, header order, or an oversized value."""
+
+    kind = "invalid_request"
+
+
+class NotFound(DfsError):
+    kind = "not_found"
+
+
+class FileNotFound(NotFound):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"file not found: {ref}")
+        self.ref = ref
+
+
+class VersionNotFound(NotFound):
+    def __init__(self, ref: str, version: str) -> None:
+        super().__init__(f"version {version} of {ref} not found")
+        self.ref = ref
+        self.version = version
+
+
+class ChunkNotFound(NotFound):
+    def __init__(self, chunk_id: str) -> None:
+        super().__init__(f"chunk not found: {chunk_id}")
+        self.chunk_id = chunk_id
+
+
+class IntegrityError(DfsError):
+    kind = "integrity"
+
+
+class ChunkCorrupt(IntegrityError):
+    """One copy of a chunk does not match its SHA-256; another copy may be intact."""
+
+    def __init__(self, chunk_id: str, where: str) -> None:
+        super().__init__(f"chunk {chunk_id} is corrupt on {where}")
+        self.chunk_id = chunk_id
+        self.where = where
+
+
+class DataLoss(IntegrityError):
+    """No intact copy of some data could be found: the caller must never get wrong bytes instead."""
+
+    kind = "data_loss"
+
+
+class InsufficientReplicas(DfsError):
+    retriable = True
+    kind = "insufficient_replicas"
+
+    def __init__(self, required: int, available: int, detail: str = "") -> None:
+        msg = f"not enough peers for replication: {required} replicas required, {available} available"
+        super().__init__(f"{msg} ({detail})" if detail else msg)
+        self.required = required
+        self.available = available
+
+
+class PeerUnavailable(DfsError):
+    retriable = True
+    kind = "peer_unavailable"
+
+    def __init__(self, node_id: str, detail: str = "") -> None:
+        super().__init__(f"peer {node_id} unavailable" + (f": {detail}" if detail else ""))
+        self.node_id = node_id
+
+
+class MetadataUnavailable(DfsError):
+    retriable = True
+    kind = "metadata_unavailable"
+
+    def __init__(self, backend: str, detail: str = "") -> None:
+        super().__init__(f"metadata store {backend} unavailable" + (f": {detail}" if detail else ""))
+        self.backend = backend
+
+
+class VersionConflict(DfsError):
+    """Two writers raced for the same version number; retried internally before reaching a client."""
+
+    retriable = True
+    kind = "version_conflict"
+
+
+class StorageFull(DfsError):
+    kind = "storage_full"
+
+
+class ConfigError(DfsError):
+    """A setting is missing, malformed or unsafe; the peer refuses to start."""
+
+    kind = "config"
+
+
+class GossipDecodeError(DfsError):
+    """A gossip message is not msgpack, too large, or does not match the schema."""
+
+    kind = "gossip_decode"
+
+
+class GossipMismatch(DfsError):
+    """A peer speaks another protocol version or runs another replication factor or vnode count."""
+
+    kind = "gossip_mismatch"

@@ -1,0 +1,223 @@
+"""The gossip loop: each round bump our heartbeat, judge timeouts, and push-pull with a few peers.
+
+Every exchange sends our whole snapshot and merges the reply, so news spreads in O(log N) rounds.
+Exchanges run as their own tasks: a slow or unreachable peer can delay only its own reply, never our
+heartbeat, or the rest of the cluster would wrongly suspect *us*. Nothing an exchange raises stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from peer.clock import Clock
+from peer.errors import GossipDecodeError, GossipMismatch
+from peer.membership.codec import GossipMessage, check_fingerprint, decode, encode
+from peer.membership.state import MemberEvent, MembershipView, MemberState
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[list[MemberEvent]], None]
+
+# Chance per round of also contacting one DEAD member, so a peer that comes back behind a partition
+# it cannot see across is noticed even if it never reaches us first.
+DEAD_PROBE_PROBABILITY = 0.1
+
+MAX_MISMATCHES_REMEMBERED = 1024
+
+_EXCHANGE_ERRORS = (ConnectionError, OSError, TimeoutError, GossipDecodeError, GossipMismatch)
+
+
+class GossipTransport(Protocol):
+    async def push_pull(self, addr: str, body: bytes) -> bytes:
+        """Sends `body` to the peer at `addr` and returns its reply.
+
+        Raises ConnectionError, OSError or TimeoutError when the exchange fails.
+        """
+        ...
+
+
+class Gossiper:
+    def __init__(
+        self,
+        view: MembershipView,
+        transport: GossipTransport,
+        seeds: Sequence[str],
+        *,
+        interval_s: float,
+        fanout: int,
+        replicas: int,
+        vnodes: int,
+        max_bytes: int,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.view = view
+        self._transport = transport
+        self._seeds = list(dict.fromkeys(seeds))
+        self._interval_s = interval_s
+        self._fanout = fanout
+        self._replicas = replicas
+        self._vnodes = vnodes
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._subscribers: list[Subscriber] = []
+        self._inflight: dict[str, asyncio.Task[bool]] = {}
+        self._seeded = False
+        self._mismatches_warned: set[tuple[str, int, int, int]] = set()
+
+    @property
+    def seeded(self) -> bool:
+        """True once an exchange has introduced us to at least one other member."""
+        return self._seeded
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Calls `callback` with the events of every merge or tick that produced some, in order,
+        never concurrently (all calls come from the event loop)."""
+        self._subscribers.append(callback)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Gossips every `interval_s` until `stop` is set, then cancels the exchanges in flight."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.gossip_round()
+                except Exception:
+                    log.exception("%s: gossip round failed", self.view.self_id)
+                await self._sleep_unless_stopped(stop)
+        finally:
+            await self._cancel_inflight()
+
+    def gossip_round(self) -> None:
+        """One round: heartbeat, timeouts, then exchanges started in the background."""
+        self.view.local_heartbeat()
+        self._publish(self.view.tick(self._clock.monotonic()))
+        for addr in self._pick_targets():
+            if addr not in self._inflight:
+                task = asyncio.create_task(self._exchange(addr), name=f"gossip {addr}")
+                self._inflight[addr] = task
+                task.add_done_callback(functools.partial(self._exchange_done, addr))
+
+    async def handle(self, body: bytes) -> bytes:
+        """Serves one push from a peer: merge its snapshot, answer with ours."""
+        msg = decode(body, self._max_bytes)
+        try:
+            check_fingerprint(msg, self._replicas, self._vnodes)
+        except GossipMismatch as exc:
+            self._warn_mismatch(msg, exc)
+            raise
+        self._merge(msg)
+        return self._encode_snapshot()
+
+    async def leave(self, timeout_s: float) -> None:
+        """Announces our departure to every member not already gone, waiting at most `timeout_s`."""
+        self.view.leave()
+        log.info("%s: leaving the cluster (incarnation %d)", self.view.self_id, self.view.local.incarnation)
+        addrs = {m.gossip_addr for m in self.view.members()
+                 if m.node_id != self.view.self_id and m.state is not MemberState.LEFT and m.gossip_addr}
+        if not addrs:
+            return
+        tasks = [asyncio.create_task(self._exchange(a), name=f"gossip leave {a}") for a in addrs]
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        told = sum(t.result() for t in done)
+        log.info("%s: told %d of %d members that we left", self.view.self_id, told, len(addrs))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _pick_targets(self) -> list[str]:
+        """Up to `fanout` random live members, sometimes one dead one, and the seeds while we have
+        not yet been introduced to anybody (or everybody we knew is gone)."""
+        others = [m for m in self.view.members() if m.node_id != self.view.self_id and m.gossip_addr]
+        live = [m.gossip_addr for m in others if m.state in (MemberState.ALIVE, MemberState.SUSPECT)]
+        dead = [m.gossip_addr for m in others if m.state is MemberState.DEAD]
+        targets = self._rng.sample(live, min(self._fanout, len(live)))
+        if dead and (not live or self._rng.random() < DEAD_PROBE_PROBABILITY):
+            targets.append(self._rng.choice(dead))
+        if not self._seeded or not live:
+            own = self.view.local.gossip_addr
+            seeds = [s for s in self._seeds if s != own]
+            targets += self._rng.sample(seeds, min(self._fanout, len(seeds)))
+        return list(dict.fromkeys(targets))
+
+    async def _exchange(self, addr: str) -> bool:
+        """Push-pull with one peer; failures are logged and swallowed (the next round retries)."""
+        try:
+            reply = await self._transport.push_pull(addr, self._encode_snapshot())
+            msg = decode(reply, self._max_bytes)
+            check_fingerprint(msg, self._replicas, self._vnodes)
+        except _EXCHANGE_ERRORS as exc:
+            log.debug("%s: gossip with %s failed: %r", self.view.self_id, addr, exc)
+            return False
+        except Exception:
+            log.exception("%s: gossip with %s failed unexpectedly", self.view.self_id, addr)
+            return False
+        self._merge(msg)
+        if any(e[0] != self.view.self_id for e in msg.members):
+            self._seeded = True
+        return True
+
+    def _warn_mismatch(self, msg: GossipMessage, exc: GossipMismatch) -> None:
+        """A misconfigured peer retries every round: say so loudly once per peer and setting, then quietly."""
+        key = (msg.sender, msg.version, msg.replicas, msg.vnodes)
+        if key in self._mismatches_warned:
+            log.debug("%s: rejected gossip: %s", self.view.self_id, exc)
+            return
+        if len(self._mismatches_warned) >= MAX_MISMATCHES_REMEMBERED:
+            self._mismatches_warned.clear()
+        self._mismatches_warned.add(key)
+        log.warning("%s: rejected gossip: %s", self.view.self_id, exc)
+
+    def _exchange_done(self, addr: str, task: asyncio.Task[bool]) -> None:
+        if self._inflight.get(addr) is task:
+            del self._inflight[addr]
+
+    def _merge(self, msg: GossipMessage) -> None:
+        incarnation = self.view.local.incarnation
+        events = self.view.merge(msg.members, self._clock.monotonic())
+        if self.view.local.incarnation != incarnation:
+            log.info("%s: refuted stale news about us from %s, now incarnation %d",
+                     self.view.self_id, msg.sender, self.view.local.incarnation)
+        self._publish(events)
+
+    def _encode_snapshot(self) -> bytes:
+        msg = GossipMessage(self.view.self_id, self._replicas, self._vnodes, self.view.snapshot_entries())
+        return encode(msg)
+
+    def _publish(self, events: list[MemberEvent]) -> None:
+        if not events:
+            return
+        for e in events:
+            m = self.view.get(e.node_id)
+            log.info("%s: member %s %s (incarnation %s, gossip %s)", self.view.self_id, e.node_id, e.kind,
+                     m.incarnation if m else "?", m.gossip_addr if m else "?")
+        for callback in self._subscribers:
+            try:
+                callback(events)
+            except Exception:
+                log.exception("%s: membership subscriber %r failed", self.view.self_id, callback)
+
+    async def _sleep_unless_stopped(self, stop: asyncio.Event) -> None:
+        sleeper = asyncio.create_task(self._clock.sleep(self._interval_s))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (sleeper, stopper):
+                t.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+
+    async def _cancel_inflight(self) -> None:
+        tasks = list(self._inflight.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Version metadata: the MetadataStore contract and its backends (SQLite embedded, MongoDB shared)."""

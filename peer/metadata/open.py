@@ -1,0 +1,51 @@
+"""Chooses the metadata backend from a DFS_METADATA URI, the one place that knows both backends.
+
+sqlite:///relative/path and sqlite:////absolute/path follow the usual SQLAlchemy spelling: whatever
+follows the third slash is the path. mongodb:// and mongodb+srv:// URIs go to pymongo unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from peer.errors import ConfigError
+from peer.metadata.mongo import MongoStore
+from peer.metadata.sqlite import SqliteStore
+from peer.metadata.store import MetadataStore
+
+_SQLITE = "sqlite:///"
+_MONGO = ("mongodb://", "mongodb+srv://")
+DEFAULT_DATABASE = "filestore"
+
+
+def open_store(uri: str, database: str | None = None) -> MetadataStore:
+    if uri.startswith(_SQLITE):
+        return _open_sqlite(uri[len(_SQLITE) :])
+    if uri.startswith(_MONGO):
+        return MongoStore(uri, database=database or _database_in(uri) or DEFAULT_DATABASE)
+    raise ConfigError(f"DFS_METADATA must be sqlite:///PATH or mongodb://HOST:PORT/DB, got {_redact(uri)!r}")
+
+
+def _open_sqlite(raw_path: str) -> MetadataStore:
+    if not raw_path:
+        raise ConfigError("DFS_METADATA: sqlite:/// needs a file path, e.g. sqlite:////var/lib/dfs/metadata.db")
+    path = Path(raw_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DFS_METADATA: cannot create directory {path.parent}: {exc.strerror}") from exc
+    return SqliteStore(path)
+
+
+def _database_in(uri: str) -> str:
+    """The database named in the URI path (mongodb://host/DB?options), or ""."""
+    return unquote(urlsplit(uri).path.lstrip("/"))
+
+
+def _redact(uri: str) -> str:
+    """The URI without credentials, fit for an error message."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri

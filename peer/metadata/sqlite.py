@@ -1,0 +1,345 @@
+"""SQLite metadata backend: one WAL-mode database file shared by the peer processes of one host.
+
+Every write runs in BEGIN IMMEDIATE, so the per-file counter files.last_version is read and bumped
+under SQLite's single writer lock: concurrent commits from any thread or process get distinct,
+consecutive numbers, and a number is never handed out twice, even after its version is deleted.
+WAL needs shared memory between the processes, so the file must be on a local filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from peer.errors import ConfigError, FileNotFound, InvalidRequest, MetadataUnavailable, VersionNotFound
+from peer.metadata.common import (
+    check_limit,
+    check_version_spec,
+    decode_token,
+    encode_token,
+    prefix_upper_bound,
+)
+from peer.metadata.store import ChunkRef, FileRefSpec, ListPage, NewVersion, VersionRecord, VersionSpec
+
+SCHEMA_VERSION = 1
+# A writer waits this long for another process's transaction before the call reports unavailable.
+BUSY_TIMEOUT_S = 10.0
+_MAX_IDLE_CONNECTIONS = 8
+_IN_BATCH = 500  # well under SQLITE_MAX_VARIABLE_NUMBER on every SQLite version
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS files (
+        file_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        last_version INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS versions (
+        version_id TEXT PRIMARY KEY,
+        file_id TEXT NOT NULL REFERENCES files (file_id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (file_id, version)
+    )""",
+    # A version may hold one chunk id several times (repeated content); one row per pair is enough.
+    """CREATE TABLE IF NOT EXISTS chunk_refs (
+        version_id TEXT NOT NULL REFERENCES versions (version_id) ON DELETE CASCADE,
+        chunk_id TEXT NOT NULL,
+        PRIMARY KEY (version_id, chunk_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS chunk_refs_by_chunk ON chunk_refs (chunk_id)",
+)
+
+_COLUMNS = (
+    "v.file_id, v.version_id, v.version, v.name, v.size, v.sha256, v.chunks, v.content_type,"
+    " v.metadata, v.created_at"
+)
+_MAX_VERSION = "(SELECT MAX(w.version) FROM versions AS w WHERE w.file_id = v.file_id)"
+_SELECT = f"SELECT {_COLUMNS}, v.version = {_MAX_VERSION} FROM versions AS v"
+_LIST = (
+    f"SELECT {_COLUMNS}, 1 FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
+    f" WHERE v.version = {_MAX_VERSION} AND f.name >= ? AND f.name > ?"
+)
+
+
+class SqliteStore:
+    """MetadataStore on a local SQLite file; safe to share between threads and processes."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        # Connections are pooled rather than pinned to threads: asyncio.to_thread hands calls to
+        # whichever worker is free, and a pool lets close() reach every idle connection.
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._init_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- MetadataStore ---------------------------------------------------------------------------
+
+    def commit_version(self, new: NewVersion) -> VersionRecord:
+        if not new.name:
+            raise InvalidRequest("file name must not be empty")
+        created_at = new.created_at or time.time()
+        version_id = uuid.uuid4().hex
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            file_id, number = _claim_number(conn, new.name, created_at)
+            conn.execute(
+                "INSERT INTO versions (version_id, file_id, version, name, size, sha256, chunks,"
+                " content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (version_id, file_id, number, new.name, new.size, new.sha256, _dump_chunks(new.chunks),
+                 new.content_type, json.dumps(dict(new.metadata)), created_at),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO chunk_refs (version_id, chunk_id) VALUES (?, ?)",
+                [(version_id, chunk.chunk_id) for chunk in new.chunks],
+            )
+        return VersionRecord(
+            file_id=file_id, version_id=version_id, version=number, name=new.name, size=new.size,
+            sha256=new.sha256, chunks=tuple(new.chunks), content_type=new.content_type,
+            metadata=dict(new.metadata), created_at=created_at, latest=True,
+        )
+
+    def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        check_version_spec(version)
+        with self._transaction("BEGIN") as conn:
+            return _find_version(conn, ref, version)
+
+    def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage:
+        check_limit(limit)
+        sql, args = _LIST, [prefix, decode_token(page_token)]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            sql += " AND f.name < ?"
+            args.append(upper)
+        with self._transaction("BEGIN") as conn:
+            rows = conn.execute(f"{sql} ORDER BY f.name LIMIT ?", [*args, limit + 1]).fetchall()
+        records = [_record(row) for row in rows[:limit]]
+        next_token = encode_token(records[-1].name) if len(rows) > limit else ""
+        return ListPage(files=tuple(records), next_token=next_token)
+
+    def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
+        with self._transaction("BEGIN") as conn:
+            return _versions_of(conn, _file_id(conn, ref))
+
+    def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        check_version_spec(version)
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            record = _find_version(conn, ref, version)
+            conn.execute("DELETE FROM versions WHERE version_id = ?", (record.version_id,))
+            remaining = conn.execute(
+                "SELECT 1 FROM versions WHERE file_id = ? LIMIT 1", (record.file_id,)
+            ).fetchone()
+            if remaining is None:  # a file without versions does not exist: its name starts over
+                conn.execute("DELETE FROM files WHERE file_id = ?", (record.file_id,))
+        return record
+
+    def delete_file(self, ref: FileRefSpec) -> list[VersionRecord]:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            file_id = _file_id(conn, ref)
+            records = _versions_of(conn, file_id)
+            conn.execute("DELETE FROM files WHERE file_id = ?", (file_id,))  # cascades to versions
+        return records
+
+    def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: set[str] = set()
+        with self._transaction("BEGIN") as conn:
+            for start in range(0, len(wanted), _IN_BATCH):
+                batch = wanted[start : start + _IN_BATCH]
+                marks = ", ".join("?" * len(batch))
+                rows = conn.execute(f"SELECT chunk_id FROM chunk_refs WHERE chunk_id IN ({marks})", batch)
+                found.update(row[0] for row in rows)
+        return found
+
+    def ping(self) -> None:
+        with self._connection() as conn:
+            conn.execute("SELECT 1 FROM files LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- connections and transactions ------------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        with self._connection() as conn:
+            _enable_wal(conn, self.path)
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"sqlite metadata {self.path} has schema {found}; this peer reads up to {SCHEMA_VERSION}"
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise MetadataUnavailable("sqlite", f"cannot open {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # FULL fsyncs the WAL at every commit. NORMAL would only fsync at checkpoints, so a power
+            # cut could take back a version whose upload was already acknowledged (its chunks were
+            # fsynced); one more fsync per upload is cheap next to the chunk writes it follows.
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise MetadataUnavailable("sqlite", f"cannot open {self.path}: {exc}") from exc
+        return conn
+
+    def _acquire(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise MetadataUnavailable("sqlite", f"{self.path}: store is closed")
+            if self._idle:
+                return self._idle.pop()
+        return self._open()
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection; sqlite3 outages leave as MetadataUnavailable and drop the connection."""
+        conn = self._acquire()
+        try:
+            yield conn
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:  # locked past the timeout, I/O error, not a database
+            conn.close()
+            raise MetadataUnavailable("sqlite", f"{self.path}: {exc}") from exc
+        except BaseException:
+            self._release(conn)
+            raise
+        self._release(conn)
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE for writes, so the writer lock is taken before anything is read;
+        a plain BEGIN gives reads one consistent snapshot."""
+        with self._connection() as conn:
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # some errors (disk full, I/O) have already rolled it back
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def _enable_wal(conn: sqlite3.Connection, path: Path) -> None:
+    """Switches a new database file to WAL; WAL mode then persists in the file for every process.
+
+    SQLite answers a mode switch that meets another connection's lock with SQLITE_BUSY at once,
+    without its busy handler, so peers creating the same file together retry here, up to the timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+    if mode != "wal":
+        raise ConfigError(f"sqlite metadata {path}: cannot use WAL journal mode here (got {mode!r})")
+
+
+def _claim_number(conn: sqlite3.Connection, name: str, now: float) -> tuple[str, int]:
+    """The file id for name (created on first upload) and its next version number."""
+    row = conn.execute("SELECT file_id, last_version FROM files WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        file_id = uuid.uuid4().hex
+        conn.execute(
+            "INSERT INTO files (file_id, name, created_at, last_version) VALUES (?, ?, ?, 1)",
+            (file_id, name, now),
+        )
+        return file_id, 1
+    file_id, number = row[0], row[1] + 1
+    conn.execute("UPDATE files SET last_version = ? WHERE file_id = ?", (number, file_id))
+    return file_id, number
+
+
+def _file_id(conn: sqlite3.Connection, ref: FileRefSpec) -> str:
+    if ref.name is not None:
+        row = conn.execute("SELECT file_id FROM files WHERE name = ?", (ref.name,)).fetchone()
+    else:
+        row = conn.execute("SELECT file_id FROM files WHERE file_id = ?", (ref.file_id,)).fetchone()
+    if row is None:
+        raise FileNotFound(str(ref))
+    return str(row[0])
+
+
+def _find_version(conn: sqlite3.Connection, ref: FileRefSpec, spec: VersionSpec) -> VersionRecord:
+    file_id = _file_id(conn, ref)
+    args: tuple[object, ...]
+    if spec.number is not None:
+        where, args = "v.file_id = ? AND v.version = ?", (file_id, spec.number)
+    elif spec.version_id is not None:
+        where, args = "v.file_id = ? AND v.version_id = ?", (file_id, spec.version_id)
+    else:
+        where, args = "v.file_id = ? ORDER BY v.version DESC LIMIT 1", (file_id,)
+    row = conn.execute(f"{_SELECT} WHERE {where}", args).fetchone()
+    if row is None:
+        raise VersionNotFound(str(ref), str(spec))
+    return _record(row)
+
+
+def _versions_of(conn: sqlite3.Connection, file_id: str) -> list[VersionRecord]:
+    rows = conn.execute(f"{_SELECT} WHERE v.file_id = ? ORDER BY v.version DESC", (file_id,))
+    return [_record(row) for row in rows]
+
+
+def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:
+    return json.dumps([[c.chunk_id, c.size, list(c.peers)] for c in chunks])
+
+
+def _record(row: Sequence[Any]) -> VersionRecord:
+    file_id, version_id, number, name, size, sha256, chunks, content_type, metadata, created_at, latest = row
+    return VersionRecord(
+        file_id=file_id, version_id=version_id, version=number, name=name, size=size, sha256=sha256,
+        chunks=tuple(ChunkRef(chunk_id, chunk_size, tuple(peers))
+                     for chunk_id, chunk_size, peers in json.loads(chunks)),
+        content_type=content_type, metadata=json.loads(metadata), created_at=created_at,
+        latest=bool(latest),
+    )

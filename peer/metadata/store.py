@@ -1,0 +1,155 @@
+"""The metadata-store contract: version records and the operations every backend implements.
+
+Invariants every backend keeps (tests/test_metadata_contract.py checks them on each one):
+- a version becomes visible only through commit_version, which callers invoke after every chunk is
+  durable on its peers, so a visible version never points at missing data;
+- version numbers of one file are 1, 2, 3... in commit order, never reused (even after deleting the
+  latest), and concurrent commits to one name each get their own number;
+- a file id names one file for its whole life; deleting the whole file and uploading the name again
+  creates a new file id whose versions restart at 1.
+Backends are synchronous (sqlite3, pymongo); the service layer calls them through AsyncMetadata so
+blocking I/O never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One chunk of a version, in file order."""
+
+    chunk_id: str
+    size: int
+    peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What an upload hands to commit_version once all its chunks are durable."""
+
+    name: str
+    size: int
+    sha256: str
+    chunks: tuple[ChunkRef, ...]
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    file_id: str
+    version_id: str
+    version: int
+    name: str
+    size: int
+    sha256: str
+    chunks: tuple[ChunkRef, ...]
+    content_type: str
+    metadata: Mapping[str, str]
+    created_at: float
+    latest: bool = False
+
+
+@dataclass(frozen=True)
+class FileRefSpec:
+    """A file named by exactly one of name or file_id."""
+
+    name: str | None = None
+    file_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.name is None) == (self.file_id is None):
+            raise ValueError("exactly one of name or file_id must be set")
+
+    def __str__(self) -> str:
+        return self.name if self.name is not None else f"id:{self.file_id}"
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """A version by number or id; neither means the latest."""
+
+    number: int | None = None
+    version_id: str | None = None
+
+    def __str__(self) -> str:
+        if self.number is not None:
+            return str(self.number)
+        return self.version_id or "latest"
+
+
+@dataclass(frozen=True)
+class ListPage:
+    files: tuple[VersionRecord, ...]  # latest version of each file, ordered by name
+    next_token: str  # "" on the last page
+
+
+class MetadataStore(Protocol):
+    """Synchronous metadata backend. Raises FileNotFound/VersionNotFound and MetadataUnavailable."""
+
+    backend: str  # short name shown to users, e.g. "sqlite" or "mongodb"
+
+    def commit_version(self, new: NewVersion) -> VersionRecord: ...
+
+    def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord: ...
+
+    def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage: ...
+
+    def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
+        """Every live version, newest first."""
+        ...
+
+    def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord: ...
+
+    def delete_file(self, ref: FileRefSpec) -> list[VersionRecord]: ...
+
+    def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
+        """The subset of chunk_ids that some live version still uses (garbage collection asks this)."""
+        ...
+
+    def ping(self) -> None:
+        """Raises MetadataUnavailable when the backend cannot serve requests."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AsyncMetadata:
+    """Runs a synchronous MetadataStore off the event loop, one call per worker thread."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+        self.backend = store.backend
+
+    async def commit_version(self, new: NewVersion) -> VersionRecord:
+        return await asyncio.to_thread(self.store.commit_version, new)
+
+    async def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        return await asyncio.to_thread(self.store.get_version, ref, version)
+
+    async def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage:
+        return await asyncio.to_thread(self.store.list_files, prefix, limit, page_token)
+
+    async def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
+        return await asyncio.to_thread(self.store.list_versions, ref)
+
+    async def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        return await asyncio.to_thread(self.store.delete_version, ref, version)
+
+    async def delete_file(self, ref: FileRefSpec) -> list[VersionRecord]:
+        return await asyncio.to_thread(self.store.delete_file, ref)
+
+    async def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
+        return await asyncio.to_thread(self.store.referenced_chunks, chunk_ids)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self.store.ping)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.store.close)

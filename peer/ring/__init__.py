@@ -1,0 +1,1 @@
+"""Placement: the consistent-hash ring and the pure rules that combine it with peer liveness."""

@@ -1,0 +1,197 @@
+"""The public FileStore gRPC service: validate what arrives, call a service, map errors once.
+
+This is the only place where client requests become domain calls; handlers stay thin so that every
+rule (durability, verification, versioning) lives in transfer/ and metadata/.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from peer.errors import DfsError, InvalidRequest
+from peer.metadata.store import AsyncMetadata, FileRefSpec, VersionRecord, VersionSpec
+from peer.rpc import validation as v
+from peer.rpc.status import abort_with
+from peer.transfer.download import DownloadService
+from peer.transfer.upload import UploadService, UploadSpec
+from proto import dfs_pb2 as pb
+from proto import dfs_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MemberSnapshot:
+    node_id: str
+    state: str
+    grpc_addr: str
+    gossip_addr: str
+    incarnation: int
+    heartbeat: int
+    chunk_count: int
+    chunk_bytes: int
+    on_ring: bool
+    last_seen_s: float
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    node_id: str
+    ring_digest: str
+    replicas: int
+    vnodes: int
+    chunk_size: int
+    members: tuple[MemberSnapshot, ...]
+    metadata_backend: str
+    metadata_healthy: bool
+    metadata_error: str
+
+
+def version_info(rec: VersionRecord, with_chunks: bool = False) -> pb.VersionInfo:
+    info = pb.VersionInfo(
+        file_id=rec.file_id,
+        version_id=rec.version_id,
+        version=rec.version,
+        name=rec.name,
+        size=rec.size,
+        sha256=rec.sha256,
+        chunk_count=len(rec.chunks),
+        content_type=rec.content_type,
+        metadata=dict(rec.metadata),
+        created_at=rec.created_at,
+        latest=rec.latest,
+    )
+    if with_chunks:
+        info.chunks.extend(
+            pb.ChunkPlacement(chunk_id=c.chunk_id, size=c.size, peers=list(c.peers)) for c in rec.chunks
+        )
+    return info
+
+
+def file_ref(msg: pb.FileRef) -> FileRefSpec:
+    which = msg.WhichOneof("ref")
+    if which == "name":
+        return FileRefSpec(name=v.check_name(msg.name))
+    if which == "file_id":
+        return FileRefSpec(file_id=v.check_id(msg.file_id, "file id"))
+    raise InvalidRequest("a file name or file id is required")
+
+
+def version_spec(msg: pb.VersionSelector) -> VersionSpec:
+    which = msg.WhichOneof("selector")
+    if which == "number":
+        return VersionSpec(number=v.check_version_number(msg.number))
+    if which == "version_id":
+        return VersionSpec(version_id=v.check_id(msg.version_id, "version id"))
+    return VersionSpec()
+
+
+async def _data_pieces(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[bytes]:
+    async for msg in requests:
+        if msg.WhichOneof("msg") != "data":
+            raise InvalidRequest("only data messages may follow the upload header")
+        if msg.data:
+            yield msg.data
+
+
+class FileStoreServicer(pb_grpc.FileStoreServicer):
+    def __init__(
+        self,
+        uploads: UploadService,
+        downloads: DownloadService,
+        metadata: AsyncMetadata,
+        snapshot: Callable[[], ClusterSnapshot],
+    ) -> None:
+        self._uploads = uploads
+        self._downloads = downloads
+        self._metadata = metadata
+        self._snapshot = snapshot
+
+    async def Upload(  # noqa: N802 - gRPC method names
+        self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
+    ) -> pb.UploadReply:
+        try:
+            requests = aiter(request_iterator)
+            first = await anext(requests, None)
+            if first is None or first.WhichOneof("msg") != "header":
+                raise InvalidRequest("the first upload message must be a header")
+            spec = UploadSpec(
+                name=v.check_name(first.header.name),
+                content_type=v.check_content_type(first.header.content_type),
+                metadata=v.check_metadata(first.header.metadata),
+            )
+            record = await self._uploads.upload(spec, _data_pieces(requests))
+        except DfsError as exc:
+            await abort_with(context, exc)
+        peers = sorted({p for c in record.chunks for p in c.peers})
+        return pb.UploadReply(version=version_info(record, with_chunks=True), peers=peers)
+
+    async def Download(  # noqa: N802
+        self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DownloadReply]:
+        try:
+            ref, ver = file_ref(request.file), version_spec(request.version)
+            record, rng, data = await self._downloads.open(ref, ver, request.offset, request.length)
+            header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
+            yield pb.DownloadReply(header=header)
+            async for piece in data:
+                yield pb.DownloadReply(data=piece)
+        except DfsError as exc:
+            await abort_with(context, exc)
+
+    async def Stat(self, request: pb.StatRequest, context: grpc.aio.ServicerContext) -> pb.VersionInfo:  # noqa: N802
+        try:
+            rec = await self._metadata.get_version(file_ref(request.file), version_spec(request.version))
+        except DfsError as exc:
+            await abort_with(context, exc)
+        return version_info(rec, with_chunks=True)
+
+    async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> pb.ListReply:  # noqa: N802
+        try:
+            prefix = v.check_name(request.prefix) if request.prefix else ""
+            page = await self._metadata.list_files(prefix, v.check_page_size(request.page_size), request.page_token)
+        except DfsError as exc:
+            await abort_with(context, exc)
+        return pb.ListReply(files=[version_info(r) for r in page.files], next_page_token=page.next_token)
+
+    async def ListVersions(  # noqa: N802
+        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListVersionsReply:
+        try:
+            records = await self._metadata.list_versions(file_ref(request.file))
+        except DfsError as exc:
+            await abort_with(context, exc)
+        return pb.ListVersionsReply(versions=[version_info(r) for r in records])
+
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteReply:  # noqa: N802
+        try:
+            ref = file_ref(request.file)
+            if request.HasField("version") and request.version.WhichOneof("selector"):
+                deleted = [await self._metadata.delete_version(ref, version_spec(request.version))]
+            else:
+                deleted = await self._metadata.delete_file(ref)
+        except DfsError as exc:
+            await abort_with(context, exc)
+        for rec in deleted:
+            log.info("deleted %s v%d", rec.name, rec.version)
+        return pb.DeleteReply(deleted=[version_info(r) for r in deleted])
+
+    async def ClusterStatus(  # noqa: N802
+        self, request: pb.ClusterStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClusterStatusReply:
+        snap = self._snapshot()
+        return pb.ClusterStatusReply(
+            node_id=snap.node_id,
+            ring_digest=snap.ring_digest,
+            replicas=snap.replicas,
+            vnodes=snap.vnodes,
+            chunk_size=snap.chunk_size,
+            members=[pb.MemberStatus(**m.__dict__) for m in snap.members],
+            metadata_backend=snap.metadata_backend,
+            metadata_healthy=snap.metadata_healthy,
+            metadata_error=snap.metadata_error,
+        )

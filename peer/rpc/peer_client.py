@@ -1,0 +1,86 @@
+"""ChunkPeers over gRPC: how this peer reaches the PeerChunks service of the others.
+
+One channel per peer address, reused by every call. gRPC failures are translated here, once, into
+domain errors (PeerUnavailable, ChunkNotFound, ChunkCorrupt) so services never see grpc types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, PeerUnavailable
+from proto import dfs_pb2 as pb
+from proto import dfs_pb2_grpc as pb_grpc
+
+
+def channel_options(max_message: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", max_message),
+        ("grpc.max_receive_message_length", max_message),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class GrpcChunkPeers:
+    def __init__(self, resolve: Callable[[str], str | None], timeout_s: float, max_message: int) -> None:
+        self._resolve = resolve
+        self._timeout = timeout_s
+        self._max_message = max_message
+        self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.PeerChunksStub]] = {}
+
+    def _stub(self, node_id: str) -> pb_grpc.PeerChunksStub:
+        addr = self._resolve(node_id)
+        if not addr:
+            raise PeerUnavailable(node_id, "no known address")
+        entry = self._channels.get(addr)
+        if entry is None:
+            channel = grpc.aio.insecure_channel(addr, options=channel_options(self._max_message))
+            entry = (channel, pb_grpc.PeerChunksStub(channel))
+            self._channels[addr] = entry
+        return entry[1]
+
+    async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
+        try:
+            await self._stub(node_id).PutChunks(iter([pb.Chunk(chunk_id=chunk_id, data=data)]), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, node_id, chunk_id) from exc
+
+    async def get(self, node_id: str, chunk_id: str) -> bytes:
+        try:
+            call = self._stub(node_id).GetChunks(pb.ChunkIds(ids=[chunk_id]), timeout=self._timeout)
+            async for chunk in call:
+                if chunk.chunk_id == chunk_id:
+                    return bytes(chunk.data)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, node_id, chunk_id) from exc
+        raise ChunkNotFound(chunk_id)
+
+    async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        try:
+            reply = await self._stub(node_id).HasChunks(pb.ChunkIds(ids=list(chunk_ids)), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, node_id, "") from exc
+        return set(reply.ids)
+
+    async def delete(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        try:
+            reply = await self._stub(node_id).DeleteChunks(pb.ChunkIds(ids=list(chunk_ids)), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, node_id, "") from exc
+        return set(reply.ids)
+
+    async def close(self) -> None:
+        for channel, _stub in self._channels.values():
+            await channel.close(None)
+        self._channels.clear()
+
+
+def _translate(exc: grpc.aio.AioRpcError, node_id: str, chunk_id: str) -> DfsError:
+    code = exc.code()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ChunkNotFound(chunk_id)
+    if code == grpc.StatusCode.DATA_LOSS:
+        return ChunkCorrupt(chunk_id, f"peer {node_id[:8]}")
+    return PeerUnavailable(node_id, f"{code.name}: {exc.details()}")

@@ -1,0 +1,45 @@
+"""The one table from domain errors to gRPC status codes, applied at the edge and nowhere else.
+
+Every error the peer returns on purpose carries trailing metadata `dfs-error-kind`, so a client can
+tell "the peer answered UNAVAILABLE" (not enough replicas, metadata store down) from "the peer could
+not be reached at all", which gRPC reports with the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+
+from peer import errors
+
+log = logging.getLogger(__name__)
+
+ERROR_KIND_KEY = "dfs-error-kind"
+
+_CODES: list[tuple[type[errors.DfsError], grpc.StatusCode]] = [
+    (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.IntegrityError, grpc.StatusCode.DATA_LOSS),
+    (errors.InsufficientReplicas, grpc.StatusCode.UNAVAILABLE),
+    (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.MetadataUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.VersionConflict, grpc.StatusCode.ABORTED),
+    (errors.StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+]
+
+
+def status_of(exc: errors.DfsError) -> grpc.StatusCode:
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: errors.DfsError) -> NoReturn:
+    code = status_of(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("internal error: %s", exc)
+    await context.abort(code, str(exc), trailing_metadata=((ERROR_KIND_KEY, exc.kind),))
+    raise AssertionError("unreachable: abort raises")

@@ -1,0 +1,74 @@
+"""Checks on everything a client sends, before it reaches a service: names, ids, sizes, ranges.
+
+Names are opaque keys in the metadata store and never become file-system paths; still they must be
+printable UTF-8 of bounded size so that listings and logs stay safe.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from peer.errors import InvalidRequest
+
+MAX_NAME_BYTES = 1024
+MAX_CONTENT_TYPE = 256
+MAX_META_ENTRIES = 64
+MAX_META_BYTES = 8 * 1024
+MAX_PAGE_SIZE = 1000
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def check_name(name: str) -> str:
+    if not name:
+        raise InvalidRequest("a file name is required")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise InvalidRequest(f"file name longer than {MAX_NAME_BYTES} bytes")
+    if _has_control(name):
+        raise InvalidRequest("file name contains NUL or control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("file name is not valid UTF-8") from None
+    return name
+
+
+def check_id(value: str, what: str) -> str:
+    if not HEX32.match(value):
+        raise InvalidRequest(f"invalid {what} {value[:40]!r}: expected 32 lowercase hex characters")
+    return value
+
+
+def check_content_type(value: str) -> str:
+    if len(value) > MAX_CONTENT_TYPE or _has_control(value):
+        raise InvalidRequest(f"content type must be printable and at most {MAX_CONTENT_TYPE} characters")
+    return value
+
+
+def check_metadata(meta: Mapping[str, str]) -> dict[str, str]:
+    if len(meta) > MAX_META_ENTRIES:
+        raise InvalidRequest(f"at most {MAX_META_ENTRIES} user metadata entries are allowed")
+    total = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+    if total > MAX_META_BYTES:
+        raise InvalidRequest(f"user metadata larger than {MAX_META_BYTES} bytes")
+    for key in meta:
+        if not key or _has_control(key):
+            raise InvalidRequest("user metadata keys must be non-empty and printable")
+    return dict(meta)
+
+
+def check_version_number(number: int) -> int:
+    if number < 1:
+        raise InvalidRequest(f"version numbers start at 1, got {number}")
+    return number
+
+
+def check_page_size(size: int) -> int:
+    if size < 0:
+        raise InvalidRequest("page size must not be negative")
+    return min(size or 100, MAX_PAGE_SIZE)

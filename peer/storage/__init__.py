@@ -1,0 +1,1 @@
+"""Local chunk storage of one peer."""

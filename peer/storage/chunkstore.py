@@ -1,0 +1,184 @@
+"""Content-addressed chunk files on one peer's disk, written durably and verified on every read.
+
+Layout: DATA_DIR/chunks/ab/cd/<sha256 hex>. A chunk is durable once its file is renamed into place:
+the one write recipe (write_durable) writes a temp file in the same directory, fsyncs it, renames it
+and fsyncs the directory, so a crash leaves either no chunk or a whole one, never a torn one. Stale
+temp files from a crash are removed at open. A copy whose bytes do not hash to its id moves to
+quarantine/ (kept for inspection, never served). All methods block: callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from peer.errors import ChunkCorrupt, ChunkNotFound, InvalidRequest, StorageFull
+
+log = logging.getLogger(__name__)
+
+CHUNK_ID = re.compile(r"^[0-9a-f]{64}$")
+TMP_MARK = ".tmp-"
+
+
+def check_chunk_id(chunk_id: str) -> str:
+    """Chunk ids name files, so only lowercase hex SHA-256 ever reaches a path."""
+    if not isinstance(chunk_id, str) or not CHUNK_ID.match(chunk_id):
+        raise InvalidRequest(f"invalid chunk id {chunk_id[:80]!r}: expected 64 lowercase hex characters")
+    return chunk_id
+
+
+def sha256_hex(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_durable(path: Path, data: bytes | bytearray | memoryview, replace: bool = True) -> bool:
+    """Temp file in the target directory, write, fsync, rename, fsync the directory.
+
+    With replace=False the temp file is published with link(), which fails when the target exists,
+    so of two concurrent writers of one content-addressed chunk exactly one reports that it created
+    it. Returns whether this call published the file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull(f"no space left for {path.name}") from exc
+        raise
+    fsync_dir(path.parent)
+    return True
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ChunkStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "chunks"
+        self.quarantine_dir = data_dir / "quarantine"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._count = 0
+        self._bytes = 0
+        self._recover()
+
+    def _recover(self) -> None:
+        """Drops temp files a crash left behind and counts what is held."""
+        removed = 0
+        for path in self.root.glob("*/*/*"):
+            if TMP_MARK in path.name:
+                path.unlink(missing_ok=True)
+                removed += 1
+            elif CHUNK_ID.match(path.name):
+                self._count += 1
+                self._bytes += path.stat().st_size
+        if removed:
+            log.info("removed %d stale temp chunk files", removed)
+
+    def path(self, chunk_id: str) -> Path:
+        check_chunk_id(chunk_id)
+        return self.root / chunk_id[:2] / chunk_id[2:4] / chunk_id
+
+    @property
+    def stats(self) -> tuple[int, int]:
+        """(chunk count, bytes) held, kept current without walking the disk."""
+        return self._count, self._bytes
+
+    def has(self, chunk_id: str) -> bool:
+        return self.path(chunk_id).is_file()
+
+    def put(self, chunk_id: str, data: bytes | bytearray | memoryview, verified: bool = False) -> bool:
+        """Stores a chunk durably; returns False when an intact copy was already held (content addressed).
+
+        `verified` means the caller has just hashed `data` itself; otherwise it is hashed here, since a
+        chunk must never be stored under an id its bytes do not match.
+        """
+        path = self.path(chunk_id)
+        if not verified and sha256_hex(data) != chunk_id:
+            raise ChunkCorrupt(chunk_id, "the sender (bytes do not match the chunk id)")
+        try:
+            if path.stat().st_size == len(data):
+                return False
+            self.delete(chunk_id)  # a foreign file under this name: replace it with the real bytes
+        except FileNotFoundError:
+            pass
+        if not write_durable(path, data, replace=False):
+            return False
+        with self._lock:
+            self._count += 1
+            self._bytes += len(data)
+        return True
+
+    def get(self, chunk_id: str) -> bytes:
+        """Returns the chunk's bytes after checking their SHA-256; a corrupt copy is quarantined."""
+        path = self.path(chunk_id)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+        if sha256_hex(data) != chunk_id:
+            self.quarantine(chunk_id)
+            raise ChunkCorrupt(chunk_id, "local disk")
+        return data
+
+    def quarantine(self, chunk_id: str) -> None:
+        path = self.path(chunk_id)
+        target = self.quarantine_dir / f"{chunk_id}.{uuid.uuid4().hex[:8]}"
+        try:
+            size = path.stat().st_size
+            os.replace(path, target)
+        except FileNotFoundError:
+            return
+        with self._lock:
+            self._count -= 1
+            self._bytes -= size
+        log.warning("chunk %s failed its SHA-256 check and was quarantined to %s", chunk_id, target)
+
+    def delete(self, chunk_id: str) -> bool:
+        path = self.path(chunk_id)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        with self._lock:
+            self._count -= 1
+            self._bytes -= size
+        return True
+
+    def iter_ids(self) -> Iterator[str]:
+        for path in self.root.glob("*/*/*"):
+            if CHUNK_ID.match(path.name):
+                yield path.name

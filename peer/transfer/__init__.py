@@ -1,0 +1,1 @@
+"""Moving file bytes: cutting uploads into chunks, replicating them, and reassembling downloads."""

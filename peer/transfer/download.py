@@ -1,0 +1,139 @@
+"""Download: version record -> chunks fetched from their holders -> verified bytes, in order.
+
+Each chunk is fetched from the local disk when this peer holds it, else from the peers that the
+record says hold it and the ring's owners (usable ones first), then from any other peer. Every copy
+is checked against its SHA-256 before a byte of it is sent; a corrupt or missing copy is skipped.
+When no intact copy exists the stream fails with DataLoss, never with wrong bytes. Up to `window`
+chunks are fetched ahead of the one being sent, so several owners serve one download at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from peer.errors import ChunkCorrupt, DataLoss, DfsError, InvalidRequest
+from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, VersionRecord, VersionSpec
+from peer.ring.placement import read_order
+from peer.storage.chunkstore import ChunkStore, sha256_hex
+from peer.transfer.peers import ChunkPeers, ClusterView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+def resolve_range(size: int, offset: int, length: int) -> ByteRange:
+    """length 0 means to the end; a range reaching past the end is cut at the end (as HTTP does)."""
+    if offset < 0 or length < 0:
+        raise InvalidRequest("offset and length must not be negative")
+    if offset > size:
+        raise InvalidRequest(f"offset {offset} is beyond the end of the file ({size} bytes)")
+    end = size if length == 0 else min(size, offset + length)
+    return ByteRange(offset, end - offset)
+
+
+class DownloadService:
+    def __init__(
+        self,
+        view: ClusterView,
+        store: ChunkStore,
+        peers: ChunkPeers,
+        metadata: AsyncMetadata,
+        *,
+        replicas: int,
+        window: int,
+    ) -> None:
+        self._view = view
+        self._store = store
+        self._peers = peers
+        self._metadata = metadata
+        self._replicas = replicas
+        self._window = window
+
+    async def open(
+        self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int
+    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[bytes]]:
+        record = await self._metadata.get_version(ref, version)
+        rng = resolve_range(record.size, offset, length)
+        return record, rng, self._stream(record, rng)
+
+    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[bytes]:
+        whole = rng.offset == 0 and rng.length == record.size
+        file_hash = hashlib.sha256() if whole else None
+        todo = iter(_chunks_in_range(record.chunks, rng))
+        ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes]]] = deque()
+
+        def fetch_next() -> None:
+            item = next(todo, None)
+            if item is not None:
+                ahead.append((*item, asyncio.ensure_future(self.fetch_chunk(item[0]))))
+
+        try:
+            for _ in range(self._window):
+                fetch_next()
+            while ahead:
+                ref, start, task = ahead.popleft()
+                data = await task
+                fetch_next()
+                if file_hash is not None:
+                    await asyncio.to_thread(file_hash.update, data)
+                lo = max(rng.offset - start, 0)
+                hi = min(rng.end - start, ref.size)
+                yield data if (lo, hi) == (0, ref.size) else data[lo:hi]
+        finally:
+            for _ref, _start, pending in ahead:
+                pending.cancel()
+        if file_hash is not None and file_hash.hexdigest() != record.sha256:
+            raise DataLoss(f"{record.name} v{record.version}: file SHA-256 does not match its record")
+
+    async def fetch_chunk(self, ref: ChunkRef) -> bytes:
+        """An intact copy of one chunk from wherever one can be found."""
+        view = self._view
+        order = read_order(view.ring, ref.chunk_id, self._replicas, ref.peers, view.is_usable)
+        if view.local_id in order:
+            order.remove(view.local_id)
+            order.insert(0, view.local_id)
+        failures: list[str] = []
+        for node in order:
+            try:
+                return await self._fetch_from(node, ref.chunk_id)
+            except (DfsError, OSError) as exc:
+                failures.append(f"{node[:8]}: {exc}")
+                log.debug("chunk %s not served by %s: %s", ref.chunk_id[:12], node[:8], exc)
+        log.error("no intact copy of chunk %s: %s", ref.chunk_id, "; ".join(failures))
+        raise DataLoss(f"no intact copy of chunk {ref.chunk_id} found on {len(order)} peers")
+
+    async def _fetch_from(self, node: str, chunk_id: str) -> bytes:
+        if node == self._view.local_id:
+            return await asyncio.to_thread(self._store.get, chunk_id)
+        data = await self._peers.get(node, chunk_id)
+        if await asyncio.to_thread(sha256_hex, data) != chunk_id:
+            log.warning("peer %s sent a corrupt copy of chunk %s; trying another", node[:8], chunk_id)
+            raise ChunkCorrupt(chunk_id, f"peer {node[:8]}")
+        return data
+
+
+def _chunks_in_range(chunks: tuple[ChunkRef, ...], rng: ByteRange) -> list[tuple[ChunkRef, int]]:
+    """Chunks overlapping the range, each with the file offset where it starts."""
+    out: list[tuple[ChunkRef, int]] = []
+    start = 0
+    for ref in chunks:
+        if start >= rng.end:
+            break
+        if start + ref.size > rng.offset and ref.size > 0:
+            out.append((ref, start))
+        start += ref.size
+    return out

@@ -1,0 +1,40 @@
+"""What the transfer services need from the rest of the peer, as protocols the edges implement.
+
+ChunkPeers moves chunks to and from other peers (rpc/peer_client.py implements it over gRPC);
+ClusterView answers which peers own a key and which are usable right now (node.py implements it
+from membership and the ring). Keeping these narrow lets upload/download run against fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from peer.ring.hashring import HashRing
+
+
+class ChunkPeers(Protocol):
+    async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
+        """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt."""
+        ...
+
+    async def get(self, node_id: str, chunk_id: str) -> bytes:
+        """The bytes node_id holds for chunk_id, unverified; raises ChunkNotFound or PeerUnavailable."""
+        ...
+
+    async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]: ...
+
+    async def delete(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]: ...
+
+
+class ClusterView(Protocol):
+    local_id: str
+
+    @property
+    def ring(self) -> HashRing: ...
+
+    def is_usable(self, node_id: str) -> bool:
+        """Alive as far as this peer knows: suspect, dead and left peers are routed around."""
+        ...
+
+    def usable_count(self) -> int: ...

@@ -1,0 +1,142 @@
+"""Upload: stream -> chunks -> R durable copies on distinct peers -> version metadata.
+
+Ordering is the durability argument: a version record is committed only after every chunk has been
+acknowledged durable (fsync + rename) by R distinct peers, so a visible version never points at
+missing bytes. Memory is bounded by `window` chunks in flight. Hashing runs in worker threads.
+If the client goes away mid-stream, the task group cancels every in-flight write and nothing is
+committed; chunks already written are unreferenced and left for garbage collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+
+from peer.clock import Clock
+from peer.errors import DfsError, InsufficientReplicas
+from peer.metadata.store import AsyncMetadata, ChunkRef, NewVersion, VersionRecord
+from peer.storage.chunkstore import ChunkStore
+from peer.transfer.chunker import chunk_stream
+from peer.transfer.peers import ChunkPeers, ClusterView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadSpec:
+    name: str
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def _hash_chunk(chunk: bytes, file_hash: hashlib._Hash) -> str:
+    file_hash.update(chunk)
+    return hashlib.sha256(chunk).hexdigest()
+
+
+class UploadService:
+    def __init__(
+        self,
+        view: ClusterView,
+        store: ChunkStore,
+        peers: ChunkPeers,
+        metadata: AsyncMetadata,
+        clock: Clock,
+        *,
+        replicas: int,
+        chunk_size: int,
+        window: int,
+    ) -> None:
+        self._view = view
+        self._store = store
+        self._peers = peers
+        self._metadata = metadata
+        self._clock = clock
+        self._replicas = replicas
+        self._chunk_size = chunk_size
+        self._window = window
+
+    async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes]) -> VersionRecord:
+        self._require_replicas()
+        file_hash = hashlib.sha256()
+        slots = asyncio.Semaphore(self._window)
+        pending: list[tuple[str, int, asyncio.Task[tuple[str, ...]]]] = []
+        size = 0
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for chunk in chunk_stream(pieces, self._chunk_size):
+                    await slots.acquire()
+                    chunk_id = await asyncio.to_thread(_hash_chunk, chunk, file_hash)
+                    task = group.create_task(self._replicate(chunk_id, chunk))
+                    task.add_done_callback(lambda _t: slots.release())
+                    pending.append((chunk_id, len(chunk), task))
+                    size += len(chunk)
+        except BaseExceptionGroup as group_error:
+            raise _first_domain_error(group_error) from group_error
+        chunks = tuple(ChunkRef(cid, n, task.result()) for cid, n, task in pending)
+        new = NewVersion(
+            name=spec.name,
+            size=size,
+            sha256=file_hash.hexdigest(),
+            chunks=chunks,
+            content_type=spec.content_type,
+            metadata=dict(spec.metadata),
+            created_at=self._clock.wall(),
+        )
+        record = await self._metadata.commit_version(new)
+        log.info("stored %s v%d (%d bytes, %d chunks)", record.name, record.version, size, len(chunks))
+        return record
+
+    def _require_replicas(self) -> None:
+        available = self._view.usable_count()
+        if available < self._replicas:
+            raise InsufficientReplicas(self._replicas, available)
+
+    async def _replicate(self, chunk_id: str, chunk: bytes) -> tuple[str, ...]:
+        """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
+        view = self._view
+        candidates = iter([n for n in view.ring.preference(chunk_id) if view.is_usable(n)])
+        running: dict[asyncio.Task[None], str] = {}
+        for node in islice(candidates, self._replicas):
+            running[asyncio.create_task(self._put(node, chunk_id, chunk))] = node
+        stored: list[str] = []
+        errors: list[str] = []
+        try:
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    node = running.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        stored.append(node)
+                        continue
+                    errors.append(f"{node[:8]}: {exc}")
+                    log.warning("write of chunk %s to %s failed: %s", chunk_id[:12], node[:8], exc)
+                    for nxt in islice(candidates, 1):
+                        running[asyncio.create_task(self._put(nxt, chunk_id, chunk))] = nxt
+        finally:
+            for task in running:
+                task.cancel()
+        if len(stored) < self._replicas:
+            raise InsufficientReplicas(self._replicas, len(stored), "; ".join(errors[-3:]))
+        return tuple(stored)
+
+    async def _put(self, node: str, chunk_id: str, chunk: bytes) -> None:
+        if node == self._view.local_id:
+            await asyncio.to_thread(self._store.put, chunk_id, chunk, True)
+        else:
+            await self._peers.put(node, chunk_id, chunk)
+
+
+def _first_domain_error(group: BaseExceptionGroup) -> BaseException:
+    """A task group wraps failures; callers expect the DfsError that caused them."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_domain_error(exc)
+        if isinstance(exc, DfsError):
+            return exc
+    return group.exceptions[0]

@@ -1,0 +1,253 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FileRef(_message.Message):
+    __slots__ = ("name", "file_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    file_id: str
+    def __init__(self, name: _Optional[str] = ..., file_id: _Optional[str] = ...) -> None: ...
+
+class VersionSelector(_message.Message):
+    __slots__ = ("number", "version_id")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    version_id: str
+    def __init__(self, number: _Optional[int] = ..., version_id: _Optional[str] = ...) -> None: ...
+
+class UploadHeader(_message.Message):
+    __slots__ = ("name", "content_type", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content_type: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UploadRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ChunkPlacement(_message.Message):
+    __slots__ = ("chunk_id", "size", "peers")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    size: int
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk_id: _Optional[str] = ..., size: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VersionInfo(_message.Message):
+    __slots__ = ("file_id", "version_id", "version", "name", "size", "sha256", "chunk_count", "content_type", "metadata", "created_at", "latest", "chunks")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    version_id: str
+    version: int
+    name: str
+    size: int
+    sha256: str
+    chunk_count: int
+    content_type: str
+    metadata: _containers.ScalarMap[str, str]
+    created_at: float
+    latest: bool
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkPlacement]
+    def __init__(self, file_id: _Optional[str] = ..., version_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., latest: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkPlacement, _Mapping]]] = ...) -> None: ...
+
+class UploadReply(_message.Message):
+    __slots__ = ("version", "peers")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    version: VersionInfo
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DownloadRequest(_message.Message):
+    __slots__ = ("file", "version", "offset", "length")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    file: FileRef
+    version: VersionSelector
+    offset: int
+    length: int
+    def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class DownloadHeader(_message.Message):
+    __slots__ = ("version", "offset", "length")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    version: VersionInfo
+    offset: int
+    length: int
+    def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class DownloadReply(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: DownloadHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("file", "version")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    file: FileRef
+    version: VersionSelector
+    def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("prefix", "page_size", "page_token")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    page_size: int
+    page_token: str
+    def __init__(self, prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReply(_message.Message):
+    __slots__ = ("files", "next_page_token")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[VersionInfo]
+    next_page_token: str
+    def __init__(self, files: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListVersionsRequest(_message.Message):
+    __slots__ = ("file",)
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    file: FileRef
+    def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ...) -> None: ...
+
+class ListVersionsReply(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
+    def __init__(self, versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("file", "version")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    file: FileRef
+    version: VersionSelector
+    def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ...) -> None: ...
+
+class DeleteReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedCompositeFieldContainer[VersionInfo]
+    def __init__(self, deleted: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ...) -> None: ...
+
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MemberStatus(_message.Message):
+    __slots__ = ("node_id", "state", "grpc_addr", "gossip_addr", "incarnation", "heartbeat", "chunk_count", "chunk_bytes", "on_ring", "last_seen_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDR_FIELD_NUMBER: _ClassVar[int]
+    GOSSIP_ADDR_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ON_RING_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    state: str
+    grpc_addr: str
+    gossip_addr: str
+    incarnation: int
+    heartbeat: int
+    chunk_count: int
+    chunk_bytes: int
+    on_ring: bool
+    last_seen_s: float
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., grpc_addr: _Optional[str] = ..., gossip_addr: _Optional[str] = ..., incarnation: _Optional[int] = ..., heartbeat: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., on_ring: _Optional[bool] = ..., last_seen_s: _Optional[float] = ...) -> None: ...
+
+class ClusterStatusReply(_message.Message):
+    __slots__ = ("node_id", "ring_digest", "replicas", "vnodes", "chunk_size", "members", "metadata_backend", "metadata_healthy", "metadata_error")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RING_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    VNODES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    METADATA_HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_ERROR_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    ring_digest: str
+    replicas: int
+    vnodes: int
+    chunk_size: int
+    members: _containers.RepeatedCompositeFieldContainer[MemberStatus]
+    metadata_backend: str
+    metadata_healthy: bool
+    metadata_error: str
+    def __init__(self, node_id: _Optional[str] = ..., ring_digest: _Optional[str] = ..., replicas: _Optional[int] = ..., vnodes: _Optional[int] = ..., chunk_size: _Optional[int] = ..., members: _Optional[_Iterable[_Union[MemberStatus, _Mapping]]] = ..., metadata_backend: _Optional[str] = ..., metadata_healthy: _Optional[bool] = ..., metadata_error: _Optional[str] = ...) -> None: ...
+
+class Chunk(_message.Message):
+    __slots__ = ("chunk_id", "data")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    data: bytes
+    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ChunkIds(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PutChunksReply(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stored: _Optional[_Iterable[str]] = ...) -> None: ...

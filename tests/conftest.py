@@ -1,0 +1,38 @@
+"""Shared fixtures: process clusters of real peers, with their logs shown when a test fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster import Cluster
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Cluster]]:
+    """Factory: make_cluster(n, replicas=2, metadata=None, extra=()) -> a converged Cluster."""
+    clusters: list[Cluster] = []
+
+    def factory(n: int, replicas: int = 2, metadata: str | None = None, extra: tuple[str, ...] = ()) -> Cluster:
+        base = tmp_path / f"cluster{len(clusters)}"
+        base.mkdir()
+        cluster = Cluster(base, metadata=metadata, replicas=replicas, extra=extra)
+        clusters.append(cluster)
+        return cluster.start(n)
+
+    yield factory
+    failed = getattr(request.node, "rep_call", None)
+    for cluster in clusters:
+        cluster.close()
+        if failed is not None and failed.failed:
+            print(cluster.tail_logs())

@@ -1,0 +1,652 @@
+"""The MetadataStore contract, run against every backend: SQLite, MongoStore on mongomock, and a real
+MongoDB when DFS_TEST_MONGO_URI is set (each test then gets its own database, dropped afterwards).
+Backend-specific tests at the end cover what only one backend can get wrong: several processes on
+one SQLite file, unopenable paths, an unreachable MongoDB, and commits racing deletes on MongoDB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mongomock
+import pymongo
+import pytest
+
+from peer.errors import ConfigError, FileNotFound, InvalidRequest, MetadataUnavailable, VersionNotFound
+from peer.metadata.common import decode_token, encode_token, prefix_upper_bound
+from peer.metadata.mongo import MongoStore
+from peer.metadata.open import open_store
+from peer.metadata.sqlite import SqliteStore
+from peer.metadata.store import (
+    ChunkRef,
+    FileRefSpec,
+    MetadataStore,
+    NewVersion,
+    VersionRecord,
+    VersionSpec,
+)
+
+MONGO_URI = os.environ.get("DFS_TEST_MONGO_URI", "")
+LATEST = VersionSpec()
+
+
+@contextmanager
+def mongo_database(kind: str) -> Iterator[tuple[Any, str]]:
+    """A client and a database name of its own; the database is dropped and the client closed after."""
+    if kind == "mongodb" and not MONGO_URI:
+        pytest.skip("DFS_TEST_MONGO_URI is not set")
+    client: Any = (
+        mongomock.MongoClient()
+        if kind == "mongomock"
+        else pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=3000)
+    )
+    name = f"dfs_test_{uuid.uuid4().hex}"
+    try:
+        yield client, name
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "mongomock", "mongodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    if request.param == "sqlite":
+        sqlite_store = SqliteStore(tmp_path / "metadata.db")
+        yield sqlite_store
+        sqlite_store.close()
+        return
+    with mongo_database(request.param) as (client, name):
+        mongo_store = MongoStore("mongodb://unused", database=name, client=client)
+        yield mongo_store
+        mongo_store.close()
+
+
+@pytest.fixture(params=["mongomock", "mongodb"])
+def mongo(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    with mongo_database(request.param) as client_and_name:
+        yield client_and_name
+
+
+def new(name: str = "docs/a.txt", chunks: tuple[str, ...] = ("c1",), **fields: Any) -> NewVersion:
+    refs = tuple(ChunkRef(chunk_id, 100 + i, ("peer-a", "peer-b")) for i, chunk_id in enumerate(chunks))
+    return NewVersion(
+        name=name, size=sum(ref.size for ref in refs), sha256="ab" * 32, chunks=refs, **fields
+    )
+
+
+def ref(name: str = "docs/a.txt") -> FileRefSpec:
+    return FileRefSpec(name=name)
+
+
+def numbers(records: list[VersionRecord]) -> list[int]:
+    return [record.version for record in records]
+
+
+def list_all(store: MetadataStore, prefix: str, limit: int) -> list[list[str]]:
+    """Every page of a listing, as lists of names."""
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = store.list_files(prefix, limit, token)
+        pages.append([record.name for record in page.files])
+        assert all(record.latest for record in page.files)
+        token = page.next_token
+        if not token:
+            return pages
+        assert len(pages) < 1000, "listing never ends"
+
+
+# -- commit and get -------------------------------------------------------------------------------
+
+
+def test_commit_then_get_latest_returns_the_same_record(store: MetadataStore) -> None:
+    committed = store.commit_version(new())
+
+    assert committed.version == 1 and committed.latest
+    assert store.get_version(ref(), LATEST) == committed
+
+
+def test_versions_of_one_name_are_consecutive(store: MetadataStore) -> None:
+    records = [store.commit_version(new()) for _ in range(3)]
+
+    assert numbers(records) == [1, 2, 3]
+    assert len({r.file_id for r in records}) == 1
+    assert len({r.version_id for r in records}) == 3
+    assert store.get_version(ref(), LATEST) == records[2]
+
+
+def test_get_by_number_and_by_version_id(store: MetadataStore) -> None:
+    v1, v2, v3 = (store.commit_version(new(chunks=(f"c{i}",))) for i in range(3))
+
+    assert store.get_version(ref(), VersionSpec(number=2)) == dataclasses.replace(v2, latest=False)
+    assert store.get_version(ref(), VersionSpec(version_id=v1.version_id)) == dataclasses.replace(
+        v1, latest=False
+    )
+    assert store.get_version(ref(), VersionSpec(number=3)) == v3
+
+
+def test_get_by_file_id(store: MetadataStore) -> None:
+    store.commit_version(new())
+    v2 = store.commit_version(new())
+
+    assert store.get_version(FileRefSpec(file_id=v2.file_id), LATEST) == v2
+    assert store.get_version(FileRefSpec(file_id=v2.file_id), VersionSpec(number=1)).version == 1
+
+
+def test_unknown_file_raises_file_not_found(store: MetadataStore) -> None:
+    store.commit_version(new())
+    missing = [ref("docs/other.txt"), FileRefSpec(file_id=uuid.uuid4().hex)]
+
+    for spec in missing:
+        with pytest.raises(FileNotFound):
+            store.get_version(spec, LATEST)
+        with pytest.raises(FileNotFound):
+            store.get_version(spec, VersionSpec(number=1))
+        with pytest.raises(FileNotFound):
+            store.list_versions(spec)
+        with pytest.raises(FileNotFound):
+            store.delete_version(spec, LATEST)
+        with pytest.raises(FileNotFound):
+            store.delete_file(spec)
+
+
+def test_unknown_version_raises_version_not_found(store: MetadataStore) -> None:
+    store.commit_version(new())
+
+    for spec in (VersionSpec(number=2), VersionSpec(number=0), VersionSpec(version_id="nope")):
+        with pytest.raises(VersionNotFound):
+            store.get_version(ref(), spec)
+        with pytest.raises(VersionNotFound):
+            store.delete_version(ref(), spec)
+    assert numbers(store.list_versions(ref())) == [1]
+
+
+def test_version_id_of_another_file_is_not_found(store: MetadataStore) -> None:
+    store.commit_version(new("a"))
+    other = store.commit_version(new("b"))
+
+    with pytest.raises(VersionNotFound):
+        store.get_version(ref("a"), VersionSpec(version_id=other.version_id))
+    with pytest.raises(VersionNotFound):
+        store.delete_version(ref("a"), VersionSpec(version_id=other.version_id))
+    assert store.get_version(ref("b"), LATEST) == other
+
+
+def test_version_spec_with_number_and_id_is_refused(store: MetadataStore) -> None:
+    v1 = store.commit_version(new())
+
+    with pytest.raises(InvalidRequest):
+        store.get_version(ref(), VersionSpec(number=1, version_id=v1.version_id))
+
+
+def test_record_fields_round_trip_exactly(store: MetadataStore) -> None:
+    chunks = (
+        ChunkRef("c-9", 4_194_304, ("p3", "p1", "p2")),
+        ChunkRef("c-1", 1, ()),
+        ChunkRef("c-9", 4_194_304, ("p1",)),  # repeated content: same chunk twice, in order
+        ChunkRef("c-5", 7, ("p2",)),
+    )
+    metadata = {"author": "Zoë", "a.b": "dotted", "$dollar": "x", "empty": "", "日本": "語"}
+    sent = NewVersion(
+        name="dir/ünïcode 文件.bin", size=8_388_616, sha256="f" * 64, chunks=chunks,
+        content_type="application/octet-stream; charset=binary", metadata=metadata, created_at=1712345678.125,
+    )
+
+    committed = store.commit_version(sent)
+    got = store.get_version(ref(sent.name), LATEST)
+
+    assert got == committed
+    assert (got.name, got.size, got.sha256, got.chunks) == (sent.name, sent.size, sent.sha256, chunks)
+    assert (got.content_type, dict(got.metadata)) == (sent.content_type, metadata)
+    assert got.created_at == 1712345678.125
+    assert list(got.metadata) == list(metadata)
+
+
+def test_empty_file_has_no_chunks(store: MetadataStore) -> None:
+    committed = store.commit_version(NewVersion(name="empty", size=0, sha256="e3b0" * 16, chunks=()))
+
+    assert store.get_version(ref("empty"), LATEST) == committed
+    assert committed.chunks == ()
+
+
+def test_created_at_defaults_to_commit_time(store: MetadataStore) -> None:
+    before = time.time()
+    committed = store.commit_version(new())
+
+    assert before <= committed.created_at <= time.time()
+    assert store.get_version(ref(), LATEST).created_at == committed.created_at
+
+
+# -- versions and deletes ---------------------------------------------------------------------------
+
+
+def test_list_versions_newest_first(store: MetadataStore) -> None:
+    committed = [store.commit_version(new()) for _ in range(3)]
+
+    listed = store.list_versions(ref())
+
+    assert numbers(listed) == [3, 2, 1]
+    assert [r.latest for r in listed] == [True, False, False]
+    assert [r.version_id for r in listed] == [r.version_id for r in reversed(committed)]
+
+
+def test_deleting_latest_makes_previous_latest(store: MetadataStore) -> None:
+    for _ in range(3):
+        store.commit_version(new())
+
+    deleted = store.delete_version(ref(), LATEST)
+
+    assert deleted.version == 3
+    latest = store.get_version(ref(), LATEST)
+    assert (latest.version, latest.latest) == (2, True)
+    assert numbers(store.list_versions(ref())) == [2, 1]
+    with pytest.raises(VersionNotFound):
+        store.get_version(ref(), VersionSpec(number=3))
+
+
+def test_version_numbers_are_never_reused(store: MetadataStore) -> None:
+    for _ in range(3):
+        store.commit_version(new())
+    store.delete_version(ref(), VersionSpec(number=3))
+
+    assert store.commit_version(new()).version == 4
+    assert numbers(store.list_versions(ref())) == [4, 2, 1]
+
+
+def test_delete_version_by_id_in_the_middle(store: MetadataStore) -> None:
+    _, v2, v3 = (store.commit_version(new()) for _ in range(3))
+
+    deleted = store.delete_version(ref(), VersionSpec(version_id=v2.version_id))
+
+    assert deleted == dataclasses.replace(v2, latest=False)
+    assert numbers(store.list_versions(ref())) == [3, 1]
+    assert store.get_version(ref(), LATEST) == v3
+
+
+def test_deleting_the_only_version_removes_the_file(store: MetadataStore) -> None:
+    first = store.commit_version(new())
+
+    store.delete_version(ref(), LATEST)
+
+    with pytest.raises(FileNotFound):
+        store.get_version(ref(), LATEST)
+    with pytest.raises(FileNotFound):
+        store.get_version(FileRefSpec(file_id=first.file_id), LATEST)
+    assert store.list_files("", 10, "").files == ()
+    again = store.commit_version(new())
+    assert again.version == 1 and again.file_id != first.file_id
+
+
+def test_delete_file_then_upload_again_starts_a_new_file(store: MetadataStore) -> None:
+    old = [store.commit_version(new()) for _ in range(3)]
+
+    deleted = store.delete_file(ref())
+
+    assert numbers(deleted) == [3, 2, 1]
+    assert {r.version_id for r in deleted} == {r.version_id for r in old}
+    for spec in (ref(), FileRefSpec(file_id=old[0].file_id)):
+        with pytest.raises(FileNotFound):
+            store.get_version(spec, LATEST)
+    fresh = store.commit_version(new())
+    assert fresh.version == 1 and fresh.file_id != old[0].file_id
+    assert numbers(store.list_versions(ref())) == [1]
+
+
+# -- listing --------------------------------------------------------------------------------------
+
+NAMES = [
+    "%", "%x", "_", "_x", "a", "a%", "a%b", "a%%", "a_b", "a_", "ab", "aB", "a\\b", "a[b]", "a.*",
+    "aé", "a😀", "b", "docs/1", "docs/2", "docs%2", "docs_2", "日本/東京", "日本語", "\U0010ffff",
+]
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["", "a", "a%", "a_", "%", "_", "docs/", "docs", "a\\", "a.", "a[", "日本", "a😀", "\U0010ffff", "zzz"],
+)
+def test_list_files_matches_prefix_literally(store: MetadataStore, prefix: str) -> None:
+    for name in NAMES:
+        store.commit_version(new(name))
+
+    page = store.list_files(prefix, 1000, "")
+
+    assert [r.name for r in page.files] == sorted(n for n in NAMES if n.startswith(prefix))
+    assert page.next_token == ""
+
+
+def test_list_files_returns_latest_live_version(store: MetadataStore) -> None:
+    for _ in range(3):
+        store.commit_version(new("x"))
+    store.commit_version(new("y"))
+    store.delete_version(ref("x"), LATEST)
+
+    page = store.list_files("", 10, "")
+
+    assert [(r.name, r.version, r.latest) for r in page.files] == [("x", 2, True), ("y", 1, True)]
+    assert page.files[0] == store.get_version(ref("x"), LATEST)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 25, 26, 100])
+def test_paging_returns_every_file_once_in_name_order(store: MetadataStore, limit: int) -> None:
+    for name in NAMES:
+        store.commit_version(new(name))
+
+    pages = list_all(store, "", limit)
+
+    assert [name for page in pages for name in page] == sorted(NAMES)
+    assert len(pages) == math.ceil(len(NAMES) / limit)
+    assert all(len(page) == limit for page in pages[:-1])
+
+
+def test_paging_within_a_prefix(store: MetadataStore) -> None:
+    for name in NAMES:
+        store.commit_version(new(name))
+
+    pages = list_all(store, "a", 2)
+
+    assert [name for page in pages for name in page] == sorted(n for n in NAMES if n.startswith("a"))
+
+
+def test_paging_survives_deleting_the_last_listed_file(store: MetadataStore) -> None:
+    for name in ("f1", "f2", "f3", "f4"):
+        store.commit_version(new(name))
+    first = store.list_files("f", 2, "")
+    store.delete_file(ref("f2"))
+
+    second = store.list_files("f", 2, first.next_token)
+
+    assert [r.name for r in first.files] == ["f1", "f2"]
+    assert [r.name for r in second.files] == ["f3", "f4"] and second.next_token == ""
+
+
+def test_list_files_refuses_bad_limit_and_token(store: MetadataStore) -> None:
+    with pytest.raises(InvalidRequest):
+        store.list_files("", 0, "")
+    with pytest.raises(InvalidRequest):
+        store.list_files("", 10, "!!not a token!!")
+
+
+# -- chunk references ----------------------------------------------------------------------------
+
+
+def test_chunk_shared_by_two_files_stays_referenced_until_both_are_gone(store: MetadataStore) -> None:
+    store.commit_version(new("a", chunks=("x", "shared")))
+    store.commit_version(new("b", chunks=("shared", "y")))
+    asked = ["x", "shared", "y", "unknown", "x"]
+
+    assert store.referenced_chunks(asked) == {"x", "shared", "y"}
+    store.delete_version(ref("a"), LATEST)
+    assert store.referenced_chunks(asked) == {"shared", "y"}
+    store.delete_file(ref("b"))
+    assert store.referenced_chunks(asked) == set()
+
+
+def test_chunk_shared_by_two_versions_stays_referenced_until_both_are_gone(store: MetadataStore) -> None:
+    store.commit_version(new(chunks=("s", "old")))
+    store.commit_version(new(chunks=("s", "s", "new")))
+
+    store.delete_version(ref(), VersionSpec(number=2))
+    assert store.referenced_chunks(["s", "old", "new"]) == {"s", "old"}
+    store.delete_version(ref(), VersionSpec(number=1))
+    assert store.referenced_chunks(["s", "old", "new"]) == set()
+
+
+def test_referenced_chunks_handles_empty_and_large_queries(store: MetadataStore) -> None:
+    used = [f"chunk-{i:05d}" for i in range(0, 3000, 3)]
+    store.commit_version(new(chunks=tuple(used)))
+
+    assert store.referenced_chunks([]) == set()
+    assert store.referenced_chunks([f"chunk-{i:05d}" for i in range(3000)]) == set(used)
+
+
+# -- concurrency and health ----------------------------------------------------------------------
+
+
+def test_concurrent_commits_to_one_name_get_distinct_consecutive_numbers(
+    store: MetadataStore, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["store"] == "mongomock":
+        pytest.skip("mongomock's find_one_and_update is not atomic across threads; real MongoDB's is")
+    threads, per_thread = 8, 10
+    start = threading.Barrier(threads)
+
+    def commit_many(_: int) -> list[int]:
+        start.wait(timeout=30)
+        return [store.commit_version(new("hot")).version for _ in range(per_thread)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        returned = [n for batch in pool.map(commit_many, range(threads)) for n in batch]
+
+    expected = list(range(1, threads * per_thread + 1))
+    assert sorted(returned) == expected
+    listed = store.list_versions(ref("hot"))
+    assert numbers(listed) == expected[::-1]
+    assert len({r.version_id for r in listed}) == len(expected)
+    assert len({r.file_id for r in listed}) == 1
+
+
+def test_ping(store: MetadataStore) -> None:
+    store.ping()
+    store.commit_version(new())
+    store.ping()
+
+
+def test_closed_store_reports_unavailable(store: MetadataStore) -> None:
+    store.close()
+
+    with pytest.raises(MetadataUnavailable, match="closed"):
+        store.get_version(ref(), LATEST)
+
+
+# -- SQLite only ---------------------------------------------------------------------------------
+
+
+def _commit_from_process(path: str, name: str, count: int, start: Any) -> None:
+    start.wait(timeout=60)
+    store = SqliteStore(path)  # the processes also race to create the database file
+    try:
+        for _ in range(count):
+            store.commit_version(new(name))
+    finally:
+        store.close()
+
+
+def test_sqlite_commits_from_several_processes_share_one_counter(tmp_path: Path) -> None:
+    path, processes, per_process = str(tmp_path / "metadata.db"), 3, 20
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(processes)
+    workers = [
+        ctx.Process(target=_commit_from_process, args=(path, "hot", per_process, start))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join(timeout=90)
+        assert [worker.exitcode for worker in workers] == [0] * processes
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+            worker.close()
+
+    store = SqliteStore(path)
+    try:
+        listed = store.list_versions(ref("hot"))
+    finally:
+        store.close()
+    assert numbers(listed) == list(range(processes * per_process, 0, -1))
+    assert len({r.version_id for r in listed}) == processes * per_process
+
+
+def test_sqlite_store_is_shared_by_two_instances(tmp_path: Path) -> None:
+    first, second = SqliteStore(tmp_path / "m.db"), SqliteStore(tmp_path / "m.db")
+    try:
+        committed = first.commit_version(new())
+        assert second.get_version(ref(), LATEST) == committed
+        assert second.commit_version(new()).version == 2
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("layout", ["directory", "under_a_file", "not_a_database"])
+def test_sqlite_unopenable_path_is_reported_with_the_path(tmp_path: Path, layout: str) -> None:
+    blocker = tmp_path / "blocker"
+    if layout == "directory":
+        path = tmp_path
+    elif layout == "under_a_file":
+        blocker.write_text("not a directory")
+        path = blocker / "metadata.db"
+    else:
+        path = tmp_path / "junk.db"
+        path.write_bytes(b"this is not an sqlite file" * 200)
+
+    with pytest.raises(MetadataUnavailable) as caught:
+        SqliteStore(path)
+
+    assert "sqlite" in str(caught.value) and str(path) in str(caught.value)
+
+
+# -- MongoDB only --------------------------------------------------------------------------------
+
+
+def test_mongo_unreachable_server_fails_fast_as_unavailable() -> None:
+    store = MongoStore("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")
+    try:
+        started = time.monotonic()
+        with pytest.raises(MetadataUnavailable, match="mongodb") as caught:
+            store.get_version(ref(), LATEST)
+        assert time.monotonic() - started < 5
+        assert caught.value.retriable
+        with pytest.raises(MetadataUnavailable, match="mongodb"):
+            store.ping()
+    finally:
+        store.close()
+
+
+def _interfere_after_claim(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]
+) -> None:
+    """Runs action (another peer's call) once, between a commit claiming its number and inserting."""
+    claim = store._claim_number
+    pending = [action]
+
+    def claim_then_interfere(name: str, now: float) -> dict[str, Any]:
+        file = claim(name, now)
+        while pending:
+            pending.pop()()
+        return file
+
+    monkeypatch.setattr(store, "_claim_number", claim_then_interfere)
+
+
+def test_mongo_commit_racing_delete_file_lands_in_a_new_file(
+    mongo: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, name = mongo
+    mine, other = (MongoStore("mongodb://unused", database=name, client=client) for _ in range(2))
+    old = mine.commit_version(new())
+    _interfere_after_claim(mine, monkeypatch, lambda: other.delete_file(ref()))
+
+    committed = mine.commit_version(new(chunks=("fresh",)))
+
+    assert committed.version == 1 and committed.file_id != old.file_id
+    assert other.list_versions(ref()) == [committed]
+    assert other.referenced_chunks(["c1", "fresh"]) == {"fresh"}
+
+
+def test_mongo_commit_racing_delete_of_the_last_version_keeps_the_file(
+    mongo: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, name = mongo
+    mine, other = (MongoStore("mongodb://unused", database=name, client=client) for _ in range(2))
+    old = mine.commit_version(new())
+    _interfere_after_claim(mine, monkeypatch, lambda: other.delete_version(ref(), VersionSpec(number=1)))
+
+    committed = mine.commit_version(new())
+
+    assert (committed.version, committed.file_id) == (2, old.file_id)
+    assert other.list_versions(ref()) == [committed]
+    other.delete_version(ref(), LATEST)
+    with pytest.raises(FileNotFound):
+        other.get_version(ref(), LATEST)
+
+
+# -- opening by URI and paging helpers -----------------------------------------------------------
+
+
+def test_open_store_sqlite_creates_parent_directories(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "metadata.db"
+
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert isinstance(store, SqliteStore) and store.backend == "sqlite"
+        store.commit_version(new())
+    finally:
+        store.close()
+    assert path.exists()
+
+
+def test_open_store_sqlite_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    store = open_store("sqlite:///rel/metadata.db")
+    store.close()
+
+    assert (tmp_path / "rel" / "metadata.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("uri", "database", "expected"),
+    [
+        ("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", None, "filestore"),
+        ("mongodb://127.0.0.1:1/meta?serverSelectionTimeoutMS=200", None, "meta"),
+        ("mongodb://127.0.0.1:1/meta?serverSelectionTimeoutMS=200", "chosen", "chosen"),
+    ],
+)
+def test_open_store_mongodb_picks_the_database(uri: str, database: str | None, expected: str) -> None:
+    store = open_store(uri, database)
+    store.close()
+
+    assert isinstance(store, MongoStore) and store.backend == "mongodb"
+    assert store.database == expected
+
+
+@pytest.mark.parametrize("uri", ["", "sqlite:///", "postgres://db/x", "sqlite://relative", "file:///x.db"])
+def test_open_store_refuses_unknown_uris(uri: str) -> None:
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        open_store(uri)
+
+
+def test_open_store_hides_credentials_in_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store("redis://user:secret@host/0")
+
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["", "a", "docs/x y", "日本語", "a%_\\", "\U0010ffff"])
+def test_page_token_round_trips(name: str) -> None:
+    assert decode_token(encode_token(name)) == name
+
+
+@pytest.mark.parametrize(
+    ("prefix", "bound"),
+    [("", None), ("a", "b"), ("a%", "a&"), ("a\U0010ffff", "b"), ("\U0010ffff", None), ("\ud7ff", "\ue000")],
+)
+def test_prefix_upper_bound(prefix: str, bound: str | None) -> None:
+    assert prefix_upper_bound(prefix) == bound
