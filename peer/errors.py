@@ -91,6 +91,7 @@ class MetadataUnavailable(DfsError):
     def __init__(self, backend: str, detail: str = "") -> None:
         super().__init__(f"metadata store {backend} unavailable" + (f": {detail}" if detail else ""))
         self.backend = backend
+        self.detail = detail
 
 
 class VersionConflict(DfsError):

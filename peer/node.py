@@ -19,14 +19,14 @@ import grpc
 
 from peer.clock import Clock, SystemClock
 from peer.config import PeerConfig, split_hostport
-from peer.errors import DfsError
+from peer.errors import DfsError, MetadataUnavailable
 from peer.gossip_http.client import HttpGossipTransport
 from peer.gossip_http.server import build_app, start_http
 from peer.identity import Identity, load_identity
 from peer.membership.gossiper import Gossiper
 from peer.membership.state import MembershipView, MemberState
 from peer.metadata.open import open_store
-from peer.metadata.store import AsyncMetadata
+from peer.metadata.store import AsyncMetadata, MetadataStore
 from peer.ring.hashring import HashRing
 from peer.ring.placement import ring_members
 from peer.rpc.client_service import ClusterSnapshot, FileStoreServicer, MemberSnapshot
@@ -87,9 +87,18 @@ class MetadataHealth:
 
 
 class Node:
-    def __init__(self, config: PeerConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        clock: Clock | None = None,
+        metadata: MetadataStore | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        """`metadata` injects an already-open store (tests share one mongomock store between peers)."""
         self.config = config.validate()
         self.clock = clock or SystemClock()
+        self._injected_metadata = metadata
+        self._handle_signals = handle_signals
         self.identity: Identity = load_identity(config.data_dir)
         self.stop_event = asyncio.Event()
         self.health = MetadataHealth()
@@ -101,7 +110,10 @@ class Node:
     async def run(self) -> None:
         cfg = self.config
         store = await asyncio.to_thread(ChunkStore, cfg.data_dir)
-        metadata = AsyncMetadata(await asyncio.to_thread(open_store, cfg.metadata_uri))
+        raw_store = self._injected_metadata
+        if raw_store is None:
+            raw_store = await asyncio.to_thread(open_store, cfg.metadata_uri)
+        metadata = AsyncMetadata(raw_store)
         max_message = cfg.chunk_size + 1024 * 1024
         server = grpc.aio.server(options=channel_options(max(max_message, 8 * 1024 * 1024)))
         grpc_host, _ = split_hostport(cfg.grpc_addr)
@@ -133,11 +145,16 @@ class Node:
         downloads = DownloadService(cluster, store, peers, metadata, replicas=cfg.replicas,
                                     window=cfg.download_window)
         pb_grpc.add_FileStoreServicer_to_server(
-            FileStoreServicer(uploads, downloads, metadata, lambda: self._snapshot(view, cluster, metadata)), server
+            FileStoreServicer(
+                uploads, downloads, metadata, lambda: self._snapshot(view, cluster, metadata),
+                lambda: self._require_metadata(metadata.backend),
+            ),
+            server,
         )
         pb_grpc.add_PeerChunksServicer_to_server(PeerChunksServicer(store), server)
         await server.start()
-        self._install_signals()
+        if self._handle_signals:
+            self._install_signals()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(gossiper.run(self.stop_event))
@@ -151,7 +168,8 @@ class Node:
             await runner.cleanup()
             await transport.close()
             await peers.close()
-            await metadata.close()
+            if self._injected_metadata is None:
+                await metadata.close()
             (cfg.data_dir / "ready.json").unlink(missing_ok=True)
             log.info("peer %s stopped", self.node_id)
 
@@ -176,12 +194,16 @@ class Node:
             await metadata.ping()
         except DfsError as exc:
             if self.health.healthy:
-                log.error("metadata store degraded: %s", exc)
-            self.health = MetadataHealth(False, str(exc))
+                log.error("degraded: %s", exc)
+            self.health = MetadataHealth(False, exc.detail if isinstance(exc, MetadataUnavailable) else str(exc))
             return
         if not self.health.healthy:
             log.info("metadata store %s recovered", metadata.backend)
         self.health = MetadataHealth()
+
+    def _require_metadata(self, backend: str) -> None:
+        if not self.health.healthy:
+            raise MetadataUnavailable(backend, self.health.error)
 
     def _health_doc(self) -> dict[str, object]:
         status = "ok" if self.health.healthy else "degraded"
@@ -194,7 +216,8 @@ class Node:
             MemberSnapshot(
                 node_id=m.node_id, state=m.state.value, grpc_addr=m.grpc_addr, gossip_addr=m.gossip_addr,
                 incarnation=m.incarnation, heartbeat=m.heartbeat, chunk_count=m.chunk_count,
-                chunk_bytes=m.chunk_bytes, on_ring=m.node_id in on_ring, last_seen_s=max(0.0, now - m.last_seen),
+                chunk_bytes=m.chunk_bytes, on_ring=m.node_id in on_ring,
+                last_seen_s=0.0 if m.node_id == self.node_id else max(0.0, now - m.last_seen),
             )
             for m in sorted(view.members(), key=lambda m: m.node_id)
         )

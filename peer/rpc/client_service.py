@@ -105,16 +105,22 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         downloads: DownloadService,
         metadata: AsyncMetadata,
         snapshot: Callable[[], ClusterSnapshot],
+        require_metadata: Callable[[], None] = lambda: None,
     ) -> None:
+        """`require_metadata` raises MetadataUnavailable while the store is known to be down, so calls
+        fail at once instead of each waiting out the backend's own timeout (and an upload does not
+        write chunks it could never commit)."""
         self._uploads = uploads
         self._downloads = downloads
         self._metadata = metadata
         self._snapshot = snapshot
+        self._require_metadata = require_metadata
 
     async def Upload(  # noqa: N802 - gRPC method names
         self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
     ) -> pb.UploadReply:
         try:
+            self._require_metadata()
             requests = aiter(request_iterator)
             first = await anext(requests, None)
             if first is None or first.WhichOneof("msg") != "header":
@@ -134,6 +140,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.DownloadReply]:
         try:
+            self._require_metadata()
             ref, ver = file_ref(request.file), version_spec(request.version)
             record, rng, data = await self._downloads.open(ref, ver, request.offset, request.length)
             header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
@@ -145,6 +152,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
 
     async def Stat(self, request: pb.StatRequest, context: grpc.aio.ServicerContext) -> pb.VersionInfo:  # noqa: N802
         try:
+            self._require_metadata()
             rec = await self._metadata.get_version(file_ref(request.file), version_spec(request.version))
         except DfsError as exc:
             await abort_with(context, exc)
@@ -152,6 +160,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
 
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> pb.ListReply:  # noqa: N802
         try:
+            self._require_metadata()
             prefix = v.check_name(request.prefix) if request.prefix else ""
             page = await self._metadata.list_files(prefix, v.check_page_size(request.page_size), request.page_token)
         except DfsError as exc:
@@ -162,6 +171,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListVersionsReply:
         try:
+            self._require_metadata()
             records = await self._metadata.list_versions(file_ref(request.file))
         except DfsError as exc:
             await abort_with(context, exc)
@@ -169,6 +179,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteReply:  # noqa: N802
         try:
+            self._require_metadata()
             ref = file_ref(request.file)
             if request.HasField("version") and request.version.WhichOneof("selector"):
                 deleted = [await self._metadata.delete_version(ref, version_spec(request.version))]
