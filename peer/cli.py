@@ -1,12 +1,16 @@
 """`dfs-peer`: run one peer (`serve`) or a local cluster of peers (`cluster up`).
 
 Every flag of `serve` also reads a DFS_* environment variable, so containers are configured by
-environment only. Errors are one line on stderr with a non-zero exit code, never a traceback.
+environment only; the MongoDB settings also accept the MONGO_URI and DATABASE names of the original
+design. `serve --print-config` prints the resolved settings as JSON and exits without starting.
+Errors are one line on stderr with a non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
@@ -62,12 +66,21 @@ def _serve_options(fn: Any) -> Any:
         click.option("--gossip-addr", envvar="DFS_GOSSIP_ADDR", default=d.gossip_addr, show_default=True,
                      help="Gossip/health HTTP listen HOST:PORT."),
         click.option("--advertise-grpc", envvar="DFS_ADVERTISE_GRPC", default="",
-                     help="gRPC address other peers dial (default: the listen address)."),
+                     help="gRPC address other peers dial (default: the listen address, with 0.0.0.0 or :: "
+                          "replaced by this host's IP)."),
         click.option("--advertise-gossip", envvar="DFS_ADVERTISE_GOSSIP", default="",
-                     help="Gossip address other peers dial (default: the listen address)."),
+                     help="Gossip address other peers dial (default: the listen address, with 0.0.0.0 or :: "
+                          "replaced by this host's IP)."),
         click.option("--seeds", envvar="DFS_SEEDS", default="", help="Comma-separated gossip HOST:PORT to join."),
-        click.option("--metadata", envvar="DFS_METADATA", default="",
-                     help="sqlite:///PATH or mongodb://HOST:PORT/DB  [default: sqlite:///DATA_DIR/metadata.db]"),
+        click.option("--metadata", envvar=["DFS_METADATA", "MONGO_URI"], default="",
+                     help="sqlite:///PATH or mongodb://HOST:PORT/DB; env DFS_METADATA, else MONGO_URI  "
+                          "[default: sqlite:///DATA_DIR/metadata.db]"),
+        click.option("--database", envvar=["DFS_DATABASE", "DATABASE"], default=d.database,
+                     help="MongoDB database; env DFS_DATABASE, else DATABASE  "
+                          "[default: the database in the URI, else filestore]"),
+        click.option("--metadata-write-concern", envvar="DFS_METADATA_WRITE_CONCERN",
+                     default=d.metadata_write_concern, show_default=True,
+                     help='MongoDB write concern: "majority" or a node count.'),
         click.option("--replicas", envvar="DFS_REPLICAS", default=d.replicas, show_default=True, type=int),
         click.option("--vnodes", envvar="DFS_VNODES", default=d.vnodes, show_default=True, type=int),
         click.option("--chunk-size", envvar="DFS_CHUNK_SIZE", default=d.chunk_size, show_default=True, type=int),
@@ -87,6 +100,18 @@ def _serve_options(fn: Any) -> Any:
                      type=float, help="Seconds a dead peer stays on the ring."),
         click.option("--rpc-timeout", envvar="DFS_RPC_TIMEOUT", default=d.rpc_timeout_s, show_default=True,
                      type=float, help="Seconds."),
+        click.option("--repair-interval", envvar="DFS_REPAIR_INTERVAL", default=d.repair_interval_s,
+                     show_default=True, type=float, help="Seconds between anti-entropy rounds."),
+        click.option("--repair-batch", envvar="DFS_REPAIR_BATCH", default=d.repair_batch, show_default=True,
+                     type=int, help="Chunk copies moved per round at most."),
+        click.option("--scrub-rate", envvar="DFS_SCRUB_RATE", default=d.scrub_bytes_per_s, show_default=True,
+                     type=float, help="Bytes/s the scrubber verifies (0: unlimited)."),
+        click.option("--scrub-interval", envvar="DFS_SCRUB_INTERVAL", default=d.scrub_interval_s,
+                     show_default=True, type=float, help="Seconds between scrub passes."),
+        click.option("--gc-interval", envvar="DFS_GC_INTERVAL", default=d.gc_interval_s, show_default=True,
+                     type=float, help="Seconds between garbage-collection passes."),
+        click.option("--gc-grace", envvar="DFS_GC_GRACE", default=d.gc_grace_s, show_default=True, type=float,
+                     help="Seconds an unreferenced chunk stays before deletion."),
         click.option("--max-gossip-bytes", envvar="DFS_MAX_GOSSIP_BYTES", default=d.max_gossip_bytes,
                      show_default=True, type=int),
         click.option("--log-level", envvar="DFS_LOG_LEVEL", default=d.log_level, show_default=True,
@@ -106,6 +131,8 @@ def config_from_options(opts: dict[str, Any]) -> PeerConfig:
         advertise_gossip=opts["advertise_gossip"],
         seeds=tuple(s.strip() for s in opts["seeds"].split(",") if s.strip()),
         metadata=opts["metadata"],
+        database=opts["database"],
+        metadata_write_concern=opts["metadata_write_concern"],
         replicas=opts["replicas"],
         vnodes=opts["vnodes"],
         chunk_size=opts["chunk_size"],
@@ -117,19 +144,44 @@ def config_from_options(opts: dict[str, Any]) -> PeerConfig:
         dead_timeout_s=opts["dead_timeout"],
         dead_grace_s=opts["dead_grace"],
         rpc_timeout_s=opts["rpc_timeout"],
+        repair_interval_s=opts["repair_interval"],
+        repair_batch=opts["repair_batch"],
+        scrub_bytes_per_s=opts["scrub_rate"],
+        scrub_interval_s=opts["scrub_interval"],
+        gc_interval_s=opts["gc_interval"],
+        gc_grace_s=opts["gc_grace"],
         max_gossip_bytes=opts["max_gossip_bytes"],
         log_level=opts["log_level"].upper(),
     )
 
 
+def config_document(config: PeerConfig) -> dict[str, Any]:
+    """The settings as JSON-ready values, with credentials removed from the metadata URIs."""
+    from peer.metadata.open import database_for, redact
+
+    doc = dataclasses.asdict(config)
+    doc["data_dir"] = str(config.data_dir)
+    doc["seeds"] = list(config.seeds)
+    doc["metadata"] = redact(config.metadata)
+    doc["metadata_uri"] = redact(config.metadata_uri)
+    if config.metadata_uri.startswith("mongodb"):
+        doc["database"] = database_for(config.metadata_uri, config.database)
+    return doc
+
+
 @main.command()
 @_serve_options
-def serve(**opts: Any) -> None:
+@click.option("--print-config", is_flag=True, hidden=True,
+              help="Print the resolved settings as JSON and exit without starting.")
+def serve(print_config: bool, **opts: Any) -> None:
     """Run one peer until SIGTERM/SIGINT, then announce leaving and stop."""
     from peer.node import Node
 
     try:
         config = config_from_options(opts).validate()
+        if print_config:
+            click.echo(json.dumps(config_document(config), indent=2, sort_keys=True))
+            return
         node = Node(config)
     except (DfsError, OSError) as exc:
         _fail(str(exc), EXIT_CONFIG)

@@ -8,6 +8,8 @@ short gossip intervals so clusters converge in well under a second.
 from __future__ import annotations
 
 import dataclasses
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +27,20 @@ class PeerConfig:
     # DFS_GOSSIP_ADDR: aiohttp gossip and /health listener, HOST:PORT.
     gossip_addr: str = "127.0.0.1:7946"
     # DFS_ADVERTISE_GRPC / DFS_ADVERTISE_GOSSIP: the addresses other peers dial, when the bind
-    # address is not reachable as such (0.0.0.0 in a container); default: the bound address.
+    # address is not reachable as such; default: the bound address, with a wildcard host (0.0.0.0 or
+    # ::, as in a container) replaced by this host's name resolved to an IP (see `advertised`).
     advertise_grpc: str = ""
     advertise_gossip: str = ""
     # DFS_SEEDS: comma-separated gossip HOST:PORT of peers to join through; empty starts a new cluster.
     seeds: tuple[str, ...] = ()
-    # DFS_METADATA: sqlite:///PATH (peers of one host share the file) or mongodb://...
+    # DFS_METADATA, else MONGO_URI: sqlite:///PATH (peers of one host share the file) or mongodb://...
     metadata: str = ""
+    # DFS_DATABASE, else DATABASE: the MongoDB database; empty means the one named in the URI path,
+    # else "filestore". Ignored by SQLite.
+    database: str = ""
+    # DFS_METADATA_WRITE_CONCERN: MongoDB write concern, "majority" or a node count >= 1 (always
+    # journaled). "majority" keeps acknowledged uploads through a primary failover. Ignored by SQLite.
+    metadata_write_concern: str = "majority"
     # DFS_REPLICAS: copies of every chunk on distinct peers. Every peer of a cluster must agree.
     replicas: int = 2
     # DFS_VNODES: virtual nodes per peer on the ring; more evens out load, costs ring memory.
@@ -54,6 +63,21 @@ class PeerConfig:
     dead_grace_s: float = 60.0
     # DFS_RPC_TIMEOUT: seconds for one internal chunk call before another peer is tried.
     rpc_timeout_s: float = 10.0
+    # DFS_REPAIR_INTERVAL: seconds between anti-entropy rounds (digest comparison with every owner
+    # peer, re-replication, hinted handoff). Shorter heals faster, costs more idle traffic.
+    repair_interval_s: float = 10.0
+    # DFS_REPAIR_BATCH: chunk copies moved per anti-entropy round at most, so repair leaves room
+    # for client traffic; a round with more to do runs again at once.
+    repair_batch: int = 256
+    # DFS_SCRUB_RATE: bytes per second the scrubber re-reads and verifies (0: unlimited).
+    scrub_bytes_per_s: float = 16 * MIB
+    # DFS_SCRUB_INTERVAL: seconds between the end of one scrub pass and the start of the next.
+    scrub_interval_s: float = 3600.0
+    # DFS_GC_INTERVAL: seconds between garbage-collection passes.
+    gc_interval_s: float = 600.0
+    # DFS_GC_GRACE: seconds an unreferenced chunk must stay untouched before it is deleted. Must
+    # exceed the longest upload: chunks are written before their version is committed.
+    gc_grace_s: float = 86400.0
     # DFS_MAX_GOSSIP_BYTES: largest gossip body accepted; larger gets HTTP 413.
     max_gossip_bytes: int = 4 * MIB
     # DFS_LOG_LEVEL
@@ -72,6 +96,11 @@ class PeerConfig:
             dead_timeout_s=2.0,
             dead_grace_s=5.0,
             rpc_timeout_s=5.0,
+            repair_interval_s=0.5,
+            scrub_bytes_per_s=0.0,
+            scrub_interval_s=2.0,
+            gc_interval_s=1.0,
+            gc_grace_s=2.0,
         )
         return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
@@ -94,9 +123,17 @@ class PeerConfig:
             (self.dead_timeout_s >= self.suspect_timeout_s, "DFS_DEAD_TIMEOUT must be >= DFS_SUSPECT_TIMEOUT"),
             (self.dead_grace_s >= 0, "DFS_DEAD_GRACE must not be negative"),
             (self.rpc_timeout_s > 0, "DFS_RPC_TIMEOUT must be positive"),
+            (self.repair_interval_s > 0, "DFS_REPAIR_INTERVAL must be positive"),
+            (self.repair_batch >= 1, "DFS_REPAIR_BATCH must be at least 1"),
+            (self.scrub_bytes_per_s >= 0, "DFS_SCRUB_RATE must not be negative"),
+            (self.scrub_interval_s > 0, "DFS_SCRUB_INTERVAL must be positive"),
+            (self.gc_interval_s > 0, "DFS_GC_INTERVAL must be positive"),
+            (self.gc_grace_s >= 0, "DFS_GC_GRACE must not be negative"),
             (self.max_gossip_bytes >= 64 * 1024, "DFS_MAX_GOSSIP_BYTES must be at least 64 KiB"),
             (self.metadata_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")),
-             "DFS_METADATA must be sqlite:///PATH or mongodb://HOST:PORT/..."),
+             "DFS_METADATA (or MONGO_URI) must be sqlite:///PATH or mongodb://HOST:PORT/..."),
+            (bool(self.metadata_write_concern) and self.metadata_write_concern.strip("0") != "",
+             'DFS_METADATA_WRITE_CONCERN must be "majority" or a node count of at least 1'),
         ]
         for ok, message in checks:
             if not ok:
@@ -112,3 +149,34 @@ def split_hostport(addr: str, what: str = "address") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{what}: expected HOST:PORT, got {addr!r}")
     return host.strip("[]"), int(port)
+
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def own_ip(wildcard: str) -> str:
+    """This host's address as its own name resolves (in a container: its network IP), IPv6 for "::".
+
+    The gossip listener bound to "::" accepts IPv6 only, so it must not be advertised by an IPv4 address.
+    """
+    if wildcard == "::":
+        return str(socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET6)[0][4][0])
+    return socket.gethostbyname(socket.gethostname())
+
+
+def advertised(bind_addr: str, explicit: str, resolve: Callable[[str], str] = own_ip) -> str:
+    """The HOST:PORT other peers should dial for a listener bound to `bind_addr` (with its real port).
+
+    `explicit` (DFS_ADVERTISE_GRPC / DFS_ADVERTISE_GOSSIP) wins. A wildcard bind host (0.0.0.0 or ::)
+    is not dialable from elsewhere, so it is replaced by `resolve(host)`, by default this host's name
+    resolved to an IP. If that fails, the bind address is kept (dialable from this host only).
+    """
+    if explicit:
+        return explicit
+    host, port = split_hostport(bind_addr)
+    if host in WILDCARD_HOSTS:
+        try:
+            host = resolve(host)
+        except OSError:
+            pass
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -14,24 +14,31 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from peer.clock import Clock, SystemClock
-from peer.config import PeerConfig, split_hostport
+from peer.config import PeerConfig, advertised, split_hostport
 from peer.errors import DfsError, MetadataUnavailable
-from peer.gossip_http.client import HttpGossipTransport
+from peer.gossip_http.client import HttpGossipTransport, resolve_seeds
 from peer.gossip_http.server import build_app, start_http
 from peer.identity import Identity, load_identity
 from peer.membership.gossiper import Gossiper
 from peer.membership.state import MembershipView, MemberState
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, MetadataStore
+from peer.repair.antientropy import AntiEntropy
+from peer.repair.gc import GarbageCollector
+from peer.repair.scrub import Scrubber
+from peer.repair.stats import RepairStats
+from peer.repair.worker import Worker, run_worker
 from peer.ring.hashring import HashRing
 from peer.ring.placement import ring_members
-from peer.rpc.client_service import ClusterSnapshot, FileStoreServicer, MemberSnapshot
+from peer.rpc.client_service import FileStoreServicer
 from peer.rpc.peer_client import GrpcChunkPeers, channel_options
 from peer.rpc.peer_service import PeerChunksServicer
+from peer.status import StatusReporter, stats_dict
 from peer.storage.chunkstore import ChunkStore, write_durable
 from peer.transfer.download import DownloadService
 from peer.transfer.upload import UploadService
@@ -112,7 +119,9 @@ class Node:
         store = await asyncio.to_thread(ChunkStore, cfg.data_dir)
         raw_store = self._injected_metadata
         if raw_store is None:
-            raw_store = await asyncio.to_thread(open_store, cfg.metadata_uri)
+            raw_store = await asyncio.to_thread(
+                open_store, cfg.metadata_uri, cfg.database or None, cfg.metadata_write_concern
+            )
         metadata = AsyncMetadata(raw_store)
         max_message = cfg.chunk_size + 1024 * 1024
         server = grpc.aio.server(options=channel_options(max(max_message, 8 * 1024 * 1024)))
@@ -121,7 +130,7 @@ class Node:
         if grpc_port == 0:
             raise DfsError(f"cannot listen for gRPC on {cfg.grpc_addr}")
         gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
-        grpc_adv = cfg.advertise_grpc or f"{grpc_host}:{grpc_port}"
+        grpc_adv = advertised(f"{grpc_host}:{grpc_port}", cfg.advertise_grpc)
 
         transport = HttpGossipTransport()
         view = MembershipView(
@@ -131,12 +140,12 @@ class Node:
         gossiper = Gossiper(
             view, transport, cfg.seeds,
             interval_s=cfg.gossip_interval_s, fanout=cfg.gossip_fanout, replicas=cfg.replicas,
-            vnodes=cfg.vnodes, max_bytes=cfg.max_gossip_bytes, clock=self.clock,
+            vnodes=cfg.vnodes, max_bytes=cfg.max_gossip_bytes, clock=self.clock, resolve_seeds=resolve_seeds,
         )
         runner, bound_gossip = await start_http(
             build_app(gossiper, self._health_doc, cfg.max_gossip_bytes), gossip_host, gossip_port
         )
-        view.set_local_addrs(grpc_adv, cfg.advertise_gossip or f"{gossip_host}:{bound_gossip}")
+        view.set_local_addrs(grpc_adv, advertised(f"{gossip_host}:{bound_gossip}", cfg.advertise_gossip))
         cluster = LiveCluster(self.node_id, view, cfg.vnodes, cfg.dead_grace_s, self.clock)
         gossiper.subscribe(lambda _events: cluster.refresh())
         peers = GrpcChunkPeers(cluster.grpc_addr, cfg.rpc_timeout_s, max_message)
@@ -144,14 +153,27 @@ class Node:
                                 chunk_size=cfg.chunk_size, window=cfg.upload_window)
         downloads = DownloadService(cluster, store, peers, metadata, replicas=cfg.replicas,
                                     window=cfg.download_window)
+        stats = RepairStats()
+        workers = self._repair_workers(cluster, store, peers, metadata, downloads, stats)
+        anti_entropy = workers[0][0]
+        assert isinstance(anti_entropy, AntiEntropy)
+
+        def local_stats() -> dict[str, Any]:
+            return stats_dict(stats, *store.stats, self.clock.monotonic())
+
+        reporter = StatusReporter(
+            view, cluster, peers, local_stats, self.clock, replicas=cfg.replicas, vnodes=cfg.vnodes,
+            chunk_size=cfg.chunk_size, metadata_backend=metadata.backend,
+            metadata_health=lambda: (self.health.healthy, self.health.error),
+        )
         pb_grpc.add_FileStoreServicer_to_server(
-            FileStoreServicer(
-                uploads, downloads, metadata, lambda: self._snapshot(view, cluster, metadata),
-                lambda: self._require_metadata(metadata.backend),
-            ),
+            FileStoreServicer(uploads, downloads, metadata, reporter.snapshot,
+                              lambda: self._require_metadata(metadata.backend)),
             server,
         )
-        pb_grpc.add_PeerChunksServicer_to_server(PeerChunksServicer(store), server)
+        pb_grpc.add_PeerChunksServicer_to_server(
+            PeerChunksServicer(store, anti_entropy.answer, local_stats, self.node_id), server
+        )
         await server.start()
         if self._handle_signals:
             self._install_signals()
@@ -159,6 +181,8 @@ class Node:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(gossiper.run(self.stop_event))
                 tasks.create_task(self._housekeeping(view, cluster, store, metadata))
+                for worker, idle_s in workers:
+                    tasks.create_task(run_worker(worker, self.stop_event, idle_s, self.clock))
                 self._write_ready(grpc_adv, view)
                 log.info("peer %s serving gRPC on %s, gossip on %s", self.node_id, grpc_adv, view.local.gossip_addr)
                 await self.stop_event.wait()
@@ -172,6 +196,26 @@ class Node:
                 await metadata.close()
             (cfg.data_dir / "ready.json").unlink(missing_ok=True)
             log.info("peer %s stopped", self.node_id)
+
+    def _repair_workers(
+        self,
+        cluster: LiveCluster,
+        store: ChunkStore,
+        peers: GrpcChunkPeers,
+        metadata: AsyncMetadata,
+        downloads: DownloadService,
+        stats: RepairStats,
+    ) -> list[tuple[Worker, float]]:
+        """The self-healing workers with the idle interval of each; anti-entropy first."""
+        cfg = self.config
+        return [
+            (AntiEntropy(cluster, store, peers, metadata, stats, self.clock, replicas=cfg.replicas,
+                         batch=cfg.repair_batch), cfg.repair_interval_s),
+            (Scrubber(cluster, store, downloads, stats, self.clock, replicas=cfg.replicas,
+                      bytes_per_s=cfg.scrub_bytes_per_s, pass_interval_s=cfg.scrub_interval_s),
+             min(cfg.scrub_interval_s, 1.0)),
+            (GarbageCollector(store, metadata, stats, self.clock, grace_s=cfg.gc_grace_s), cfg.gc_interval_s),
+        ]
 
     async def _housekeeping(
         self, view: MembershipView, cluster: LiveCluster, store: ChunkStore, metadata: AsyncMetadata
@@ -208,25 +252,6 @@ class Node:
     def _health_doc(self) -> dict[str, object]:
         status = "ok" if self.health.healthy else "degraded"
         return {"status": status, "node_id": self.node_id, "metadata_error": self.health.error}
-
-    def _snapshot(self, view: MembershipView, cluster: LiveCluster, metadata: AsyncMetadata) -> ClusterSnapshot:
-        now = self.clock.monotonic()
-        on_ring = set(cluster.ring.nodes)
-        members = tuple(
-            MemberSnapshot(
-                node_id=m.node_id, state=m.state.value, grpc_addr=m.grpc_addr, gossip_addr=m.gossip_addr,
-                incarnation=m.incarnation, heartbeat=m.heartbeat, chunk_count=m.chunk_count,
-                chunk_bytes=m.chunk_bytes, on_ring=m.node_id in on_ring,
-                last_seen_s=0.0 if m.node_id == self.node_id else max(0.0, now - m.last_seen),
-            )
-            for m in sorted(view.members(), key=lambda m: m.node_id)
-        )
-        return ClusterSnapshot(
-            node_id=self.node_id, ring_digest=cluster.ring.digest, replicas=self.config.replicas,
-            vnodes=self.config.vnodes, chunk_size=self.config.chunk_size, members=members,
-            metadata_backend=metadata.backend, metadata_healthy=self.health.healthy,
-            metadata_error=self.health.error,
-        )
 
     def _write_ready(self, grpc_addr: str, view: MembershipView) -> None:
         doc = {"node_id": self.node_id, "grpc_addr": grpc_addr, "gossip_addr": view.local.gossip_addr,

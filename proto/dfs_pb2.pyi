@@ -187,7 +187,7 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MemberStatus(_message.Message):
-    __slots__ = ("node_id", "state", "grpc_addr", "gossip_addr", "incarnation", "heartbeat", "chunk_count", "chunk_bytes", "on_ring", "last_seen_s")
+    __slots__ = ("node_id", "state", "grpc_addr", "gossip_addr", "incarnation", "heartbeat", "chunk_count", "chunk_bytes", "on_ring", "last_seen_s", "stats")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDR_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +198,7 @@ class MemberStatus(_message.Message):
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     ON_RING_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     state: str
     grpc_addr: str
@@ -208,7 +209,8 @@ class MemberStatus(_message.Message):
     chunk_bytes: int
     on_ring: bool
     last_seen_s: float
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., grpc_addr: _Optional[str] = ..., gossip_addr: _Optional[str] = ..., incarnation: _Optional[int] = ..., heartbeat: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., on_ring: _Optional[bool] = ..., last_seen_s: _Optional[float] = ...) -> None: ...
+    stats: PeerStats
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., grpc_addr: _Optional[str] = ..., gossip_addr: _Optional[str] = ..., incarnation: _Optional[int] = ..., heartbeat: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., on_ring: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., stats: _Optional[_Union[PeerStats, _Mapping]] = ...) -> None: ...
 
 class ClusterStatusReply(_message.Message):
     __slots__ = ("node_id", "ring_digest", "replicas", "vnodes", "chunk_size", "members", "metadata_backend", "metadata_healthy", "metadata_error")
@@ -231,6 +233,64 @@ class ClusterStatusReply(_message.Message):
     metadata_healthy: bool
     metadata_error: str
     def __init__(self, node_id: _Optional[str] = ..., ring_digest: _Optional[str] = ..., replicas: _Optional[int] = ..., vnodes: _Optional[int] = ..., chunk_size: _Optional[int] = ..., members: _Optional[_Iterable[_Union[MemberStatus, _Mapping]]] = ..., metadata_backend: _Optional[str] = ..., metadata_healthy: _Optional[bool] = ..., metadata_error: _Optional[str] = ...) -> None: ...
+
+class DigestRequest(_message.Message):
+    __slots__ = ("from_node", "ring_digest", "buckets")
+    FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    RING_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    from_node: str
+    ring_digest: str
+    buckets: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, from_node: _Optional[str] = ..., ring_digest: _Optional[str] = ..., buckets: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class BucketIds(_message.Message):
+    __slots__ = ("bucket", "ids")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    bucket: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, bucket: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DigestReply(_message.Message):
+    __slots__ = ("ring_mismatch", "differing")
+    RING_MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    ring_mismatch: bool
+    differing: _containers.RepeatedCompositeFieldContainer[BucketIds]
+    def __init__(self, ring_mismatch: _Optional[bool] = ..., differing: _Optional[_Iterable[_Union[BucketIds, _Mapping]]] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PeerStats(_message.Message):
+    __slots__ = ("node_id", "chunk_count", "chunk_bytes", "under_replicated", "misplaced", "repaired", "handed_off", "scrubbed_bytes", "scrub_passes", "corrupt_found", "gc_deleted", "last_sync_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UNDER_REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    MISPLACED_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    HANDED_OFF_FIELD_NUMBER: _ClassVar[int]
+    SCRUBBED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SCRUB_PASSES_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    GC_DELETED_FIELD_NUMBER: _ClassVar[int]
+    LAST_SYNC_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    chunk_count: int
+    chunk_bytes: int
+    under_replicated: int
+    misplaced: int
+    repaired: int
+    handed_off: int
+    scrubbed_bytes: int
+    scrub_passes: int
+    corrupt_found: int
+    gc_deleted: int
+    last_sync_s: float
+    def __init__(self, node_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., under_replicated: _Optional[int] = ..., misplaced: _Optional[int] = ..., repaired: _Optional[int] = ..., handed_off: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ..., scrub_passes: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., gc_deleted: _Optional[int] = ..., last_sync_s: _Optional[float] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("chunk_id", "data")

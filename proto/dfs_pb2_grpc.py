@@ -394,6 +394,16 @@ class PeerChunksStub:
                 request_serializer=proto_dot_dfs__pb2.ChunkIds.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.ChunkIds.FromString,
                 _registered_method=True)
+        self.CompareDigests = channel.unary_unary(
+                '/dfs.v1.PeerChunks/CompareDigests',
+                request_serializer=proto_dot_dfs__pb2.DigestRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.DigestReply.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/dfs.v1.PeerChunks/Stats',
+                request_serializer=proto_dot_dfs__pb2.StatsRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.PeerStats.FromString,
+                _registered_method=True)
 
 
 class PeerChunksServicer:
@@ -427,6 +437,21 @@ class PeerChunksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompareDigests(self, request, context):
+        """Anti-entropy: the caller sends per-bucket digests of the chunks both peers should hold; the
+        answer lists, for every bucket that differs, the ids this peer holds there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """This peer's repair, scrub and garbage-collection counters, for ClusterStatus.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerChunksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -449,6 +474,16 @@ def add_PeerChunksServicer_to_server(servicer, server):
                     servicer.DeleteChunks,
                     request_deserializer=proto_dot_dfs__pb2.ChunkIds.FromString,
                     response_serializer=proto_dot_dfs__pb2.ChunkIds.SerializeToString,
+            ),
+            'CompareDigests': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareDigests,
+                    request_deserializer=proto_dot_dfs__pb2.DigestRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.DigestReply.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=proto_dot_dfs__pb2.StatsRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.PeerStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +596,60 @@ class PeerChunks:
             '/dfs.v1.PeerChunks/DeleteChunks',
             proto_dot_dfs__pb2.ChunkIds.SerializeToString,
             proto_dot_dfs__pb2.ChunkIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareDigests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.PeerChunks/CompareDigests',
+            proto_dot_dfs__pb2.DigestRequest.SerializeToString,
+            proto_dot_dfs__pb2.DigestReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.PeerChunks/Stats',
+            proto_dot_dfs__pb2.StatsRequest.SerializeToString,
+            proto_dot_dfs__pb2.PeerStats.FromString,
             options,
             channel_credentials,
             insecure,

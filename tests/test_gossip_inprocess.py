@@ -16,10 +16,10 @@ import msgpack
 import pytest
 
 from peer.clock import ManualClock, SystemClock
-from peer.gossip_http.client import HttpGossipTransport
+from peer.gossip_http.client import HttpGossipTransport, resolve_seeds
 from peer.gossip_http.server import build_app, start_http
 from peer.membership.codec import GossipMessage, encode
-from peer.membership.gossiper import Gossiper
+from peer.membership.gossiper import Gossiper, SeedResolver
 from peer.membership.state import MemberEvent, MembershipView, MemberState
 from tests.waiting import wait_until
 
@@ -66,7 +66,9 @@ class Harness:
     def __init__(self) -> None:
         self.peers: dict[str, Peer] = {}
 
-    async def start(self, node_id: str, seeds: Sequence[str] = (), incarnation: int = 1) -> Peer:
+    async def start(
+        self, node_id: str, seeds: Sequence[str] = (), incarnation: int = 1, resolve: SeedResolver | None = None
+    ) -> Peer:
         # The gossip address is known only once the listener is bound, below.
         clock = SystemClock()
         view = MembershipView(node_id, f"grpc-{node_id}:0", "", incarnation=incarnation,
@@ -74,7 +76,7 @@ class Harness:
         transport = HttpGossipTransport(timeout_s=0.5, max_reply_bytes=MAX_BYTES)
         gossiper = Gossiper(view, transport, seeds, interval_s=INTERVAL_S, fanout=2, replicas=REPLICAS,
                             vnodes=VNODES, max_bytes=MAX_BYTES, clock=clock,
-                            rng=random.Random(f"{node_id}/{incarnation}"))
+                            rng=random.Random(f"{node_id}/{incarnation}"), resolve_seeds=resolve)
         app = build_app(gossiper, lambda: {"status": "ok", "node_id": node_id}, MAX_BYTES)
         runner, port = await start_http(app, "127.0.0.1", 0)
         addr = f"127.0.0.1:{port}"
@@ -294,3 +296,23 @@ async def test_seeds_are_retried_until_an_exchange_succeeds() -> None:
     a.gossip_round()
     await settle()
     assert seen == [MemberEvent("join", "a"), MemberEvent("suspect", "a"), MemberEvent("alive", "a")]
+
+
+async def test_peers_sharing_one_seed_name_that_includes_themselves_form_one_cluster(harness: Harness) -> None:
+    """As with a container service name: the seed resolves to every replica, each peer included."""
+    addrs: list[str] = []
+
+    async def service_name(_seeds: Sequence[str]) -> list[str]:
+        return list(addrs)
+
+    for node_id in "abcd":
+        peer = await harness.start(node_id, ["peer:7946"], resolve=service_name)
+        addrs.append(peer.addr)
+    await harness.converged(4)
+
+
+async def test_resolve_seeds_expands_names_and_keeps_unresolvable_ones() -> None:
+    resolved = await resolve_seeds(["localhost:7946", "127.0.0.2:1", "no-such-host.invalid:7946", "junk"])
+    assert "127.0.0.1:7946" in resolved
+    assert "127.0.0.2:1" in resolved
+    assert "no-such-host.invalid:7946" in resolved and "junk" in resolved

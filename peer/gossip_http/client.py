@@ -6,11 +6,16 @@ expects, keeping the cause. One pooled session serves every peer, so rounds reus
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import Sequence
+
 import aiohttp
 
 from peer.gossip_http.server import MAX_REASON_CHARS, MSGPACK
 
 DEFAULT_TIMEOUT_S = 2.0
+RESOLVE_TIMEOUT_S = 2.0
 
 
 class HttpGossipTransport:
@@ -60,3 +65,26 @@ class HttpGossipTransport:
                 break
             buf += chunk
         return bytes(buf)
+
+
+async def resolve_seeds(seeds: Sequence[str]) -> list[str]:
+    """Every address behind each seed HOST:PORT (all replicas of a service name); a seed that does
+    not resolve is kept as written, so the next round tries it again."""
+    loop = asyncio.get_running_loop()
+    out: list[str] = []
+    for seed in seeds:
+        host, sep, port = seed.rpartition(":")
+        if not sep or not port.isdigit():
+            out.append(seed)
+            continue
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+            )
+        except (OSError, TimeoutError):
+            out.append(seed)
+            continue
+        for info in infos:
+            ip = str(info[4][0])
+            out.append(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+    return list(dict.fromkeys(out))

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from peer.clock import Clock
@@ -41,6 +41,10 @@ class GossipTransport(Protocol):
         ...
 
 
+SeedResolver = Callable[[Sequence[str]], Awaitable[list[str]]]
+SEED_EVERY_ROUNDS = 30
+
+
 class Gossiper:
     def __init__(
         self,
@@ -55,10 +59,18 @@ class Gossiper:
         max_bytes: int,
         clock: Clock,
         rng: random.Random | None = None,
+        resolve_seeds: SeedResolver | None = None,
     ) -> None:
+        """`resolve_seeds` expands seed names to every address behind them: a seed such as a
+        container service name resolves to all its replicas (this peer included), and contacting
+        each of them, rather than whichever one a cached connection reached first, is what keeps
+        peers started together from each gossiping only with themselves."""
         self.view = view
         self._transport = transport
         self._seeds = list(dict.fromkeys(seeds))
+        self._seed_addrs = list(self._seeds)
+        self._resolve_seeds = resolve_seeds
+        self._rounds = 0
         self._interval_s = interval_s
         self._fanout = fanout
         self._replicas = replicas
@@ -88,6 +100,8 @@ class Gossiper:
         try:
             while not stop.is_set():
                 try:
+                    if self._resolve_seeds is not None and self._seeds and self._wants_seeds():
+                        self._seed_addrs = await self._resolve_seeds(self._seeds)
                     self.gossip_round()
                 except Exception:
                     log.exception("%s: gossip round failed", self.view.self_id)
@@ -97,6 +111,7 @@ class Gossiper:
 
     def gossip_round(self) -> None:
         """One round: heartbeat, timeouts, then exchanges started in the background."""
+        self._rounds += 1
         self.view.local_heartbeat()
         self._publish(self.view.tick(self._clock.monotonic()))
         for addr in self._pick_targets():
@@ -143,11 +158,19 @@ class Gossiper:
         targets = self._rng.sample(live, min(self._fanout, len(live)))
         if dead and (not live or self._rng.random() < DEAD_PROBE_PROBABILITY):
             targets.append(self._rng.choice(dead))
-        if not self._seeded or not live:
+        if self._wants_seeds(live):
             own = self.view.local.gossip_addr
-            seeds = [s for s in self._seeds if s != own]
+            seeds = [s for s in self._seed_addrs if s != own]
             targets += self._rng.sample(seeds, min(self._fanout, len(seeds)))
         return list(dict.fromkeys(targets))
+
+    def _wants_seeds(self, live: list[str] | None = None) -> bool:
+        """Seeds until introduced, when everyone we knew is gone, and every SEED_EVERY_ROUNDS rounds:
+        the periodic contact merges two groups that each started without reaching the other."""
+        if live is None:
+            live = [m.node_id for m in self.view.members()
+                    if m.node_id != self.view.self_id and m.state in (MemberState.ALIVE, MemberState.SUSPECT)]
+        return not self._seeded or not live or self._rounds % SEED_EVERY_ROUNDS == 0
 
     async def _exchange(self, addr: str) -> bool:
         """Push-pull with one peer; failures are logged and swallowed (the next round retries)."""

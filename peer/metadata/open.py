@@ -1,7 +1,8 @@
 """Chooses the metadata backend from a DFS_METADATA URI, the one place that knows both backends.
 
 sqlite:///relative/path and sqlite:////absolute/path follow the usual SQLAlchemy spelling: whatever
-follows the third slash is the path. mongodb:// and mongodb+srv:// URIs go to pymongo unchanged.
+follows the third slash is the path. mongodb:// and mongodb+srv:// URIs go to pymongo unchanged; the
+database is `database` if given, else the one named in the URI path, else "filestore".
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from peer.metadata.store import MetadataStore
 _SQLITE = "sqlite:///"
 _MONGO = ("mongodb://", "mongodb+srv://")
 DEFAULT_DATABASE = "filestore"
+DEFAULT_WRITE_CONCERN = "majority"
 
 
-def open_store(uri: str, database: str | None = None) -> MetadataStore:
+def open_store(uri: str, database: str | None = None, write_concern: str = DEFAULT_WRITE_CONCERN) -> MetadataStore:
+    """Opens the backend `uri` names; `database` and `write_concern` apply to MongoDB only."""
     if uri.startswith(_SQLITE):
         return _open_sqlite(uri[len(_SQLITE) :])
     if uri.startswith(_MONGO):
-        return MongoStore(uri, database=database or _database_in(uri) or DEFAULT_DATABASE)
-    raise ConfigError(f"DFS_METADATA must be sqlite:///PATH or mongodb://HOST:PORT/DB, got {_redact(uri)!r}")
+        return MongoStore(
+            uri,
+            database=database_for(uri, database),
+            write_concern=write_concern or DEFAULT_WRITE_CONCERN,
+        )
+    raise ConfigError(f"DFS_METADATA must be sqlite:///PATH or mongodb://HOST:PORT/DB, got {redact(uri)!r}")
 
 
 def _open_sqlite(raw_path: str) -> MetadataStore:
@@ -38,12 +45,17 @@ def _open_sqlite(raw_path: str) -> MetadataStore:
     return SqliteStore(path)
 
 
+def database_for(uri: str, database: str | None = None) -> str:
+    """The MongoDB database a peer uses: `database`, else the one named in the URI, else "filestore"."""
+    return database or _database_in(uri) or DEFAULT_DATABASE
+
+
 def _database_in(uri: str) -> str:
     """The database named in the URI path (mongodb://host/DB?options), or ""."""
     return unquote(urlsplit(uri).path.lstrip("/"))
 
 
-def _redact(uri: str) -> str:
+def redact(uri: str) -> str:
     """The URI without credentials, fit for an error message."""
     scheme, sep, rest = uri.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:

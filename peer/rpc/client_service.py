@@ -7,8 +7,9 @@ rule (durability, verification, versioning) lives in transfer/ and metadata/.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -36,6 +37,7 @@ class MemberSnapshot:
     chunk_bytes: int
     on_ring: bool
     last_seen_s: float
+    stats: Mapping[str, Any] | None = None  # PeerStats fields, None when the member did not answer
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,14 @@ def version_info(rec: VersionRecord, with_chunks: bool = False) -> pb.VersionInf
     return info
 
 
+def member_status(m: MemberSnapshot) -> pb.MemberStatus:
+    fields = {k: v for k, v in m.__dict__.items() if k != "stats"}
+    msg = pb.MemberStatus(**fields)
+    if m.stats is not None:
+        msg.stats.CopyFrom(pb.PeerStats(node_id=m.node_id, **m.stats))
+    return msg
+
+
 def file_ref(msg: pb.FileRef) -> FileRefSpec:
     which = msg.WhichOneof("ref")
     if which == "name":
@@ -104,7 +114,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         uploads: UploadService,
         downloads: DownloadService,
         metadata: AsyncMetadata,
-        snapshot: Callable[[], ClusterSnapshot],
+        snapshot: Callable[[], Awaitable[ClusterSnapshot]],
         require_metadata: Callable[[], None] = lambda: None,
     ) -> None:
         """`require_metadata` raises MetadataUnavailable while the store is known to be down, so calls
@@ -194,14 +204,14 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
     async def ClusterStatus(  # noqa: N802
         self, request: pb.ClusterStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClusterStatusReply:
-        snap = self._snapshot()
+        snap = await self._snapshot()
         return pb.ClusterStatusReply(
             node_id=snap.node_id,
             ring_digest=snap.ring_digest,
             replicas=snap.replicas,
             vnodes=snap.vnodes,
             chunk_size=snap.chunk_size,
-            members=[pb.MemberStatus(**m.__dict__) for m in snap.members],
+            members=[member_status(m) for m in snap.members],
             metadata_backend=snap.metadata_backend,
             metadata_healthy=snap.metadata_healthy,
             metadata_error=snap.metadata_error,

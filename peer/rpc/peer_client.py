@@ -7,10 +7,12 @@ domain errors (PeerUnavailable, ChunkNotFound, ChunkCorrupt) so services never s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, PeerUnavailable
+from peer.transfer.peers import DigestAnswer
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
 
@@ -70,6 +72,23 @@ class GrpcChunkPeers:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, "") from exc
         return set(reply.ids)
+
+    async def compare_digests(
+        self, node_id: str, from_node: str, ring_digest: str, digests: Sequence[bytes]
+    ) -> DigestAnswer:
+        request = pb.DigestRequest(from_node=from_node, ring_digest=ring_digest, buckets=list(digests))
+        try:
+            reply = await self._stub(node_id).CompareDigests(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, node_id, "") from exc
+        return DigestAnswer(reply.ring_mismatch, {b.bucket: list(b.ids) for b in reply.differing})
+
+    async def stats(self, node_id: str, timeout_s: float) -> dict[str, Any]:
+        try:
+            reply = await self._stub(node_id).Stats(pb.StatsRequest(), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, node_id, "") from exc
+        return {f.name: getattr(reply, f.name) for f in reply.DESCRIPTOR.fields if f.name != "node_id"}
 
     async def close(self) -> None:
         for channel, _stub in self._channels.values():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import grpc
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, InvalidRequest
+from peer.repair.index import BUCKETS
 from peer.rpc.status import abort_with
 from peer.storage.chunkstore import ChunkStore, check_chunk_id
 from proto import dfs_pb2 as pb
@@ -30,9 +32,16 @@ def _ids(msg: pb.ChunkIds) -> list[str]:
     return [check_chunk_id(i) for i in msg.ids]
 
 
+DigestAnswerer = Callable[[str, str, Sequence[bytes]], Awaitable[tuple[bool, dict[int, list[str]]]]]
+
+
 class PeerChunksServicer(pb_grpc.PeerChunksServicer):
-    def __init__(self, store: ChunkStore) -> None:
+    def __init__(self, store: ChunkStore, answer_digests: DigestAnswerer, stats: Callable[[], dict[str, Any]],
+                 node_id: str) -> None:
         self._store = store
+        self._answer_digests = answer_digests
+        self._stats = stats
+        self._node_id = node_id
 
     async def PutChunks(  # noqa: N802 - gRPC method names
         self, request_iterator: AsyncIterator[pb.Chunk], context: grpc.aio.ServicerContext
@@ -78,3 +87,17 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
             await abort_with(context, exc)
         deleted = await asyncio.to_thread(lambda: [i for i in ids if self._store.delete(i)])
         return pb.ChunkIds(ids=deleted)
+
+    async def CompareDigests(  # noqa: N802
+        self, request: pb.DigestRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DigestReply:
+        if len(request.buckets) != BUCKETS or any(len(b) > 16 for b in request.buckets):
+            await abort_with(context, InvalidRequest(f"expected {BUCKETS} bucket digests of at most 16 bytes"))
+        mismatch, differing = await self._answer_digests(request.from_node, request.ring_digest, request.buckets)
+        return pb.DigestReply(
+            ring_mismatch=mismatch,
+            differing=[pb.BucketIds(bucket=b, ids=ids) for b, ids in sorted(differing.items())],
+        )
+
+    async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.PeerStats:  # noqa: N802
+        return pb.PeerStats(node_id=self._node_id, **self._stats())

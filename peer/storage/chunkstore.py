@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, InvalidRequest, StorageFull
@@ -84,26 +83,32 @@ def fsync_dir(directory: Path) -> None:
 
 
 class ChunkStore:
+    """Chunks of one peer. An in-memory index (id -> size) mirrors the directory so that repair,
+    scrub and GC rounds list what is held without walking the disk; one lock orders every change
+    to a chunk's presence, so GC's "unreferenced and stale" check and an upload re-using the chunk
+    cannot interleave."""
+
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "chunks"
         self.quarantine_dir = data_dir / "quarantine"
         self.root.mkdir(parents=True, exist_ok=True)
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._count = 0
+        self._sizes: dict[str, int] = {}
         self._bytes = 0
+        self.version = 0  # bumped on every change, so derived indexes know when to rebuild
         self._recover()
 
     def _recover(self) -> None:
-        """Drops temp files a crash left behind and counts what is held."""
+        """Drops temp files a crash left behind and indexes what is held."""
         removed = 0
         for path in self.root.glob("*/*/*"):
             if TMP_MARK in path.name:
                 path.unlink(missing_ok=True)
                 removed += 1
             elif CHUNK_ID.match(path.name):
-                self._count += 1
-                self._bytes += path.stat().st_size
+                self._sizes[path.name] = path.stat().st_size
+        self._bytes = sum(self._sizes.values())
         if removed:
             log.info("removed %d stale temp chunk files", removed)
 
@@ -114,7 +119,15 @@ class ChunkStore:
     @property
     def stats(self) -> tuple[int, int]:
         """(chunk count, bytes) held, kept current without walking the disk."""
-        return self._count, self._bytes
+        return len(self._sizes), self._bytes
+
+    def ids(self) -> list[str]:
+        """A snapshot of the ids held."""
+        with self._lock:
+            return list(self._sizes)
+
+    def size_of(self, chunk_id: str) -> int | None:
+        return self._sizes.get(chunk_id)
 
     def has(self, chunk_id: str) -> bool:
         return self.path(chunk_id).is_file()
@@ -123,22 +136,27 @@ class ChunkStore:
         """Stores a chunk durably; returns False when an intact copy was already held (content addressed).
 
         `verified` means the caller has just hashed `data` itself; otherwise it is hashed here, since a
-        chunk must never be stored under an id its bytes do not match.
+        chunk must never be stored under an id its bytes do not match. Re-putting a held chunk renews
+        its modification time: garbage collection only takes chunks untouched for its grace period,
+        so an upload that re-uses a chunk protects it until its version is committed.
         """
         path = self.path(chunk_id)
         if not verified and sha256_hex(data) != chunk_id:
             raise ChunkCorrupt(chunk_id, "the sender (bytes do not match the chunk id)")
-        try:
-            if path.stat().st_size == len(data):
-                return False
-            self.delete(chunk_id)  # a foreign file under this name: replace it with the real bytes
-        except FileNotFoundError:
-            pass
+        with self._lock:
+            try:
+                if path.stat().st_size == len(data):
+                    os.utime(path)
+                    return False
+                self._forget(chunk_id, path, unlink=True)  # a foreign file under this name
+            except FileNotFoundError:
+                pass
         if not write_durable(path, data, replace=False):
             return False
         with self._lock:
-            self._count += 1
+            self._sizes[chunk_id] = len(data)
             self._bytes += len(data)
+            self.version += 1
         return True
 
     def get(self, chunk_id: str) -> bytes:
@@ -147,6 +165,8 @@ class ChunkStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            with self._lock:
+                self._forget(chunk_id, path, unlink=False)
             raise ChunkNotFound(chunk_id) from None
         if sha256_hex(data) != chunk_id:
             self.quarantine(chunk_id)
@@ -156,29 +176,42 @@ class ChunkStore:
     def quarantine(self, chunk_id: str) -> None:
         path = self.path(chunk_id)
         target = self.quarantine_dir / f"{chunk_id}.{uuid.uuid4().hex[:8]}"
-        try:
-            size = path.stat().st_size
-            os.replace(path, target)
-        except FileNotFoundError:
-            return
         with self._lock:
-            self._count -= 1
-            self._bytes -= size
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                return
+            finally:
+                self._forget(chunk_id, path, unlink=False)
         log.warning("chunk %s failed its SHA-256 check and was quarantined to %s", chunk_id, target)
 
     def delete(self, chunk_id: str) -> bool:
         path = self.path(chunk_id)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return False
         with self._lock:
-            self._count -= 1
-            self._bytes -= size
-        return True
+            return self._forget(chunk_id, path, unlink=True)
 
-    def iter_ids(self) -> Iterator[str]:
-        for path in self.root.glob("*/*/*"):
-            if CHUNK_ID.match(path.name):
-                yield path.name
+    def delete_if_stale(self, chunk_id: str, cutoff_wall: float) -> bool:
+        """Deletes the chunk only if nothing wrote or re-used it since cutoff (time.time() scale)."""
+        path = self.path(chunk_id)
+        with self._lock:
+            try:
+                if path.stat().st_mtime >= cutoff_wall:
+                    return False
+            except FileNotFoundError:
+                return False
+            return self._forget(chunk_id, path, unlink=True)
+
+    def _forget(self, chunk_id: str, path: Path, unlink: bool) -> bool:
+        """Drops a chunk from the index (and the disk); callers hold the lock."""
+        existed = False
+        if unlink:
+            try:
+                path.unlink()
+                existed = True
+            except FileNotFoundError:
+                pass
+        size = self._sizes.pop(chunk_id, None)
+        if size is not None:
+            self._bytes -= size
+            self.version += 1
+        return existed or size is not None

@@ -7,10 +7,19 @@ from membership and the ring). Keeping these narrow lets upload/download run aga
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from peer.ring.hashring import HashRing
+
+
+@dataclass(frozen=True)
+class DigestAnswer:
+    """A peer's reply to our bucket digests: the ids it holds in every bucket that differs."""
+
+    ring_mismatch: bool
+    differing: Mapping[int, list[str]] = field(default_factory=dict)
 
 
 class ChunkPeers(Protocol):
@@ -25,6 +34,14 @@ class ChunkPeers(Protocol):
     async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]: ...
 
     async def delete(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]: ...
+
+    async def compare_digests(
+        self, node_id: str, from_node: str, ring_digest: str, digests: Sequence[bytes]
+    ) -> DigestAnswer: ...
+
+    async def stats(self, node_id: str, timeout_s: float) -> dict[str, Any]:
+        """The peer's repair counters (PeerStats fields); raises PeerUnavailable."""
+        ...
 
 
 class ClusterView(Protocol):

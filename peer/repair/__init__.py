@@ -1,0 +1,1 @@
+"""Self-healing: anti-entropy between owners, hinted handoff, scrubbing and garbage collection."""

@@ -1,0 +1,186 @@
+"""Anti-entropy and hinted handoff: every peer restores its own part of the placement, no coordinator.
+
+Each round, for every other usable peer B on the ring, this peer sends 256 bucket digests of the
+chunks both of them own (repair/index.py); B answers with its ids in the buckets that differ, and
+this peer pushes what B lacks and pulls what it lacks itself. Since every pair is compared by both
+sides, a lost copy is restored by whichever owner notices first: that covers re-replication after a
+peer dies or leaves and copying to a peer that joined.
+
+Chunks held here that this peer does not own (hinted copies written while an owner was down, or
+copies left on a former owner after the ring changed) are pushed to their owners and dropped only
+once every owner holds them durably and every peer compared agreed on the ring. Only chunks some
+version references are moved, so garbage is never resurrected between GC passes on two owners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+from peer.clock import Clock
+from peer.errors import DfsError, MetadataUnavailable
+from peer.metadata.store import AsyncMetadata
+from peer.repair.index import PlacementIndex, bucket_digests, build_index
+from peer.repair.stats import RepairStats
+from peer.storage.chunkstore import ChunkStore, sha256_hex
+from peer.transfer.peers import ChunkPeers, ClusterView
+
+log = logging.getLogger(__name__)
+
+
+class AntiEntropy:
+    name = "anti-entropy"
+
+    def __init__(
+        self,
+        view: ClusterView,
+        store: ChunkStore,
+        peers: ChunkPeers,
+        metadata: AsyncMetadata,
+        stats: RepairStats,
+        clock: Clock,
+        *,
+        replicas: int,
+        batch: int,
+    ) -> None:
+        self._view = view
+        self._store = store
+        self._peers = peers
+        self._metadata = metadata
+        self._stats = stats
+        self._clock = clock
+        self._replicas = replicas
+        self._batch = batch
+        self._index: PlacementIndex | None = None
+
+    async def index(self) -> PlacementIndex:
+        """The placement index for the current ring and chunk set, rebuilt only when either changed."""
+        ring, version = self._view.ring, self._store.version
+        idx = self._index
+        if idx is None or idx.ring_digest != ring.digest or idx.store_version != version:
+            ids = self._store.ids()
+            idx = await asyncio.to_thread(build_index, ids, ring, self._view.local_id, self._replicas, version)
+            self._index = idx
+        return idx
+
+    async def answer(
+        self, from_node: str, ring_digest: str, digests: Sequence[bytes]
+    ) -> tuple[bool, dict[int, list[str]]]:
+        """The CompareDigests handler: our ids in every bucket whose digest differs from the caller's."""
+        idx = await self.index()
+        if ring_digest != idx.ring_digest:
+            return True, {}
+        ours = bucket_digests(idx.shared.get(from_node))
+        return False, {b: idx.shared_bucket(from_node, b) for b, d in enumerate(digests) if ours[b] != d}
+
+    async def work_once(self) -> bool:
+        idx = await self.index()
+        budget = [self._batch]
+        agreed = True
+        under = 0
+        for peer in sorted(idx.shared.keys() | set(self._view.ring.nodes)):
+            if peer == self._view.local_id:
+                continue
+            if not self._view.is_usable(peer):
+                under += idx.shared_count(peer)
+                continue
+            try:
+                agreed &= await self._sync_with(peer, idx, budget)
+            except (DfsError, OSError) as exc:
+                agreed = False
+                under += idx.shared_count(peer)
+                log.info("anti-entropy with %s postponed: %s", peer[:8], exc)
+        self._stats.under_replicated = under
+        self._stats.misplaced = len(idx.misplaced)
+        if idx.misplaced and budget[0] > 0:
+            await self._hand_off(idx, budget, may_drop=agreed)
+        if budget[0] > 0:
+            self._stats.last_sync_at = self._clock.monotonic()
+        return budget[0] <= 0
+
+    async def _sync_with(self, peer: str, idx: PlacementIndex, budget: list[int]) -> bool:
+        answer = await self._peers.compare_digests(peer, self._view.local_id, idx.ring_digest,
+                                                   bucket_digests(idx.shared.get(peer)))
+        if answer.ring_mismatch:
+            return False
+        push: list[str] = []
+        pull: list[str] = []
+        for bucket, theirs in answer.differing.items():
+            ours = set(idx.shared_bucket(peer, bucket))
+            theirs_set = set(theirs)
+            push += sorted(ours - theirs_set)
+            pull += sorted(theirs_set - ours)
+        push = await self._referenced(push)
+        pull = await self._referenced(pull)
+        for chunk_id in push[: max(budget[0], 0)]:
+            budget[0] -= 1
+            await self._push(peer, chunk_id, "re-replicated")
+        for chunk_id in pull[: max(budget[0], 0)]:
+            budget[0] -= 1
+            await self._pull(peer, chunk_id)
+        return True
+
+    async def _referenced(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return ids
+        try:
+            referenced = await self._metadata.referenced_chunks(ids)
+        except MetadataUnavailable:
+            return []
+        return [i for i in ids if i in referenced]
+
+    async def _push(self, peer: str, chunk_id: str, why: str) -> bool:
+        try:
+            data = await asyncio.to_thread(self._store.get, chunk_id)
+            await self._peers.put(peer, chunk_id, data)
+        except (DfsError, OSError) as exc:
+            log.warning("could not copy chunk %s to %s: %s", chunk_id[:12], peer[:8], exc)
+            return False
+        self._stats.repaired += 1
+        log.info("%s chunk %s to %s", why, chunk_id[:12], peer[:8])
+        return True
+
+    async def _pull(self, peer: str, chunk_id: str) -> None:
+        try:
+            data = await self._peers.get(peer, chunk_id)
+            if await asyncio.to_thread(sha256_hex, data) != chunk_id:
+                log.warning("peer %s sent a corrupt copy of chunk %s; not stored", peer[:8], chunk_id)
+                return
+            await asyncio.to_thread(self._store.put, chunk_id, data, True)
+        except (DfsError, OSError) as exc:
+            log.warning("could not fetch chunk %s from %s: %s", chunk_id[:12], peer[:8], exc)
+            return
+        self._stats.repaired += 1
+        log.info("re-replicated chunk %s from %s", chunk_id[:12], peer[:8])
+
+    async def _hand_off(self, idx: PlacementIndex, budget: list[int], may_drop: bool) -> None:
+        """Moves misplaced copies to their owners; drops ours once every owner holds the chunk."""
+        ring = self._view.ring
+        todo = await self._referenced(idx.misplaced[: budget[0] * 4])
+        by_owner: dict[str, list[str]] = defaultdict(list)
+        owners_of = {c: ring.owners(c, self._replicas) for c in todo}
+        for chunk_id, owners in owners_of.items():
+            if all(self._view.is_usable(o) for o in owners):
+                for owner in owners:
+                    by_owner[owner].append(chunk_id)
+        held: dict[str, set[str]] = {}
+        for owner, ids in by_owner.items():
+            try:
+                held[owner] = await self._peers.has_many(owner, ids)
+            except (DfsError, OSError):
+                held[owner] = set()
+                continue
+            for chunk_id in ids:
+                if chunk_id not in held[owner] and budget[0] > 0:
+                    budget[0] -= 1
+                    if await self._push(owner, chunk_id, "handed off"):
+                        held[owner].add(chunk_id)
+        if not may_drop:
+            return
+        for chunk_id, owners in owners_of.items():
+            if owners and all(chunk_id in held.get(o, ()) for o in owners):
+                await asyncio.to_thread(self._store.delete, chunk_id)
+                self._stats.handed_off += 1
+                log.info("dropped misplaced chunk %s: all %d owners hold it", chunk_id[:12], len(owners))

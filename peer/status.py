@@ -1,0 +1,93 @@
+"""ClusterStatus as this peer sees it: membership, the ring, metadata health, and each live
+member's own repair counters (asked over the internal service, in parallel, with a short timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from peer.clock import Clock
+from peer.errors import DfsError
+from peer.membership.state import Member, MembershipView, MemberState
+from peer.repair.stats import RepairStats
+from peer.rpc.client_service import ClusterSnapshot, MemberSnapshot
+from peer.transfer.peers import ChunkPeers, ClusterView
+
+STATS_TIMEOUT_S = 1.0
+
+
+def stats_dict(stats: RepairStats, chunk_count: int, chunk_bytes: int, now: float) -> dict[str, Any]:
+    """The PeerStats fields of this peer."""
+    return {
+        "chunk_count": chunk_count,
+        "chunk_bytes": chunk_bytes,
+        "under_replicated": stats.under_replicated,
+        "misplaced": stats.misplaced,
+        "repaired": stats.repaired,
+        "handed_off": stats.handed_off,
+        "scrubbed_bytes": stats.scrubbed_bytes,
+        "scrub_passes": stats.scrub_passes,
+        "corrupt_found": stats.corrupt_found,
+        "gc_deleted": stats.gc_deleted,
+        "last_sync_s": -1.0 if stats.last_sync_at < 0 else max(0.0, now - stats.last_sync_at),
+    }
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        view: MembershipView,
+        cluster: ClusterView,
+        peers: ChunkPeers,
+        local_stats: Callable[[], dict[str, Any]],
+        clock: Clock,
+        *,
+        replicas: int,
+        vnodes: int,
+        chunk_size: int,
+        metadata_backend: str,
+        metadata_health: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self._view = view
+        self._cluster = cluster
+        self._peers = peers
+        self._local_stats = local_stats
+        self._clock = clock
+        self._replicas = replicas
+        self._vnodes = vnodes
+        self._chunk_size = chunk_size
+        self._backend = metadata_backend
+        self._health = metadata_health
+
+    async def snapshot(self) -> ClusterSnapshot:
+        members = sorted(self._view.members(), key=lambda m: m.node_id)
+        stats = await asyncio.gather(*(self._stats_of(m) for m in members))
+        now = self._clock.monotonic()
+        on_ring = set(self._cluster.ring.nodes)
+        local = self._cluster.local_id
+        healthy, error = self._health()
+        return ClusterSnapshot(
+            node_id=local, ring_digest=self._cluster.ring.digest, replicas=self._replicas, vnodes=self._vnodes,
+            chunk_size=self._chunk_size, metadata_backend=self._backend, metadata_healthy=healthy,
+            metadata_error=error,
+            members=tuple(
+                MemberSnapshot(
+                    node_id=m.node_id, state=m.state.value, grpc_addr=m.grpc_addr, gossip_addr=m.gossip_addr,
+                    incarnation=m.incarnation, heartbeat=m.heartbeat, chunk_count=m.chunk_count,
+                    chunk_bytes=m.chunk_bytes, on_ring=m.node_id in on_ring,
+                    last_seen_s=0.0 if m.node_id == local else max(0.0, now - m.last_seen), stats=s,
+                )
+                for m, s in zip(members, stats, strict=True)
+            ),
+        )
+
+    async def _stats_of(self, member: Member) -> dict[str, Any] | None:
+        if member.node_id == self._cluster.local_id:
+            return self._local_stats()
+        if member.state != MemberState.ALIVE:
+            return None
+        try:
+            return await self._peers.stats(member.node_id, STATS_TIMEOUT_S)
+        except (DfsError, OSError):
+            return None
