@@ -321,7 +321,8 @@ def delete(settings: Settings, ref: str, version: str | None) -> None:
 @cli.command()
 @pass_settings
 def status(settings: Settings) -> None:
-    """Show the cluster as the peer sees it: members, ring and metadata store."""
+    """Show the cluster as the peer sees it: members, ring, metadata store and each member's repair
+    counters (chunks held, under-replicated, misplaced, repaired, scrub progress, corrupt, GC)."""
     with settings.client() as client:
         current = client.status()
     if settings.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from client.models import ClusterStatus, VersionInfo
+from client.models import ClusterStatus, MemberStatus, VersionInfo
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -124,7 +124,40 @@ def cluster_details(status: ClusterStatus) -> str:
     ]
     headers = ("NODE", "STATE", "GRPC", "GOSSIP", "RING", "CHUNKS", "BYTES", "LAST SEEN")
     members = table(headers, rows, right=frozenset({5, 6, 7}))
-    return key_values(summary) + "\n\n" + members
+    return key_values(summary) + "\n\n" + members + "\n\nrepair (each member's own counters)\n" + repair_table(status)
+
+
+_REPAIR_HEADERS = (
+    "NODE", "HELD", "UNDER-REPL", "MISPLACED", "REPAIRED", "HANDED OFF",
+    "SCRUB PASSES", "THIS PASS", "CORRUPT", "GC DELETED", "LAST SYNC",
+)  # fmt: skip
+
+
+def repair_table(status: ClusterStatus) -> str:
+    """One row of self-healing counters per member; "-" for a member that did not report them."""
+    rows = [_repair_row(m, m.node_id == status.node_id) for m in sorted(status.members, key=lambda m: m.node_id)]
+    return table(_REPAIR_HEADERS, rows, right=frozenset(range(1, len(_REPAIR_HEADERS))))
+
+
+def _repair_row(member: MemberStatus, answering: bool) -> tuple[object, ...]:
+    node = short_id(member.node_id) + (" *" if answering else "")
+    s = member.stats
+    if s is None:
+        return (node, *["-"] * (len(_REPAIR_HEADERS) - 1))
+    last_sync = "never" if s.last_sync_s < 0 else f"{s.last_sync_s:.1f}s ago"
+    return (
+        node,
+        s.chunk_count,
+        s.under_replicated,
+        s.misplaced,
+        s.repaired,
+        s.handed_off,
+        s.scrub_passes,
+        human_size(s.scrubbed_bytes),
+        s.corrupt_found,
+        s.gc_deleted,
+        last_sync,
+    )
 
 
 def key_values(pairs: Sequence[tuple[str, str]]) -> str:

@@ -55,6 +55,33 @@ class UploadResult(_Serializable):
 
 
 @dataclass(frozen=True)
+class PeerStats(_Serializable):
+    """A member's own self-healing counters, as it reported them to the answering peer."""
+
+    chunk_count: int = 0
+    """Chunks held on the member's disk."""
+    chunk_bytes: int = 0
+    under_replicated: int = 0
+    """Chunks the member owns whose other owners lack them or are down."""
+    misplaced: int = 0
+    """Chunks the member holds but does not own (hinted copies, copies left by a ring change)."""
+    repaired: int = 0
+    """Copies pushed or pulled to restore placement since the member started."""
+    handed_off: int = 0
+    """Misplaced copies handed to their owners and dropped since start."""
+    scrubbed_bytes: int = 0
+    """Bytes verified so far in the current scrub pass."""
+    scrub_passes: int = 0
+    """Completed scrub passes since start."""
+    corrupt_found: int = 0
+    """Corrupt copies found and quarantined since start."""
+    gc_deleted: int = 0
+    """Unreferenced chunks deleted by garbage collection since start."""
+    last_sync_s: float = -1.0
+    """Seconds since the member's last completed anti-entropy round; -1 when it has not completed one."""
+
+
+@dataclass(frozen=True)
 class MemberStatus(_Serializable):
     """One cluster member as the answering peer sees it."""
 
@@ -70,6 +97,8 @@ class MemberStatus(_Serializable):
     on_ring: bool = False
     last_seen_s: float = 0.0
     """Seconds since the answering peer last heard news of this member."""
+    stats: PeerStats | None = None
+    """The member's repair counters; None when it did not answer (dead, or too slow)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +136,22 @@ def upload_from_proto(msg: dfs_pb2.UploadReply) -> UploadResult:
     return UploadResult(version=version_from_proto(msg.version), peers=list(msg.peers))
 
 
+def stats_from_proto(msg: dfs_pb2.PeerStats) -> PeerStats:
+    return PeerStats(
+        chunk_count=msg.chunk_count,
+        chunk_bytes=msg.chunk_bytes,
+        under_replicated=msg.under_replicated,
+        misplaced=msg.misplaced,
+        repaired=msg.repaired,
+        handed_off=msg.handed_off,
+        scrubbed_bytes=msg.scrubbed_bytes,
+        scrub_passes=msg.scrub_passes,
+        corrupt_found=msg.corrupt_found,
+        gc_deleted=msg.gc_deleted,
+        last_sync_s=msg.last_sync_s,
+    )
+
+
 def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
     members = [
         MemberStatus(
@@ -120,6 +165,7 @@ def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
             chunk_bytes=m.chunk_bytes,
             on_ring=m.on_ring,
             last_seen_s=m.last_seen_s,
+            stats=stats_from_proto(m.stats) if m.HasField("stats") else None,
         )
         for m in msg.members
     ]

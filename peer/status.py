@@ -14,7 +14,7 @@ from peer.repair.stats import RepairStats
 from peer.rpc.client_service import ClusterSnapshot, MemberSnapshot
 from peer.transfer.peers import ChunkPeers, ClusterView
 
-STATS_TIMEOUT_S = 1.0
+STATS_TIMEOUT_S = 0.5
 
 
 def stats_dict(stats: RepairStats, chunk_count: int, chunk_bytes: int, now: float) -> dict[str, Any]:

@@ -87,7 +87,9 @@ class AntiEntropy:
                 under += idx.shared_count(peer)
                 continue
             try:
-                agreed &= await self._sync_with(peer, idx, budget)
+                synced, lacking = await self._sync_with(peer, idx, budget)
+                agreed &= synced
+                under += lacking
             except (DfsError, OSError) as exc:
                 agreed = False
                 under += idx.shared_count(peer)
@@ -100,11 +102,12 @@ class AntiEntropy:
             self._stats.last_sync_at = self._clock.monotonic()
         return budget[0] <= 0
 
-    async def _sync_with(self, peer: str, idx: PlacementIndex, budget: list[int]) -> bool:
+    async def _sync_with(self, peer: str, idx: PlacementIndex, budget: list[int]) -> tuple[bool, int]:
+        """Returns whether the peer agreed on the ring, and how many of our chunks it still lacks."""
         answer = await self._peers.compare_digests(peer, self._view.local_id, idx.ring_digest,
                                                    bucket_digests(idx.shared.get(peer)))
         if answer.ring_mismatch:
-            return False
+            return False, 0
         push: list[str] = []
         pull: list[str] = []
         for bucket, theirs in answer.differing.items():
@@ -114,13 +117,14 @@ class AntiEntropy:
             pull += sorted(theirs_set - ours)
         push = await self._referenced(push)
         pull = await self._referenced(pull)
+        lacking = len(push)
         for chunk_id in push[: max(budget[0], 0)]:
             budget[0] -= 1
-            await self._push(peer, chunk_id, "re-replicated")
+            lacking -= await self._push(peer, chunk_id, "re-replicated")
         for chunk_id in pull[: max(budget[0], 0)]:
             budget[0] -= 1
             await self._pull(peer, chunk_id)
-        return True
+        return True, lacking
 
     async def _referenced(self, ids: list[str]) -> list[str]:
         if not ids:

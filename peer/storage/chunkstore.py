@@ -143,14 +143,13 @@ class ChunkStore:
         path = self.path(chunk_id)
         if not verified and sha256_hex(data) != chunk_id:
             raise ChunkCorrupt(chunk_id, "the sender (bytes do not match the chunk id)")
-        with self._lock:
-            try:
-                if path.stat().st_size == len(data):
+        if self._held_intact(chunk_id, path, len(data)):
+            with self._lock:  # GC checks the mtime under this lock: renewing it here wins the race
+                try:
                     os.utime(path)
                     return False
-                self._forget(chunk_id, path, unlink=True)  # a foreign file under this name
-            except FileNotFoundError:
-                pass
+                except FileNotFoundError:
+                    pass  # collected meanwhile: write it anew
         if not write_durable(path, data, replace=False):
             return False
         with self._lock:
@@ -158,6 +157,18 @@ class ChunkStore:
             self._bytes += len(data)
             self.version += 1
         return True
+
+    def _held_intact(self, chunk_id: str, path: Path, size: int) -> bool:
+        """Whether an intact copy is already in place; a wrong one is quarantined so a new write
+        can replace it (an upload must never count a rotten copy as one of its R replicas)."""
+        try:
+            if path.stat().st_size == size and sha256_hex(path.read_bytes()) == chunk_id:
+                return True
+        except FileNotFoundError:
+            return False
+        log.warning("chunk %s held here is corrupt; replacing it", chunk_id)
+        self.quarantine(chunk_id)
+        return False
 
     def get(self, chunk_id: str) -> bytes:
         """Returns the chunk's bytes after checking their SHA-256; a corrupt copy is quarantined."""
