@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
-import pytest
 from click.testing import CliRunner
 
 from client.cli import cli
