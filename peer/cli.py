@@ -20,6 +20,7 @@ import click
 
 from peer.config import PeerConfig
 from peer.errors import DfsError
+from peer.memory import tune_allocator
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -86,6 +87,8 @@ def _serve_options(fn: Any) -> Any:
         click.option("--chunk-size", envvar="DFS_CHUNK_SIZE", default=d.chunk_size, show_default=True, type=int),
         click.option("--upload-window", envvar="DFS_UPLOAD_WINDOW", default=d.upload_window, show_default=True,
                      type=int),
+        click.option("--inflight-chunks", envvar="DFS_INFLIGHT_CHUNKS", default=d.inflight_chunks,
+                     show_default=True, type=int, help="Chunks of all uploads in flight (peer memory budget)."),
         click.option("--download-window", envvar="DFS_DOWNLOAD_WINDOW", default=d.download_window,
                      show_default=True, type=int),
         click.option("--gossip-interval", envvar="DFS_GOSSIP_INTERVAL", default=d.gossip_interval_s,
@@ -137,6 +140,7 @@ def config_from_options(opts: dict[str, Any]) -> PeerConfig:
         vnodes=opts["vnodes"],
         chunk_size=opts["chunk_size"],
         upload_window=opts["upload_window"],
+        inflight_chunks=opts["inflight_chunks"],
         download_window=opts["download_window"],
         gossip_interval_s=opts["gossip_interval"],
         gossip_fanout=opts["gossip_fanout"],
@@ -187,6 +191,7 @@ def serve(print_config: bool, **opts: Any) -> None:
         _fail(str(exc), EXIT_CONFIG)
         return
     _setup_logging(config.log_level, node.node_id)
+    tune_allocator()
     try:
         asyncio.run(node.run())
     except (DfsError, OSError) as exc:

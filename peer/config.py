@@ -49,6 +49,9 @@ class PeerConfig:
     chunk_size: int = MIB
     # DFS_UPLOAD_WINDOW: chunks of one upload in flight at once; memory per upload ~ window x chunk.
     upload_window: int = 8
+    # DFS_INFLIGHT_CHUNKS: chunks of ALL uploads of this peer in flight at once: the peer-wide memory
+    # budget (about this many x chunk size), however many clients upload concurrently.
+    inflight_chunks: int = 32
     # DFS_DOWNLOAD_WINDOW: chunks of one download fetched ahead of the one being sent.
     download_window: int = 8
     # DFS_GOSSIP_INTERVAL: seconds between push-pull rounds; each round also bumps our heartbeat.
@@ -115,6 +118,7 @@ class PeerConfig:
             (1 <= self.vnodes <= 4096, "DFS_VNODES must be between 1 and 4096"),
             (64 * 1024 <= self.chunk_size <= 64 * MIB, "DFS_CHUNK_SIZE must be between 64 KiB and 64 MiB"),
             (self.upload_window >= 1, "DFS_UPLOAD_WINDOW must be at least 1"),
+            (self.inflight_chunks >= self.upload_window, "DFS_INFLIGHT_CHUNKS must be >= DFS_UPLOAD_WINDOW"),
             (self.download_window >= 1, "DFS_DOWNLOAD_WINDOW must be at least 1"),
             (self.gossip_interval_s > 0, "DFS_GOSSIP_INTERVAL must be positive"),
             (self.gossip_fanout >= 1, "DFS_GOSSIP_FANOUT must be at least 1"),

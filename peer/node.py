@@ -150,7 +150,8 @@ class Node:
         gossiper.subscribe(lambda _events: cluster.refresh())
         peers = GrpcChunkPeers(cluster.grpc_addr, cfg.rpc_timeout_s, max_message)
         uploads = UploadService(cluster, store, peers, metadata, self.clock, replicas=cfg.replicas,
-                                chunk_size=cfg.chunk_size, window=cfg.upload_window)
+                                chunk_size=cfg.chunk_size, window=cfg.upload_window,
+                                budget=asyncio.Semaphore(cfg.inflight_chunks))
         downloads = DownloadService(cluster, store, peers, metadata, replicas=cfg.replicas,
                                     window=cfg.download_window)
         stats = RepairStats()

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class SqliteStore:
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._commit_lock = threading.Lock()
+        self._pending: list[tuple[NewVersion, Future[VersionRecord]]] = []
+        self._leading = False
         try:
             self._init_schema()
         except BaseException:
@@ -96,27 +100,64 @@ class SqliteStore:
     # -- MetadataStore ---------------------------------------------------------------------------
 
     def commit_version(self, new: NewVersion) -> VersionRecord:
+        """Group commit: concurrent callers of this process share one transaction and one fsync.
+
+        With synchronous=FULL every transaction costs an fsync under the database-wide write lock,
+        which caps a host at a few hundred commits per second. The first caller to arrive becomes
+        the leader and commits everything queued behind it in one transaction; the others wait for
+        their result. Each still gets its own consecutive number, and none returns before the
+        transaction holding its version is durable.
+        """
         if not new.name:
             raise InvalidRequest("file name must not be empty")
-        created_at = new.created_at or time.time()
-        version_id = uuid.uuid4().hex
+        waiter: Future[VersionRecord] = Future()
+        with self._commit_lock:
+            self._pending.append((new, waiter))
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead_commits()
+        return waiter.result()
+
+    def _lead_commits(self) -> None:
+        while True:
+            with self._commit_lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._leading = False
+                    return
+            try:
+                records = self._commit_batch([new for new, _ in batch])
+            except BaseException as exc:  # every waiter of the failed transaction learns why
+                for _, waiter in batch:
+                    waiter.set_exception(exc)
+                continue
+            for (_, waiter), record in zip(batch, records, strict=True):
+                waiter.set_result(record)
+
+    def _commit_batch(self, batch: list[NewVersion]) -> list[VersionRecord]:
+        records: list[VersionRecord] = []
         with self._transaction("BEGIN IMMEDIATE") as conn:
-            file_id, number = _claim_number(conn, new.name, created_at)
-            conn.execute(
-                "INSERT INTO versions (version_id, file_id, version, name, size, sha256, chunks,"
-                " content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (version_id, file_id, number, new.name, new.size, new.sha256, _dump_chunks(new.chunks),
-                 new.content_type, json.dumps(dict(new.metadata)), created_at),
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO chunk_refs (version_id, chunk_id) VALUES (?, ?)",
-                [(version_id, chunk.chunk_id) for chunk in new.chunks],
-            )
-        return VersionRecord(
-            file_id=file_id, version_id=version_id, version=number, name=new.name, size=new.size,
-            sha256=new.sha256, chunks=tuple(new.chunks), content_type=new.content_type,
-            metadata=dict(new.metadata), created_at=created_at, latest=True,
-        )
+            for new in batch:
+                created_at = new.created_at or time.time()
+                version_id = uuid.uuid4().hex
+                file_id, number = _claim_number(conn, new.name, created_at)
+                conn.execute(
+                    "INSERT INTO versions (version_id, file_id, version, name, size, sha256, chunks,"
+                    " content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (version_id, file_id, number, new.name, new.size, new.sha256, _dump_chunks(new.chunks),
+                     new.content_type, json.dumps(dict(new.metadata)), created_at),
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO chunk_refs (version_id, chunk_id) VALUES (?, ?)",
+                    [(version_id, chunk.chunk_id) for chunk in new.chunks],
+                )
+                records.append(VersionRecord(
+                    file_id=file_id, version_id=version_id, version=number, name=new.name, size=new.size,
+                    sha256=new.sha256, chunks=tuple(new.chunks), content_type=new.content_type,
+                    metadata=dict(new.metadata), created_at=created_at, latest=True,
+                ))
+        return records
 
     def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
         check_version_spec(version)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -50,7 +50,10 @@ class UploadService:
         replicas: int,
         chunk_size: int,
         window: int,
+        budget: asyncio.Semaphore | None = None,
     ) -> None:
+        """`window` bounds one upload's chunks in flight; `budget`, shared by every upload of the
+        peer, bounds them all together, so memory stays flat however many clients upload at once."""
         self._view = view
         self._store = store
         self._peers = peers
@@ -59,6 +62,7 @@ class UploadService:
         self._replicas = replicas
         self._chunk_size = chunk_size
         self._window = window
+        self._budget = budget or asyncio.Semaphore(window)
 
     async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes]) -> VersionRecord:
         self._require_replicas()
@@ -70,9 +74,15 @@ class UploadService:
             async with asyncio.TaskGroup() as group:
                 async for chunk in chunk_stream(pieces, self._chunk_size):
                     await slots.acquire()
-                    chunk_id = await asyncio.to_thread(_hash_chunk, chunk, file_hash)
-                    task = group.create_task(self._replicate(chunk_id, chunk))
-                    task.add_done_callback(lambda _t: slots.release())
+                    await self._budget.acquire()
+                    release = self._release_slot(slots)
+                    try:
+                        chunk_id = await asyncio.to_thread(_hash_chunk, chunk, file_hash)
+                        task = group.create_task(self._replicate(chunk_id, chunk))
+                    except BaseException:  # the shared budget must not leak when a client goes away
+                        release(None)
+                        raise
+                    task.add_done_callback(release)
                     pending.append((chunk_id, len(chunk), task))
                     size += len(chunk)
         except BaseExceptionGroup as group_error:
@@ -90,6 +100,13 @@ class UploadService:
         record = await self._metadata.commit_version(new)
         log.info("stored %s v%d (%d bytes, %d chunks)", record.name, record.version, size, len(chunks))
         return record
+
+    def _release_slot(self, slots: asyncio.Semaphore) -> Callable[[object], None]:
+        def release(_task: object) -> None:
+            slots.release()
+            self._budget.release()
+
+        return release
 
     def _require_replicas(self) -> None:
         available = self._view.usable_count()
