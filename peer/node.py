@@ -36,7 +36,7 @@ from peer.repair.worker import Worker, run_worker
 from peer.ring.hashring import HashRing
 from peer.ring.placement import ring_members
 from peer.rpc.client_service import FileStoreServicer
-from peer.rpc.peer_client import GrpcChunkPeers, channel_options
+from peer.rpc.peer_client import GrpcChunkPeers, server_options
 from peer.rpc.peer_service import PeerChunksServicer
 from peer.status import StatusReporter, stats_dict
 from peer.storage.chunkstore import ChunkStore, write_durable
@@ -124,7 +124,7 @@ class Node:
             )
         metadata = AsyncMetadata(raw_store)
         max_message = cfg.chunk_size + 1024 * 1024
-        server = grpc.aio.server(options=channel_options(max(max_message, 8 * 1024 * 1024)))
+        server = grpc.aio.server(options=server_options(max(max_message, 8 * 1024 * 1024)))
         grpc_host, _ = split_hostport(cfg.grpc_addr)
         grpc_port = server.add_insecure_port(cfg.grpc_addr)
         if grpc_port == 0:

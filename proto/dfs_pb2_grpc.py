@@ -374,6 +374,11 @@ class PeerChunksStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.PutChunk = channel.unary_unary(
+                '/dfs.v1.PeerChunks/PutChunk',
+                request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.PutChunksReply.FromString,
+                _registered_method=True)
         self.PutChunks = channel.stream_unary(
                 '/dfs.v1.PeerChunks/PutChunks',
                 request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
@@ -411,8 +416,15 @@ class PeerChunksServicer:
 
     """
 
+    def PutChunk(self, request, context):
+        """Stores one chunk durably; replies once it is. The upload hot path: one message each way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PutChunks(self, request_iterator, context):
-        """Stores every chunk of the stream durably; replies once all are durable.
+        """Stores every chunk of the stream durably; replies once all are durable (batches, repair).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -455,6 +467,11 @@ class PeerChunksServicer:
 
 def add_PeerChunksServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'PutChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutChunk,
+                    request_deserializer=proto_dot_dfs__pb2.Chunk.FromString,
+                    response_serializer=proto_dot_dfs__pb2.PutChunksReply.SerializeToString,
+            ),
             'PutChunks': grpc.stream_unary_rpc_method_handler(
                     servicer.PutChunks,
                     request_deserializer=proto_dot_dfs__pb2.Chunk.FromString,
@@ -497,6 +514,33 @@ class PeerChunks:
     """-------------------------------------------------------------- internal API
 
     """
+
+    @staticmethod
+    def PutChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.PeerChunks/PutChunk',
+            proto_dot_dfs__pb2.Chunk.SerializeToString,
+            proto_dot_dfs__pb2.PutChunksReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def PutChunks(request_iterator,

@@ -25,6 +25,13 @@ def channel_options(max_message: int) -> list[tuple[str, int]]:
     ]
 
 
+def server_options(max_message: int) -> list[tuple[str, int]]:
+    """The peer's server: as channels, plus no bandwidth-delay probing. BDP probing grows each
+    stream's receive window to several MiB, which many concurrent uploads turn into hundreds of MiB
+    of buffered data; the fixed window keeps a peer's memory flat."""
+    return [*channel_options(max_message), ("grpc.http2.bdp_probe", 0)]
+
+
 class GrpcChunkPeers:
     def __init__(self, resolve: Callable[[str], str | None], timeout_s: float, max_message: int) -> None:
         self._resolve = resolve
@@ -45,7 +52,7 @@ class GrpcChunkPeers:
 
     async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
         try:
-            await self._stub(node_id).PutChunks(iter([pb.Chunk(chunk_id=chunk_id, data=data)]), timeout=self._timeout)
+            await self._stub(node_id).PutChunk(pb.Chunk(chunk_id=chunk_id, data=data), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, chunk_id) from exc
 

@@ -43,6 +43,14 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         self._stats = stats
         self._node_id = node_id
 
+    async def PutChunk(self, request: pb.Chunk, context: grpc.aio.ServicerContext) -> pb.PutChunksReply:  # noqa: N802
+        try:
+            check_chunk_id(request.chunk_id)
+            await asyncio.to_thread(self._store.put, request.chunk_id, request.data)
+        except DfsError as exc:
+            await abort_with(context, exc)
+        return pb.PutChunksReply(stored=[request.chunk_id])
+
     async def PutChunks(  # noqa: N802 - gRPC method names
         self, request_iterator: AsyncIterator[pb.Chunk], context: grpc.aio.ServicerContext
     ) -> pb.PutChunksReply:

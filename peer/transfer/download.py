@@ -24,6 +24,8 @@ from peer.transfer.peers import ChunkPeers, ClusterView
 
 log = logging.getLogger(__name__)
 
+HASH_BATCH_CHUNKS = 4
+
 
 @dataclass(frozen=True)
 class ByteRange:
@@ -81,6 +83,7 @@ class DownloadService:
             if item is not None:
                 ahead.append((*item, asyncio.ensure_future(self.fetch_chunk(item[0]))))
 
+        unhashed: list[bytes] = []  # the whole-file hash is fed in batches: one thread hop per few MiB
         try:
             for _ in range(self._window):
                 fetch_next()
@@ -89,15 +92,20 @@ class DownloadService:
                 data = await task
                 fetch_next()
                 if file_hash is not None:
-                    await asyncio.to_thread(file_hash.update, data)
+                    unhashed.append(data)
+                    if len(unhashed) >= HASH_BATCH_CHUNKS:
+                        await asyncio.to_thread(_feed, file_hash, unhashed)
+                        unhashed = []
                 lo = max(rng.offset - start, 0)
                 hi = min(rng.end - start, ref.size)
                 yield data if (lo, hi) == (0, ref.size) else data[lo:hi]
         finally:
             for _ref, _start, pending in ahead:
                 pending.cancel()
-        if file_hash is not None and file_hash.hexdigest() != record.sha256:
-            raise DataLoss(f"{record.name} v{record.version}: file SHA-256 does not match its record")
+        if file_hash is not None:
+            await asyncio.to_thread(_feed, file_hash, unhashed)
+            if file_hash.hexdigest() != record.sha256:
+                raise DataLoss(f"{record.name} v{record.version}: file SHA-256 does not match its record")
 
     async def fetch_chunk(self, ref: ChunkRef) -> bytes:
         """An intact copy of one chunk from wherever one can be found."""
@@ -124,6 +132,11 @@ class DownloadService:
             log.warning("peer %s sent a corrupt copy of chunk %s; trying another", node[:8], chunk_id)
             raise ChunkCorrupt(chunk_id, f"peer {node[:8]}")
         return data
+
+
+def _feed(file_hash: hashlib._Hash, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        file_hash.update(piece)
 
 
 def _chunks_in_range(chunks: tuple[ChunkRef, ...], rng: ByteRange) -> list[tuple[ChunkRef, int]]:
