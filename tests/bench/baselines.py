@@ -1,0 +1,196 @@
+"""Section 1, baselines measured in the same run: raw loopback gRPC and the local disk.
+
+gRPC: one stream of 1 MiB messages to/from `rawgrpc_server` (a subprocess with the peer's server
+options, no storage), through a channel with the SDK's client options. Disk: 1 MiB chunk files written
+with the chunk store's recipe (temp file, write, fsync, rename, fsync dir), then read back; the reads
+come from the page cache (nothing is dropped), which the result notes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from client.sdk import MAX_MESSAGE_BYTES
+from proto import dfs_pb2 as pb
+from tests.bench import rawgrpc_server as raw
+from tests.bench.common import MIB, CpuMeter, UniqueData, kill_all, mb_per_s, progress, register
+from tests.cluster import wait_for
+
+SDK_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def grpc_baseline(workdir: Path, total: int, repeats: int) -> dict[str, Any]:
+    """Best of `repeats` single-stream uploads and downloads of `total` bytes."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port_file = workdir / "rawgrpc.port"
+    proc = register(subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.rawgrpc_server", str(port_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=open(workdir / "rawgrpc.log", "wb"),  # noqa: SIM115
+    ))
+    try:
+        wait_for(lambda: port_file.exists() or proc.poll() is not None, 30, "raw gRPC server port")
+        if not port_file.exists():
+            raise RuntimeError(f"raw gRPC server exited with {proc.returncode}")
+        addr = f"127.0.0.1:{port_file.read_text().strip()}"
+        channel = grpc.insecure_channel(addr, options=SDK_CHANNEL_OPTIONS)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=10)
+            sink = channel.stream_unary(raw.SINK, request_serializer=pb.UploadRequest.SerializeToString,
+                                        response_deserializer=pb.UploadReply.FromString)
+            source = channel.unary_stream(raw.SOURCE, request_serializer=pb.DownloadRequest.SerializeToString,
+                                          response_deserializer=pb.DownloadReply.FromString)
+            data = UniqueData(stream=0xBA5E)
+            # Warm-up: connection, HTTP/2 windows, code paths.
+            sink(iter([pb.UploadRequest(data=p) for p in data.pieces(8 * MIB)]), timeout=60)
+            for _ in source(pb.DownloadRequest(length=8 * MIB), timeout=60):
+                pass
+            uploads, downloads = [], []
+            up_cpu, down_cpu = [], []
+            pids = [proc.pid, os.getpid()]
+            for _ in range(repeats):
+                with CpuMeter(pids) as cpu:
+                    t = time.perf_counter()
+                    reply = sink((pb.UploadRequest(data=p) for p in data.pieces(total, raw.PIECE)), timeout=120)
+                    uploads.append(time.perf_counter() - t)
+                up_cpu.append(cpu.result)
+                if reply.version.size != total:
+                    raise RuntimeError(f"raw sink received {reply.version.size} of {total} bytes")
+                received = 0
+                with CpuMeter(pids) as cpu:
+                    t = time.perf_counter()
+                    for msg in source(pb.DownloadRequest(length=total), timeout=120):
+                        received += len(msg.data)
+                    downloads.append(time.perf_counter() - t)
+                down_cpu.append(cpu.result)
+                if received != total:
+                    raise RuntimeError(f"raw source sent {received} of {total} bytes")
+        finally:
+            channel.close()
+    finally:
+        _stop(proc)
+    up, down = min(uploads), min(downloads)
+    return {
+        "bytes": total,
+        "message_bytes": raw.PIECE,
+        "server_max_message": raw.PEER_MAX_MESSAGE,
+        "server": "grpc.aio in a subprocess, peer channel_options, no storage",
+        "repeats": repeats,
+        "upload_s": [round(s, 4) for s in uploads],
+        "download_s": [round(s, 4) for s in downloads],
+        "upload_mb_s": round(mb_per_s(total, up), 1),
+        "download_mb_s": round(mb_per_s(total, down), 1),
+        "cpu_pct_upload": {"server": up_cpu[uploads.index(up)][0], "client": up_cpu[uploads.index(up)][1]},
+        "cpu_pct_download": {"server": down_cpu[downloads.index(down)][0],
+                             "client": down_cpu[downloads.index(down)][1]},
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        kill_all()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_chunks(root: Path, data: UniqueData, total: int, paths: list[Path], latencies: list[float]) -> None:
+    """The chunk store's recipe per 1 MiB piece: temp file, write, fsync, rename, fsync the directory."""
+    for piece in data.pieces(total, MIB):
+        name = uuid.uuid4().hex * 2
+        directory = root / name[:2] / name[2:4]
+        t = time.perf_counter()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / name
+        tmp = directory / f"{name}.tmp-{uuid.uuid4().hex[:12]}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+        latencies.append(time.perf_counter() - t)
+        paths.append(path)
+
+
+def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:
+    """Writes `total` bytes as 1 MiB chunk files the way the chunk store does, then reads them back;
+    then the same bytes again from two writer threads at once (R=2 puts two writers on one disk)."""
+    root = workdir / "chunks"
+    root.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    latencies: list[float] = []
+    t0 = time.perf_counter()
+    _write_chunks(root, UniqueData(stream=0xD15C), total, paths, latencies)
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    read = 0
+    for path in paths:
+        read += len(path.read_bytes())
+    read_s = time.perf_counter() - t0
+    shutil.rmtree(root, ignore_errors=True)
+    latencies.sort()
+
+    root2 = workdir / "chunks2"
+    root2.mkdir(parents=True, exist_ok=True)
+    lat2: list[float] = []
+    writers = [
+        threading.Thread(target=_write_chunks, args=(root2, UniqueData(stream=0xD15D + i), total // 2, [], lat2))
+        for i in range(2)
+    ]
+    t0 = time.perf_counter()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    write2_s = time.perf_counter() - t0
+    shutil.rmtree(root2, ignore_errors=True)
+    return {
+        "bytes": total,
+        "files": len(paths),
+        "dir": str(workdir),
+        "write_mb_s": round(mb_per_s(total, write_s), 1),
+        "write_ms_per_chunk_p50": round(latencies[len(latencies) // 2] * 1000, 2),
+        "write_2_writers_mb_s": round(mb_per_s(total, write2_s), 1),
+        "read_mb_s": round(mb_per_s(read, read_s), 1),
+        "read_note": "page cache: the files were just written and nothing was dropped",
+        "r2_upload_ceiling_mb_s": round(mb_per_s(total, min(write_s, write2_s)) / 2, 1),
+        "r2_note": "every uploaded byte is written and fsynced twice on this one disk (R=2, all peers local)",
+    }
+
+
+def run(workdir: Path, quick: bool) -> dict[str, Any]:
+    total = 32 * MIB if quick else 256 * MIB
+    progress(f"baselines: raw gRPC single stream, {total // MIB} MiB up and down (subprocess server)")
+    g = grpc_baseline(workdir / "rawgrpc", total, repeats=1 if quick else 3)
+    progress(f"baselines: raw gRPC upload {g['upload_mb_s']} MB/s, download {g['download_mb_s']} MB/s")
+    progress(f"baselines: disk write-with-fsync of {total // MIB} x 1 MiB chunk files")
+    d = disk_baseline(workdir / "disk", total)
+    progress(f"baselines: disk write {d['write_mb_s']} MB/s (2 writers: {d['write_2_writers_mb_s']} MB/s), "
+             f"read (cached) {d['read_mb_s']} MB/s")
+    return {"grpc": g, "disk": d}

@@ -1,0 +1,73 @@
+"""A storage-free gRPC server for the transport baseline: `python -m tests.bench.rawgrpc_server PORT_FILE`.
+
+Same server flavour (grpc.aio), same server options (`channel_options` with the peer's maximum message
+size) and the same wire messages as a peer, but nothing is stored: `Sink` drops every UploadRequest
+and `Source` streams DownloadReply messages of 1 MiB until `length` bytes have been sent. Runs in its
+own process so client and server use separate cores, as with a real peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from peer.config import MIB
+from peer.rpc.peer_client import channel_options
+from proto import dfs_pb2 as pb
+
+SINK = "/dfsbench.Raw/Sink"
+SOURCE = "/dfsbench.Raw/Source"
+PIECE = MIB
+
+# What Node.run gives its grpc.aio server for the default 1 MiB chunk size.
+PEER_MAX_MESSAGE = max(PIECE + MIB, 8 * MIB)
+
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _sink(requests: AsyncIterator[pb.UploadRequest], context: Context) -> pb.UploadReply:
+    received = 0
+    async for msg in requests:
+        received += len(msg.data)
+    return pb.UploadReply(version=pb.VersionInfo(size=received))
+
+
+async def _source(request: pb.DownloadRequest, context: Context) -> AsyncIterator[pb.DownloadReply]:
+    data = os.urandom(PIECE)
+    left = request.length
+    while left > 0:
+        n = min(PIECE, left)
+        yield pb.DownloadReply(data=data if n == PIECE else data[:n])
+        left -= n
+
+
+async def serve(port_file: Path) -> None:
+    server = grpc.aio.server(options=channel_options(PEER_MAX_MESSAGE))
+    handler = grpc.method_handlers_generic_handler("dfsbench.Raw", {
+        "Sink": grpc.stream_unary_rpc_method_handler(
+            _sink, request_deserializer=pb.UploadRequest.FromString,
+            response_serializer=pb.UploadReply.SerializeToString),
+        "Source": grpc.unary_stream_rpc_method_handler(
+            _source, request_deserializer=pb.DownloadRequest.FromString,
+            response_serializer=pb.DownloadReply.SerializeToString),
+    })
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    os.replace(tmp, port_file)
+    # The parent SIGKILLs this process; stdin closing (the parent died) also ends it.
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await server.stop(0)
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(Path(sys.argv[1])))

@@ -1,0 +1,171 @@
+"""Turns section results into table rows with targets (PASS/MISS) and the Swift reference figures."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tests.bench.common import KIB, MIB
+
+SWIFT = {
+    "version": "Swift 2.38",
+    "put_mb_s": "250-270",
+    "get_mb_s": "290-320",
+    "uploads_per_s_20c_64k": 127,
+    "downloads_per_s_20c_64k": 334,
+}
+
+
+@dataclass
+class Row:
+    section: str
+    metric: str
+    value: str
+    target: str = ""
+    status: str = ""  # PASS, MISS, n/a or ""
+    reference: str = ""
+
+
+def _check(ok: bool | None) -> str:
+    if ok is None:
+        return "n/a"
+    return "PASS" if ok else "MISS"
+
+
+def _size(size: int) -> str:
+    return f"{size // KIB} KiB" if size < MIB else f"{size // MIB} MiB"
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    errors = results.get("errors", {})
+    base = results.get("baselines", {})
+    g, d = base.get("grpc"), base.get("disk")
+    if g:
+        mib = g["bytes"] // MIB
+        out.append(Row("baselines", f"raw gRPC upload, 1 stream, {mib} MiB", f"{g['upload_mb_s']:.1f} MB/s"))
+        out.append(Row("baselines", f"raw gRPC download, 1 stream, {mib} MiB", f"{g['download_mb_s']:.1f} MB/s"))
+    if d:
+        out.append(Row("baselines", "disk write, 1 MiB files fsync+rename", f"{d['write_mb_s']:.1f} MB/s"))
+        out.append(Row("baselines", "disk write, same, 2 writers at once", f"{d['write_2_writers_mb_s']:.1f} MB/s"))
+        out.append(Row("baselines", "upload ceiling set by the disk (R=2: 2 writes/byte)",
+                       f"{d['r2_upload_ceiling_mb_s']:.1f} MB/s"))
+        out.append(Row("baselines", "disk read (page cache)", f"{d['read_mb_s']:.1f} MB/s"))
+
+    large = results.get("large_file")
+    if large:
+        mib = large["bytes"] // MIB
+        up_ratio = down_ratio = None
+        if g:
+            up_ratio = large["upload_mb_s"] / g["upload_mb_s"]
+            down_ratio = large["download_mb_s"] / g["download_mb_s"]
+        out.append(Row(
+            "large file", f"upload {mib} MiB, 3 peers R=2", f"{large['upload_mb_s']:.1f} MB/s"
+            + (f" ({up_ratio:.0%} of gRPC)" if up_ratio is not None else ""),
+            ">= 50% of raw gRPC upload", _check(None if up_ratio is None else up_ratio >= 0.5),
+            f"{SWIFT['version']} PUT {SWIFT['put_mb_s']} MB/s"))
+        out.append(Row(
+            "large file", f"download {mib} MiB (sha256 {'ok' if large['sha256_verified'] else 'BAD'})",
+            f"{large['download_mb_s']:.1f} MB/s" + (f" ({down_ratio:.0%} of gRPC)" if down_ratio is not None else ""),
+            ">= 80% of raw gRPC download", _check(None if down_ratio is None else down_ratio >= 0.8),
+            f"{SWIFT['version']} GET {SWIFT['get_mb_s']} MB/s"))
+
+    conc = results.get("concurrency")
+    if conc:
+        for run in conc["runs"]:
+            c, size = run["clients"], run["size"]
+            up, down = run["upload"], run["download"]
+            is_20_64k = c == 20 and size == 64 * KIB
+            prefix = f"{c} clients x {_size(size)}"
+            out.append(Row(
+                "concurrency", f"{prefix} upload ({up['ops']} ops)",
+                f"{up['ops_per_s']:.1f} ops/s, p50 {up['p50_ms']:.1f} ms, p99 {up['p99_ms']:.1f} ms",
+                ">= 300 uploads/s" if is_20_64k else "", _check(up["ops_per_s"] >= 300) if is_20_64k else "",
+                f"Swift {SWIFT['uploads_per_s_20c_64k']} uploads/s" if is_20_64k else ""))
+            out.append(Row(
+                "concurrency", f"{prefix} download ({down['ops']} ops)",
+                f"{down['ops_per_s']:.1f} ops/s, p50 {down['p50_ms']:.1f} ms, p99 {down['p99_ms']:.1f} ms",
+                ">= 600 downloads/s, p99 < 100 ms" if is_20_64k else "",
+                _check(down["ops_per_s"] >= 600 and down["p99_ms"] < 100) if is_20_64k else "",
+                f"Swift {SWIFT['downloads_per_s_20c_64k']} downloads/s" if is_20_64k else ""))
+            errs = up["errors"] + down["errors"]
+            incomplete = up["hit_deadline"] or down["hit_deadline"]
+            out.append(Row(
+                "concurrency", f"{prefix} errors", f"{errs}" + (" (time limit hit)" if incomplete else ""),
+                "0 errors", _check(errs == 0)))
+        for label, cal in conc.get("calibration", {}).items():
+            up, down = cal["upload"], cal["download"]
+            out.append(Row(
+                "concurrency", f"calibration 20 x 64 KiB, clients in {label.replace('_', ' ')}",
+                f"up {up['ops_per_s']:.0f}/s, down {down['ops_per_s']:.0f}/s, client CPU "
+                f"{up['client_worker_cpu_pct']}/{down['client_worker_cpu_pct']} %"))
+
+    ring = results.get("ring")
+    if ring:
+        for peers in (3, 100):
+            r = ring[f"peers_{peers}"]
+            out.append(Row(
+                "ring", f"owners(key, 2), {peers} peers x {ring['vnodes']} vnodes",
+                f"{r['lookup_ns_best']:.0f} ns/op CPU ({r.get('lookup_wall_ns_best', 0):.0f} wall)",
+                "<= 1 us" if peers == 100 else "", _check(r["lookup_ns_best"] <= 1000) if peers == 100 else ""))
+        r = ring["peers_100"]
+        out.append(Row("ring", "build, 100 peers (+ first lookup builds owner table)",
+                       f"{r['build_ms']:.1f} ms (+{r['first_lookup_ms']:.1f} ms)"))
+
+    mem = results.get("memory")
+    if mem:
+        for key, label in (("big_upload", None), ("concurrent_uploads", None)):
+            m = mem.get(key)
+            if not m:
+                continue
+            if key == "big_upload":
+                label = f"peak RSS per peer, {m['bytes'] // MIB} MiB upload"
+            else:
+                label = f"peak RSS per peer, {m['clients']} concurrent {_size(m['size'])} uploads"
+            peaks = [p["vmhwm_mib"] for p in m["peers"]]
+            out.append(Row("memory", label, " / ".join(f"{p:.0f}" for p in peaks) + " MiB",
+                           f"<= {mem['limit_mib']} MiB each", _check(max(peaks) <= mem["limit_mib"])))
+        many = mem.get("concurrent_uploads")
+        if many:
+            out.append(Row("memory", "concurrent uploads errors", str(many["uploads"]["errors"]), "0 errors",
+                           _check(many["uploads"]["errors"] == 0)))
+
+    memb = results.get("membership")
+    if memb:
+        n = memb["peers"]
+        out.append(Row(
+            "membership", f"{n} peers agree on one ring digest",
+            f"{memb['agree_s_from_last_start']:.2f} s after last start "
+            f"({memb['agree_s_from_last_ready']:.2f} s after ready)",
+            "<= 5 s" if n == 20 else "", _check(memb["agree_s_from_last_start"] <= 5) if n == 20 else "n/a"))
+        dead = memb["dead_by_all_s"]
+        out.append(Row(
+            "membership", "SIGKILLed peer marked dead by all survivors",
+            f"{dead:.2f} s" if dead is not None
+            else f"not all ({memb['survivors_reporting_dead']}/{memb['survivors']})",
+            "<= 10 s", _check(dead is not None and dead <= 10)))
+
+    for section, load in results.get("machine_load", {}).items():
+        if load and load.get("other_processes_pct", 0) >= 20:
+            out.append(Row(section.replace("_", " "), "WARNING: other processes were busy",
+                           f"{load['other_processes_pct']:.0f}% of a core on average (machine busy "
+                           f"{load['machine_busy_pct']:.0f}% of {load['cores'] * 100}%)"))
+    for section, message in errors.items():
+        out.append(Row(section, "SECTION FAILED", message[:100], "", "MISS"))
+    return out
+
+
+def format_table(table: list[Row]) -> str:
+    headers = Row("section", "metric", "value", "target", "status", "reference")
+    cols = list(asdict(headers))
+    widths = {c: max(len(str(getattr(r, c))) for r in [headers, *table]) for c in cols}
+    lines = []
+    for i, r in enumerate([headers, *table]):
+        lines.append("  ".join(str(getattr(r, c)).ljust(widths[c]) for c in cols).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * widths[c] for c in cols))
+    return "\n".join(lines)
+
+
+def targets(table: list[Row]) -> list[dict[str, str]]:
+    return [asdict(r) for r in table if r.status]
