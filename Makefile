@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint typecheck proto bench clean
+.PHONY: all venv run test lint typecheck proto bench chaos clean
 
 all: test
 
@@ -37,6 +37,10 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+## chaos: the long chaos run (8 peers, R=3, 7 minutes of faults under load); not part of `make test`
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --long
 
 clean:
 	rm -rf $(VENV) .dfs-cluster .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,9 @@
 
 Each round, for every other usable peer B on the ring, this peer sends 256 bucket digests of the
 chunks both of them own (repair/index.py); B answers with its ids in the buckets that differ, and
-this peer pushes what B lacks and pulls what it lacks itself. Since every pair is compared by both
-sides, a lost copy is restored by whichever owner notices first: that covers re-replication after a
-peer dies or leaves and copying to a peer that joined.
+the peer with the lower id of the pair pushes what the other lacks and pulls what it lacks itself
+(both sides compare, to count what is under-replicated; one side moves data, so a copy moves once).
+That covers re-replication after a peer dies or leaves and copying to a peer that joined.
 
 Chunks held here that this peer does not own (hinted copies written while an owner was down, or
 copies left on a former owner after the ring changed) are pushed to their owners and dropped only
@@ -118,6 +118,8 @@ class AntiEntropy:
         push = await self._referenced(push)
         pull = await self._referenced(pull)
         lacking = len(push)
+        if self._view.local_id > peer:
+            return True, lacking  # each pair is repaired by its lower id, so a copy moves once
         for chunk_id in push[: max(budget[0], 0)]:
             budget[0] -= 1
             lacking -= await self._push(peer, chunk_id, "re-replicated")
@@ -160,8 +162,14 @@ class AntiEntropy:
         log.info("re-replicated chunk %s from %s", chunk_id[:12], peer[:8])
 
     async def _hand_off(self, idx: PlacementIndex, budget: list[int], may_drop: bool) -> None:
-        """Moves misplaced copies to their owners; drops ours once every owner holds the chunk."""
+        """Moves misplaced copies to their owners; drops ours once every owner holds the chunk.
+
+        The misplaced list belongs to the ring the index was built on; if the ring changed during
+        the round (a peer left or passed its grace), this peer may own some of those chunks now,
+        so the hand-off waits for the next round's index."""
         ring = self._view.ring
+        if ring.digest != idx.ring_digest:
+            return
         todo = await self._referenced(idx.misplaced[: budget[0] * 4])
         by_owner: dict[str, list[str]] = defaultdict(list)
         owners_of = {c: ring.owners(c, self._replicas) for c in todo}
@@ -184,7 +192,9 @@ class AntiEntropy:
         if not may_drop:
             return
         for chunk_id, owners in owners_of.items():
-            if owners and all(chunk_id in held.get(o, ()) for o in owners):
+            if self._view.ring.digest != idx.ring_digest:
+                return
+            if owners and self._view.local_id not in owners and all(chunk_id in held.get(o, ()) for o in owners):
                 await asyncio.to_thread(self._store.delete, chunk_id)
                 self._stats.handed_off += 1
                 log.info("dropped misplaced chunk %s: all %d owners hold it", chunk_id[:12], len(owners))
