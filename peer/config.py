@@ -48,10 +48,10 @@ class PeerConfig:
     # DFS_CHUNK_SIZE: bytes per chunk (1 MiB); also bounds the size of one gRPC message.
     chunk_size: int = MIB
     # DFS_UPLOAD_WINDOW: chunks of one upload in flight at once; memory per upload ~ window x chunk.
-    upload_window: int = 8
+    upload_window: int = 4
     # DFS_INFLIGHT_CHUNKS: chunks of ALL uploads of this peer in flight at once: the peer-wide memory
     # budget (about this many x chunk size), however many clients upload concurrently.
-    inflight_chunks: int = 32
+    inflight_chunks: int = 8
     # DFS_DOWNLOAD_WINDOW: chunks of one download fetched ahead of the one being sent.
     download_window: int = 8
     # DFS_GOSSIP_INTERVAL: seconds between push-pull rounds; each round also bumps our heartbeat.
