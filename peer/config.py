@@ -51,7 +51,7 @@ class PeerConfig:
     upload_window: int = 4
     # DFS_INFLIGHT_CHUNKS: chunks of ALL uploads of this peer in flight at once: the peer-wide memory
     # budget (about this many x chunk size), however many clients upload concurrently.
-    inflight_chunks: int = 8
+    inflight_chunks: int = 6
     # DFS_DOWNLOAD_WINDOW: chunks of one download fetched ahead of the one being sent.
     download_window: int = 8
     # DFS_GOSSIP_INTERVAL: seconds between push-pull rounds; each round also bumps our heartbeat.
