@@ -49,8 +49,8 @@ class PeerConfig:
     chunk_size: int = MIB
     # DFS_UPLOAD_WINDOW: chunks of one upload in flight at once; memory per upload ~ window x chunk.
     upload_window: int = 4
-    # DFS_INFLIGHT_CHUNKS: chunks of ALL uploads of this peer in flight at once: the peer-wide memory
-    # budget (about this many x chunk size), however many clients upload concurrently.
+    # DFS_INFLIGHT_CHUNKS: bytes of ALL uploads of this peer in flight at once, in chunk sizes: the
+    # peer-wide memory budget, however many clients upload concurrently (small chunks take less).
     inflight_chunks: int = 6
     # DFS_DOWNLOAD_WINDOW: chunks of one download fetched ahead of the one being sent.
     download_window: int = 8

@@ -40,6 +40,7 @@ from peer.rpc.peer_client import GrpcChunkPeers, server_options
 from peer.rpc.peer_service import PeerChunksServicer
 from peer.status import StatusReporter, stats_dict
 from peer.storage.chunkstore import ChunkStore, write_durable
+from peer.transfer.budget import ByteBudget
 from peer.transfer.download import DownloadService
 from peer.transfer.upload import UploadService
 from proto import dfs_pb2_grpc as pb_grpc
@@ -151,7 +152,7 @@ class Node:
         peers = GrpcChunkPeers(cluster.grpc_addr, cfg.rpc_timeout_s, max_message)
         uploads = UploadService(cluster, store, peers, metadata, self.clock, replicas=cfg.replicas,
                                 chunk_size=cfg.chunk_size, window=cfg.upload_window,
-                                budget=asyncio.Semaphore(cfg.inflight_chunks))
+                                budget=ByteBudget(cfg.inflight_chunks * cfg.chunk_size))
         downloads = DownloadService(cluster, store, peers, metadata, replicas=cfg.replicas,
                                     window=cfg.download_window)
         stats = RepairStats()

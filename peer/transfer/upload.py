@@ -20,6 +20,7 @@ from peer.clock import Clock
 from peer.errors import DfsError, InsufficientReplicas
 from peer.metadata.store import AsyncMetadata, ChunkRef, NewVersion, VersionRecord
 from peer.storage.chunkstore import ChunkStore
+from peer.transfer.budget import ByteBudget
 from peer.transfer.chunker import chunk_stream
 from peer.transfer.peers import ChunkPeers, ClusterView
 
@@ -50,7 +51,7 @@ class UploadService:
         replicas: int,
         chunk_size: int,
         window: int,
-        budget: asyncio.Semaphore | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         """`window` bounds one upload's chunks in flight; `budget`, shared by every upload of the
         peer, bounds them all together, so memory stays flat however many clients upload at once."""
@@ -62,7 +63,7 @@ class UploadService:
         self._replicas = replicas
         self._chunk_size = chunk_size
         self._window = window
-        self._budget = budget or asyncio.Semaphore(window)
+        self._budget = budget or ByteBudget(window * chunk_size)
 
     async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes]) -> VersionRecord:
         self._require_replicas()
@@ -74,8 +75,8 @@ class UploadService:
             async with asyncio.TaskGroup() as group:
                 async for chunk in chunk_stream(pieces, self._chunk_size):
                     await slots.acquire()
-                    await self._budget.acquire()
-                    release = self._release_slot(slots)
+                    await self._budget.acquire(len(chunk))
+                    release = self._release_slot(slots, len(chunk))
                     try:
                         chunk_id = await asyncio.to_thread(_hash_chunk, chunk, file_hash)
                         task = group.create_task(self._replicate(chunk_id, chunk))
@@ -101,10 +102,10 @@ class UploadService:
         log.info("stored %s v%d (%d bytes, %d chunks)", record.name, record.version, size, len(chunks))
         return record
 
-    def _release_slot(self, slots: asyncio.Semaphore) -> Callable[[object], None]:
+    def _release_slot(self, slots: asyncio.Semaphore, size: int) -> Callable[[object], None]:
         def release(_task: object) -> None:
             slots.release()
-            self._budget.release()
+            self._budget.release(size)
 
         return release
 
