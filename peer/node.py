@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from proto import dfs_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+IO_THREADS = 16
 LEAVE_TIMEOUT_S = 2.0
 STOP_GRACE_S = 5.0
 METADATA_PING_S = 2.0
@@ -117,6 +119,10 @@ class Node:
 
     async def run(self) -> None:
         cfg = self.config
+        # Worker threads mostly wait on fsync; more of them than cores keeps the disk queue full.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="dfs-io")
+        )
         store = await asyncio.to_thread(ChunkStore, cfg.data_dir)
         raw_store = self._injected_metadata
         if raw_store is None:
