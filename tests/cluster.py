@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 from client.sdk import DfsClient
 from tests.waiting import wait_until_sync
@@ -43,6 +44,8 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, describe: Call
 
 
 class PeerProc:
+    profile: tuple[str, ...] = tuple(FAST)  # timing flags; the benchmark's peers use the defaults
+
     def __init__(self, base: Path, index: int, metadata: str, replicas: int, extra: Sequence[str]) -> None:
         self.index = index
         self.data_dir = base / f"peer{index}"
@@ -66,21 +69,22 @@ class PeerProc:
             "--gossip-addr", "127.0.0.1:0",
             "--metadata", self.metadata,
             "--replicas", str(self.replicas),
-            *FAST,
+            *self.profile,
             *self.extra,
         ]
         if seeds:
             args += ["--seeds", ",".join(seeds)]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-            )
+            self.proc = self.spawn(args, log, {**os.environ, **(env or {})})
         wait_for(lambda: ready.exists() or self.proc.poll() is not None, 30, f"peer{self.index} ready.json")  # type: ignore[union-attr]
         if not ready.exists():
             raise AssertionError(f"peer{self.index} exited with {self.proc.returncode}:\n{self.tail()}")
         doc = json.loads(ready.read_text())
         self.node_id, self.grpc_addr, self.gossip_addr = doc["node_id"], doc["grpc_addr"], doc["gossip_addr"]
         return self
+
+    def spawn(self, args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
 
     @property
     def running(self) -> bool:

@@ -8,7 +8,6 @@ not the fast test profile of tests/cluster.py. Every child process is registered
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import signal
@@ -19,15 +18,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from client.sdk import DfsClient
-from tests.cluster import Cluster, PeerProc, wait_for
+from tests.cluster import Cluster, PeerProc
 
 KIB = 1024
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
-PEER_READY_TIMEOUT_S = 30.0
 
 _T0 = time.monotonic()
 _children: list[subprocess.Popen[bytes]] = []
@@ -234,33 +233,15 @@ def wait_for_quiet(max_wait: float, threshold_pct: float = 50.0) -> dict[str, fl
 class BenchPeer(PeerProc):
     """A `python -m peer serve` process with the default gossip settings (no fast test profile)."""
 
-    def start(self, seeds: Sequence[str] = (), env: dict[str, str] | None = None) -> BenchPeer:
-        ready = self.data_dir / "ready.json"
-        ready.unlink(missing_ok=True)
-        args = [
-            sys.executable, "-m", "peer", "serve",
-            "--data-dir", str(self.data_dir),
-            "--grpc-addr", "127.0.0.1:0",
-            "--gossip-addr", "127.0.0.1:0",
-            "--metadata", self.metadata,
-            "--replicas", str(self.replicas),
-            *self.extra,
-        ]
-        if seeds:
-            args += ["--seeds", ",".join(seeds)]
+    profile: tuple[str, ...] = ()
+
+    def spawn(self, args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.started_at = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.proc = register(subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                stdin=subprocess.DEVNULL,
-            ))
-        proc = self.proc
-        wait_for(lambda: ready.exists() or proc.poll() is not None, PEER_READY_TIMEOUT_S, f"peer{self.index} ready")
-        if not ready.exists():
-            raise RuntimeError(f"peer{self.index} exited with {proc.returncode}:\n{self.tail()}")
+        return register(super().spawn(args, log, env))
+
+    def start(self, seeds: Sequence[str] = (), env: dict[str, str] | None = None) -> BenchPeer:
+        super().start(seeds, env)
         self.ready_at = time.monotonic()
-        doc = json.loads(ready.read_text())
-        self.node_id, self.grpc_addr, self.gossip_addr = doc["node_id"], doc["grpc_addr"], doc["gossip_addr"]
         return self
 
     @property
