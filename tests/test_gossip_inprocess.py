@@ -309,6 +309,7 @@ async def test_peers_sharing_one_seed_name_that_includes_themselves_form_one_clu
         peer = await harness.start(node_id, ["peer:7946"], resolve=service_name)
         addrs.append(peer.addr)
     await harness.converged(4)
+    assert all(p.gossiper.seeded for p in harness.running())
 
 
 async def test_resolve_seeds_expands_names_and_keeps_unresolvable_ones() -> None:
