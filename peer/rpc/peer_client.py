@@ -32,27 +32,62 @@ def server_options(max_message: int) -> list[tuple[str, int]]:
     return [*channel_options(max_message), ("grpc.http2.bdp_probe", 0)]
 
 
+PUT_CHUNK_METHOD = "/dfs.v1.PeerChunks/PutChunk"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_chunk(chunk_id: str, data: bytes) -> bytes:
+    """A `Chunk` message in protobuf wire format, built with one copy of the data.
+
+    The replication hot path sends every uploaded byte to R-1 peers; building a message object and
+    serializing it copies each 1 MiB chunk twice more, which the profile of a large upload showed as
+    a sixth of the entry peer's time. Field 1 (chunk_id) and field 2 (data), both length-delimited.
+    """
+    key = chunk_id.encode()
+    return b"".join((b"\x0a", _varint(len(key)), key, b"\x12", _varint(len(data)), data))
+
+
+class _Channel:
+    """One channel to a peer with its stub, plus the raw-bytes PutChunk call."""
+
+    def __init__(self, addr: str, max_message: int) -> None:
+        self.channel = grpc.aio.insecure_channel(addr, options=channel_options(max_message))
+        self.stub = pb_grpc.PeerChunksStub(self.channel)
+        self.put_chunk = self.channel.unary_unary(
+            PUT_CHUNK_METHOD, request_serializer=None, response_deserializer=pb.PutChunksReply.FromString
+        )
+
+
 class GrpcChunkPeers:
     def __init__(self, resolve: Callable[[str], str | None], timeout_s: float, max_message: int) -> None:
         self._resolve = resolve
         self._timeout = timeout_s
         self._max_message = max_message
-        self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.PeerChunksStub]] = {}
+        self._channels: dict[str, _Channel] = {}
 
-    def _stub(self, node_id: str) -> pb_grpc.PeerChunksStub:
+    def _channel(self, node_id: str) -> _Channel:
         addr = self._resolve(node_id)
         if not addr:
             raise PeerUnavailable(node_id, "no known address")
         entry = self._channels.get(addr)
         if entry is None:
-            channel = grpc.aio.insecure_channel(addr, options=channel_options(self._max_message))
-            entry = (channel, pb_grpc.PeerChunksStub(channel))
-            self._channels[addr] = entry
-        return entry[1]
+            entry = self._channels[addr] = _Channel(addr, self._max_message)
+        return entry
+
+    def _stub(self, node_id: str) -> pb_grpc.PeerChunksStub:
+        return self._channel(node_id).stub
 
     async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
         try:
-            await self._stub(node_id).PutChunk(pb.Chunk(chunk_id=chunk_id, data=data), timeout=self._timeout)
+            await self._channel(node_id).put_chunk(encode_chunk(chunk_id, data), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, chunk_id) from exc
 
@@ -98,8 +133,8 @@ class GrpcChunkPeers:
         return {f.name: getattr(reply, f.name) for f in reply.DESCRIPTOR.fields if f.name != "node_id"}
 
     async def close(self) -> None:
-        for channel, _stub in self._channels.values():
-            await channel.close(None)
+        for entry in self._channels.values():
+            await entry.channel.close(None)
         self._channels.clear()
 
 
