@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import grpc
 
 from peer.clock import Clock, SystemClock
 from peer.config import PeerConfig, advertised, split_hostport
-from peer.errors import DfsError, MetadataUnavailable
+from peer.errors import ConfigError, DfsError, MetadataUnavailable
 from peer.gossip_http.client import HttpGossipTransport, resolve_seeds
 from peer.gossip_http.server import build_app, start_http
 from peer.identity import Identity, load_identity
@@ -52,6 +53,18 @@ IO_THREADS = 16
 LEAVE_TIMEOUT_S = 2.0
 STOP_GRACE_S = 5.0
 METADATA_PING_S = 2.0
+
+
+def _check_bindable(addr: str, what: str) -> None:
+    """Refuses a busy or foreign address with one clear line before grpc logs its own complaint."""
+    host, port = split_hostport(addr)
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot listen for {what} on {addr}: {exc.strerror or exc}") from exc
 
 
 class LiveCluster:
@@ -133,9 +146,13 @@ class Node:
         max_message = cfg.chunk_size + 1024 * 1024
         server = grpc.aio.server(options=server_options(max(max_message, 8 * 1024 * 1024)))
         grpc_host, _ = split_hostport(cfg.grpc_addr)
-        grpc_port = server.add_insecure_port(cfg.grpc_addr)
+        _check_bindable(cfg.grpc_addr, "gRPC")
+        try:
+            grpc_port = server.add_insecure_port(cfg.grpc_addr)
+        except RuntimeError as exc:  # grpc reports a failed bind this way
+            raise ConfigError(f"cannot listen for gRPC on {cfg.grpc_addr}: address in use or not local") from exc
         if grpc_port == 0:
-            raise DfsError(f"cannot listen for gRPC on {cfg.grpc_addr}")
+            raise ConfigError(f"cannot listen for gRPC on {cfg.grpc_addr}")
         gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
         grpc_adv = advertised(f"{grpc_host}:{grpc_port}", cfg.advertise_grpc)
 
@@ -149,9 +166,12 @@ class Node:
             interval_s=cfg.gossip_interval_s, fanout=cfg.gossip_fanout, replicas=cfg.replicas,
             vnodes=cfg.vnodes, max_bytes=cfg.max_gossip_bytes, clock=self.clock, resolve_seeds=resolve_seeds,
         )
-        runner, bound_gossip = await start_http(
-            build_app(gossiper, self._health_doc, cfg.max_gossip_bytes), gossip_host, gossip_port
-        )
+        try:
+            runner, bound_gossip = await start_http(
+                build_app(gossiper, self._health_doc, cfg.max_gossip_bytes), gossip_host, gossip_port
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen for gossip on {cfg.gossip_addr}: {exc.strerror or exc}") from exc
         view.set_local_addrs(grpc_adv, advertised(f"{gossip_host}:{bound_gossip}", cfg.advertise_gossip))
         cluster = LiveCluster(self.node_id, view, cfg.vnodes, cfg.dead_grace_s, self.clock)
         gossiper.subscribe(lambda _events: cluster.refresh())
