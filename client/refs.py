@@ -40,6 +40,8 @@ def version_selector(version: int | str | None) -> dfs_pb2.VersionSelector | Non
         raise InvalidArgument("an empty version is neither a number nor a version id")
     if text.isascii() and text.isdigit():
         return dfs_pb2.VersionSelector(number=_positive(int(text)))
+    if not is_file_id(text):  # version ids have the same shape as file ids
+        raise InvalidArgument(f"invalid version {text[:40]!r}: expected a number or a 32-hex version id")
     return dfs_pb2.VersionSelector(version_id=text)
 
 

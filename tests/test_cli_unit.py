@@ -237,7 +237,7 @@ def test_an_id_shaped_ref_is_tried_as_a_file_id_then_as_a_name() -> None:
 @pytest.mark.parametrize(
     ("version", "field", "value"),
     [(None, None, None), (3, "number", 3), ("3", "number", 3), (" 12 ", "number", 12),
-     ("v3", "version_id", "v3"), ("ab" * 16, "version_id", "ab" * 16)],
+     ("ab" * 16, "version_id", "ab" * 16)],
 )  # fmt: skip
 def test_version_selector(version: int | str | None, field: str | None, value: object) -> None:
     selector = version_selector(version)
@@ -248,7 +248,7 @@ def test_version_selector(version: int | str | None, field: str | None, value: o
         assert getattr(selector, field) == value
 
 
-@pytest.mark.parametrize("bad", [0, -2, "0", "", "  ", True])
+@pytest.mark.parametrize("bad", [0, -2, "0", "", "  ", True, "v3", "AB" * 16, "ab" * 15])
 def test_version_selector_rejects_nonsense(bad: int | str) -> None:
     with pytest.raises(InvalidArgument):
         version_selector(bad)
