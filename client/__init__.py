@@ -15,7 +15,7 @@ from client.errors import (
     ServerError,
     from_rpc_error,
 )
-from client.models import ChunkPlacement, ClusterStatus, MemberStatus, UploadResult, VersionInfo
+from client.models import ChunkPlacement, ClusterStatus, MemberStatus, PeerStats, UploadResult, VersionInfo
 from client.refs import is_file_id
 from client.sdk import DEFAULT_PEER, DfsClient
 from client.streams import DownloadStream
@@ -32,6 +32,7 @@ __all__ = [
     "InvalidArgument",
     "MemberStatus",
     "NotFoundError",
+    "PeerStats",
     "PeerUnreachable",
     "ServerError",
     "UploadResult",
