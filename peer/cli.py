@@ -206,12 +206,17 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--peers", "count", default=3, show_default=True, type=click.IntRange(1, 64))
-@click.option("--dir", "base_dir", default=".dfs-cluster", show_default=True, type=click.Path(file_okay=False))
-@click.option("--grpc-port", default=50051, show_default=True, type=int, help="First peer's gRPC port.")
-@click.option("--gossip-port", default=7946, show_default=True, type=int, help="First peer's gossip port.")
-@click.option("--replicas", default=2, show_default=True, type=int)
-@click.option("--demo/--no-demo", default=False, help="Upload, list and download a sample file once up.")
+@click.option("--peers", "count", envvar="DFS_CLUSTER_PEERS", default=3, show_default=True,
+              type=click.IntRange(1, 64))
+@click.option("--dir", "base_dir", envvar="DFS_CLUSTER_DIR", default=".dfs-cluster", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--grpc-port", envvar="DFS_CLUSTER_GRPC_PORT", default=50051, show_default=True, type=int,
+              help="First peer's gRPC port.")
+@click.option("--gossip-port", envvar="DFS_CLUSTER_GOSSIP_PORT", default=7946, show_default=True, type=int,
+              help="First peer's gossip port.")
+@click.option("--replicas", envvar="DFS_CLUSTER_REPLICAS", default=2, show_default=True, type=int)
+@click.option("--demo/--no-demo", envvar="DFS_CLUSTER_DEMO", default=False,
+              help="Upload, list and download a sample file once up.")
 def cluster_up(count: int, base_dir: str, grpc_port: int, gossip_port: int, replicas: int, demo: bool) -> None:
     """Start COUNT peers sharing one SQLite metadata file; Ctrl-C stops them all."""
     from peer.localcluster import run_local_cluster
