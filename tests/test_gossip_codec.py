@@ -103,7 +103,7 @@ def test_fingerprint_mismatch_names_both_values() -> None:
         check_fingerprint(msg, replicas=3, vnodes=64)
 
 
-def decode_or_reject(body: bytes) -> None:
+def check_decode_or_reject(body: bytes) -> None:
     try:
         msg = decode(body, LIMIT)
     except GossipDecodeError:
@@ -117,7 +117,7 @@ def decode_or_reject(body: bytes) -> None:
 @given(st.binary(max_size=512))
 def test_fuzz_arbitrary_bytes(body: bytes) -> None:
     """Junk is either a valid message or a GossipDecodeError, never another exception (checked inside)."""
-    decode_or_reject(body)
+    check_decode_or_reject(body)
 
 
 msgpack_ints = st.integers(-(2**63), 2**64 - 1)
@@ -132,7 +132,7 @@ msgpack_values = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(msgpack_values)
 def test_fuzz_arbitrary_msgpack_objects(obj: object) -> None:
-    decode_or_reject(pack(obj))
+    check_decode_or_reject(pack(obj))
 
 
 @settings(max_examples=200, deadline=None)
@@ -140,7 +140,7 @@ def test_fuzz_arbitrary_msgpack_objects(obj: object) -> None:
        st.integers(0, 7), msgpack_values)
 def test_fuzz_near_valid_messages(key: str, value: object, index: int, member_value: object) -> None:
     """Valid messages with one field, or one field of one member, replaced by anything."""
-    decode_or_reject(pack(valid_body(**{key: value})))
+    check_decode_or_reject(pack(valid_body(**{key: value})))
     member = list(ALICE)
     member[index] = member_value
-    decode_or_reject(pack(valid_body(members=[member])))
+    check_decode_or_reject(pack(valid_body(members=[member])))
