@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from client.sdk import DfsClient
 from tests.waiting import wait_until_sync
@@ -41,6 +41,31 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, describe: Call
             return False
 
     wait_until_sync(probe, timeout, describe=lambda: f"{what}; {describe() if describe else ''} {last_error[0]}")
+
+
+class HasClient(Protocol):
+    node_id: str
+
+    def client(self, timeout: float = 30) -> DfsClient: ...
+
+
+def wait_ring_agreement(peers: Sequence[HasClient], timeout: float) -> str:
+    """Waits until each of `peers` sees all of them alive and all report one ring digest; returns it."""
+    ids = {p.node_id for p in peers}
+    digests: set[str] = set()
+
+    def agreed() -> bool:
+        digests.clear()
+        for p in peers:
+            with p.client(timeout=3) as c:
+                st = c.status()
+            if not ids <= {m.node_id for m in st.members if m.state == "alive"}:
+                return False
+            digests.add(st.ring_digest)
+        return len(digests) == 1
+
+    wait_for(agreed, timeout, "ring convergence", lambda: f"digests={digests}")
+    return next(iter(digests))
 
 
 class PeerProc:
@@ -152,29 +177,9 @@ class Cluster:
     def by_id(self, node_id: str) -> PeerProc:
         return next(p for p in self.peers if p.node_id == node_id)
 
-    def statuses(self) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for p in self.live():
-            with p.client(timeout=3) as c:
-                out[p.node_id] = c.status()
-        return out
-
     def wait_converged(self, timeout: float = 20) -> str:
         """Every live peer sees every live peer alive and all report one ring digest."""
-        live_ids = {p.node_id for p in self.live()}
-        digests: set[str] = set()
-
-        def agreed() -> bool:
-            digests.clear()
-            for st in self.statuses().values():
-                alive = {m.node_id for m in st.members if m.state == "alive"}  # type: ignore[attr-defined]
-                if not live_ids <= alive:
-                    return False
-                digests.add(st.ring_digest)  # type: ignore[attr-defined]
-            return len(digests) == 1
-
-        wait_for(agreed, timeout, "ring convergence", lambda: f"digests={digests}")
-        return next(iter(digests))
+        return wait_ring_agreement(self.live(), timeout)
 
     def close(self) -> None:
         for p in self.peers:

@@ -20,7 +20,7 @@ from client.sdk import DfsClient
 from peer.config import PeerConfig
 from peer.metadata.store import MetadataStore
 from peer.node import Node
-from tests.cluster import wait_for
+from tests.cluster import wait_for, wait_ring_agreement
 
 
 class SerializedStore:
@@ -97,21 +97,7 @@ class InProcCluster:
         return [p for p in self.peers if not p.future.done()]
 
     def wait_converged(self, timeout: float = 20) -> str:
-        ids = {p.node_id for p in self.live()}
-        digests: set[str] = set()
-
-        def agreed() -> bool:
-            digests.clear()
-            for p in self.live():
-                with p.client(timeout=3) as c:
-                    st = c.status()
-                if not ids <= {m.node_id for m in st.members if m.state == "alive"}:
-                    return False
-                digests.add(st.ring_digest)
-            return len(digests) == 1
-
-        wait_for(agreed, timeout, "in-process ring convergence", lambda: f"digests={digests}")
-        return next(iter(digests))
+        return wait_ring_agreement(self.live(), timeout)
 
     def stop_peer(self, peer: InProcPeer, timeout: float = 15) -> None:
         self.loop.call_soon_threadsafe(peer.node.stop_event.set)

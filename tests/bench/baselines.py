@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from client.sdk import MAX_MESSAGE_BYTES
+from peer.storage.chunkstore import write_durable
 from proto import dfs_pb2 as pb
 from tests.bench import rawgrpc_server as raw
 from tests.bench.common import MIB, CpuMeter, UniqueData, kill_all, mb_per_s, progress, register
@@ -107,35 +108,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         kill_all()
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_chunks(root: Path, data: UniqueData, total: int, paths: list[Path], latencies: list[float]) -> None:
-    """The chunk store's recipe per 1 MiB piece: temp file, write, fsync, rename, fsync the directory."""
+    """The chunk store's own write recipe per 1 MiB piece (temp file, write, fsync, link, fsync the
+    directory), called directly so the baseline measures exactly what a peer does."""
     for piece in data.pieces(total, MIB):
         name = uuid.uuid4().hex * 2
         directory = root / name[:2] / name[2:4]
         t = time.perf_counter()
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / name
-        tmp = directory / f"{name}.tmp-{uuid.uuid4().hex[:12]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(directory)
+        write_durable(directory / name, piece, replace=False)
         latencies.append(time.perf_counter() - t)
-        paths.append(path)
+        paths.append(directory / name)
 
 
 def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:

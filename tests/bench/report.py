@@ -46,7 +46,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row("baselines", f"raw gRPC upload, 1 stream, {mib} MiB", f"{g['upload_mb_s']:.1f} MB/s"))
         out.append(Row("baselines", f"raw gRPC download, 1 stream, {mib} MiB", f"{g['download_mb_s']:.1f} MB/s"))
     if d:
-        out.append(Row("baselines", "disk write, 1 MiB files fsync+rename", f"{d['write_mb_s']:.1f} MB/s"))
+        out.append(Row("baselines", "disk write, 1 MiB chunk files (chunk-store recipe)",
+                       f"{d['write_mb_s']:.1f} MB/s"))
         out.append(Row("baselines", "disk write, same, 2 writers at once", f"{d['write_2_writers_mb_s']:.1f} MB/s"))
         out.append(Row("baselines", "upload ceiling set by the disk (R=2: 2 writes/byte)",
                        f"{d['r2_upload_ceiling_mb_s']:.1f} MB/s"))
