@@ -238,7 +238,7 @@ class Node:
         cfg = self.config
         return [
             (AntiEntropy(cluster, store, peers, metadata, stats, self.clock, replicas=cfg.replicas,
-                         batch=cfg.repair_batch), cfg.repair_interval_s),
+                         batch=cfg.repair_batch, min_rebuild_s=cfg.repair_interval_s / 2), cfg.repair_interval_s),
             (Scrubber(cluster, store, downloads, stats, self.clock, replicas=cfg.replicas,
                       bytes_per_s=cfg.scrub_bytes_per_s, pass_interval_s=cfg.scrub_interval_s),
              min(cfg.scrub_interval_s, 1.0)),

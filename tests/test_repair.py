@@ -547,6 +547,9 @@ class _FullDiskPeer:
     ) -> DigestAnswer:
         return DigestAnswer(False, {b: [] for b, d in enumerate(digests) if d})
 
+    async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        return set()
+
     async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
         raise StorageFull(f"no space left for {chunk_id}")
 

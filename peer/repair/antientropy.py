@@ -44,7 +44,10 @@ class AntiEntropy:
         *,
         replicas: int,
         batch: int,
+        min_rebuild_s: float = 0.0,
     ) -> None:
+        """`min_rebuild_s`: under steady writes the chunk set changes all the time, and every peer's
+        CompareDigests would otherwise rebuild the whole index; a ring change always rebuilds."""
         self._view = view
         self._store = store
         self._peers = peers
@@ -53,17 +56,26 @@ class AntiEntropy:
         self._clock = clock
         self._replicas = replicas
         self._batch = batch
+        self._min_rebuild_s = min_rebuild_s
         self._index: PlacementIndex | None = None
+        self._built_at = 0.0
+        self._building = asyncio.Lock()
 
     async def index(self) -> PlacementIndex:
-        """The placement index for the current ring and chunk set, rebuilt only when either changed."""
-        ring, version = self._view.ring, self._store.version
-        idx = self._index
-        if idx is None or idx.ring_digest != ring.digest or idx.store_version != version:
-            ids = self._store.ids()
-            idx = await asyncio.to_thread(build_index, ids, ring, self._view.local_id, self._replicas, version)
-            self._index = idx
-        return idx
+        """The placement index for the current ring and chunk set. It is rebuilt when the ring
+        changed, or when chunks changed and the index is older than `min_rebuild_s`; one rebuild
+        at a time, so a round and the peers' comparisons share it."""
+        async with self._building:
+            ring, version = self._view.ring, self._store.version
+            idx = self._index
+            fresh = idx is not None and idx.ring_digest == ring.digest and (
+                idx.store_version == version or self._clock.monotonic() - self._built_at < self._min_rebuild_s
+            )
+            if idx is None or not fresh:
+                ids = self._store.ids()
+                idx = await asyncio.to_thread(build_index, ids, ring, self._view.local_id, self._replicas, version)
+                self._index, self._built_at = idx, self._clock.monotonic()
+            return idx
 
     async def answer(
         self, from_node: str, ring_digest: str, digests: Sequence[bytes]
@@ -117,6 +129,9 @@ class AntiEntropy:
             pull += sorted(theirs_set - ours)
         push = await self._referenced(push)
         pull = await self._referenced(pull)
+        if push:  # the peer's answer may predate its latest writes: ask before sending data
+            present = await self._peers.has_many(peer, push)
+            push = [c for c in push if c not in present]
         lacking = len(push)
         if self._view.local_id > peer:
             return True, lacking  # each pair is repaired by its lower id, so a copy moves once
