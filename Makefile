@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint typecheck proto bench chaos clean
+.PHONY: all venv run test lint typecheck proto bench chaos fuzz clean
 
 all: test
 
@@ -41,6 +41,30 @@ bench: $(STAMP)
 ## chaos: the long chaos run (8 peers, R=3, 7 minutes of faults under load); not part of `make test`
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --long
+
+## fuzz: the long fuzz run (docs/FUZZING.md): each atheris harness for FUZZ_SECONDS; without atheris
+## (no wheel for this Python, or FUZZ_ENGINE=hypothesis) the hypothesis fuzz tests with many examples.
+## Not part of `make test`, which runs the bounded hypothesis fuzz tests only.
+FUZZ_SECONDS   ?= 300
+FUZZ_ENGINE    ?= atheris
+FUZZ_HARNESSES := gossip_decode names upload_header
+FUZZ_DIR       := build/fuzz
+# About 3 x FUZZ_SECONDS in all, the time the three atheris harnesses take (1000 examples take ~65 s).
+FUZZ_EXAMPLES  ?= $(shell echo $$(( $(FUZZ_SECONDS) * 45 )))
+
+fuzz: $(STAMP)
+	@if [ "$(FUZZ_ENGINE)" = atheris ] && { $(BIN)/python -c 'import atheris' 2>/dev/null \
+	        || $(BIN)/python -m pip install --quiet --only-binary=:all: atheris; }; then \
+	    mkdir -p $(FUZZ_DIR)/crashes; \
+	    for h in $(FUZZ_HARNESSES); do \
+	        echo "== atheris: $$h for $(FUZZ_SECONDS) s (corpus $(FUZZ_DIR)/corpus/$$h)"; \
+	        $(BIN)/python -m tests.fuzz.fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	            -artifact_prefix=$(FUZZ_DIR)/crashes/$$h- -print_final_stats=1 $(FUZZ_DIR)/corpus/$$h || exit 1; \
+	    done; \
+	else \
+	    echo "== atheris unavailable or not chosen: hypothesis fuzz tests, $(FUZZ_EXAMPLES) examples each"; \
+	    DFS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q --timeout=0 tests/test_fuzz_inputs.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) .dfs-cluster .pytest_cache .mypy_cache .ruff_cache

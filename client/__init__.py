@@ -3,25 +3,47 @@
 with DfsClient("127.0.0.1:50051") as dfs:
     result = dfs.upload("photo.jpg")
     data = dfs.read(result.version.file_id)
+
+On a secured cluster: DfsClient(peer, tls_ca="certs/ca.crt", token="dfs_...") (or env DFS_TLS_CA, DFS_TOKEN).
+
+Names are imported on first use (PEP 562), so that `import client.cli` can configure grpc's logging
+before grpc is first imported (see client/_grpc_logging.py).
 """
 
-from client.errors import (
-    ClusterUnavailable,
-    DfsClientError,
-    IntegrityError,
-    InvalidArgument,
-    NotFoundError,
-    PeerUnreachable,
-    ServerError,
-    from_rpc_error,
-)
-from client.models import ChunkPlacement, ClusterStatus, MemberStatus, PeerStats, UploadResult, VersionInfo
-from client.refs import is_file_id
-from client.sdk import DEFAULT_PEER, DfsClient
-from client.streams import DownloadStream
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from client.errors import (
+        AuthenticationError,
+        ClusterUnavailable,
+        DfsClientError,
+        IntegrityError,
+        InvalidArgument,
+        NotFoundError,
+        PeerUnreachable,
+        PermissionDeniedError,
+        ServerError,
+        from_rpc_error,
+    )
+    from client.models import (
+        TOKEN_ROLES,
+        ChunkPlacement,
+        ClusterStatus,
+        MemberStatus,
+        PeerStats,
+        TokenInfo,
+        UploadResult,
+        VersionInfo,
+    )
+    from client.refs import is_file_id
+    from client.sdk import DEFAULT_PEER, DfsClient
+    from client.streams import DownloadStream
 
 __all__ = [
     "DEFAULT_PEER",
+    "TOKEN_ROLES",
+    "AuthenticationError",
     "ChunkPlacement",
     "ClusterStatus",
     "ClusterUnavailable",
@@ -34,9 +56,41 @@ __all__ = [
     "NotFoundError",
     "PeerStats",
     "PeerUnreachable",
+    "PermissionDeniedError",
     "ServerError",
+    "TokenInfo",
     "UploadResult",
     "VersionInfo",
     "from_rpc_error",
     "is_file_id",
 ]
+
+_HOMES = {
+    "DEFAULT_PEER": "client.sdk",
+    "DfsClient": "client.sdk",
+    "DownloadStream": "client.streams",
+    "is_file_id": "client.refs",
+    **dict.fromkeys(
+        ["AuthenticationError", "ClusterUnavailable", "DfsClientError", "IntegrityError", "InvalidArgument",
+         "NotFoundError", "PeerUnreachable", "PermissionDeniedError", "ServerError", "from_rpc_error"],
+        "client.errors",
+    ),
+    **dict.fromkeys(
+        ["TOKEN_ROLES", "ChunkPlacement", "ClusterStatus", "MemberStatus", "PeerStats", "TokenInfo",
+         "UploadResult", "VersionInfo"],
+        "client.models",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,8 +2,9 @@
 
 Output contract: with --json each command prints exactly one JSON document on stdout (on stderr when
 the file's bytes go to stdout), otherwise human text. Failures print one `dfs: error: ...` line on
-stderr and exit with the error's code (see client.errors); usage errors keep click's exit 2, Ctrl-C
-exits 130. Progress bars only ever go to an interactive stderr.
+stderr and exit with the error's code (see client.errors and the help epilog); usage errors keep click's
+exit 2, Ctrl-C exits 130. Progress bars only ever go to an interactive stderr. The token (--token or
+DFS_TOKEN) is never printed, except by `token create`, whose whole point is to show a new one once.
 """
 
 from __future__ import annotations
@@ -13,17 +14,35 @@ import os
 import sys
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NoReturn
 
 import click
 from tqdm import tqdm
 
-from client.errors import DfsClientError
-from client.format import cluster_details, files_table, human_size, version_details, versions_table
-from client.models import VersionInfo
-from client.sdk import DEFAULT_PEER, DfsClient
+from client import _grpc_logging  # noqa: F401  (first: it must run before grpc is imported)
+from client.errors import (
+    AuthenticationError,
+    ClusterUnavailable,
+    DfsClientError,
+    IntegrityError,
+    InvalidArgument,
+    NotFoundError,
+    PeerUnreachable,
+    PermissionDeniedError,
+)
+from client.format import (
+    cluster_details,
+    files_table,
+    human_size,
+    token_details,
+    tokens_table,
+    version_details,
+    versions_table,
+)
+from client.models import TOKEN_ROLES, VersionInfo
+from client.sdk import DEFAULT_PEER, ENV_TLS_CA, ENV_TOKEN, DfsClient
 from client.streams import DownloadStream
 
 EXIT_LOCAL_FILE = 2
@@ -37,9 +56,11 @@ class Settings:
     json: bool
     quiet: bool
     timeout: float | None
+    tls_ca: str | None = None
+    token: str | None = field(default=None, repr=False)
 
     def client(self) -> DfsClient:
-        return DfsClient(self.peer, timeout=self.timeout)
+        return DfsClient(self.peer, timeout=self.timeout, tls_ca=self.tls_ca, token=self.token)
 
     def show_progress(self) -> bool:
         return not self.quiet and not self.json and sys.stderr.isatty()
@@ -95,7 +116,27 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-@click.group(cls=DfsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_codes_epilog() -> str:
+    """The exit codes, from the error classes themselves so the help cannot drift from them."""
+    codes = [
+        (0, "success"),
+        (1, "any other error"),
+        (InvalidArgument.exit_code, "bad arguments, or a local file (the CA certificate too) that cannot be read"),
+        (PeerUnreachable.exit_code, "peer unreachable (TLS handshake failures included)"),
+        (NotFoundError.exit_code, "not found"),
+        (IntegrityError.exit_code, "integrity failure"),
+        (ClusterUnavailable.exit_code, "the cluster cannot serve the request right now"),
+        (AuthenticationError.exit_code, "authentication failed: no token, or an unknown or revoked one"),
+        (PermissionDeniedError.exit_code, "permission denied: the token's role does not allow it"),
+        (EXIT_INTERRUPTED, "interrupted"),
+    ]
+    # \b keeps click from rewrapping the lines into one paragraph.
+    return "\b\nExit codes:\n" + "\n".join(f"  {code:<3}  {text}" for code, text in codes)
+
+
+@click.group(
+    cls=DfsGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_codes_epilog()
+)
 @click.option(
     "--peer",
     envvar="DFS_PEER",
@@ -103,6 +144,20 @@ def _silence_stdout() -> None:
     show_default=True,
     metavar="HOST:PORT",
     help="Any peer of the cluster (env DFS_PEER).",
+)
+@click.option(
+    "--tls-ca",
+    envvar=ENV_TLS_CA,
+    default=None,
+    metavar="PATH",
+    help=f"CA certificate (PEM) that signed the peers' certificates; connect over TLS (env {ENV_TLS_CA}).",
+)
+@click.option(
+    "--token",
+    envvar=ENV_TOKEN,
+    default=None,
+    metavar="TEXT",
+    help=f"Access token sent with every request (prefer env {ENV_TOKEN}: command lines are visible to others).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or confirmations.")
@@ -114,9 +169,17 @@ def _silence_stdout() -> None:
     help="Deadline of each request (default: none).",
 )
 @click.pass_context
-def cli(ctx: click.Context, peer: str, as_json: bool, quiet: bool, timeout: float | None) -> None:
+def cli(
+    ctx: click.Context,
+    peer: str,
+    tls_ca: str | None,
+    token: str | None,
+    as_json: bool,
+    quiet: bool,
+    timeout: float | None,
+) -> None:
     """Store and fetch files in a dfs peer-to-peer cluster."""
-    ctx.obj = Settings(peer=peer, json=as_json, quiet=quiet, timeout=timeout)
+    ctx.obj = Settings(peer=peer, json=as_json, quiet=quiet, timeout=timeout, tls_ca=tls_ca, token=token)
 
 
 def _parse_meta(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -329,6 +392,66 @@ def status(settings: Settings) -> None:
         settings.emit(current.to_dict())
     else:
         click.echo(cluster_details(current))
+
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke access tokens (needs an admin token)."""
+
+
+@token.command(name="create")
+@click.option("--role", type=click.Choice(TOKEN_ROLES), required=True, help="What the token may do.")
+@click.option("--name", default="", help="A label to recognise the token by, e.g. who holds it.")
+@pass_settings
+def token_create(settings: Settings, role: str, name: str) -> None:
+    """Create a token and print it on stdout; it is shown only this once."""
+    with settings.client() as client:
+        secret, created = client.create_token(role, name)
+    if settings.json:
+        settings.emit({"token": secret, "info": created.to_dict()})
+    else:
+        click.echo(secret)
+    settings.say(
+        f"created {created.role} token {created.token_id}: the token is shown only once, store it now", err=True
+    )
+
+
+@token.command(name="list")
+@pass_settings
+def token_list(settings: Settings) -> None:
+    """List every token, revoked ones included (never their secrets)."""
+    with settings.client() as client:
+        tokens = client.list_tokens()
+    if settings.json:
+        settings.emit({"tokens": [t.to_dict() for t in tokens]})
+    else:
+        click.echo(tokens_table(tokens))
+
+
+@token.command(name="revoke")
+@click.argument("token_id")
+@pass_settings
+def token_revoke(settings: Settings, token_id: str) -> None:
+    """Revoke the token with this id (the ID column of `dfs token list`)."""
+    with settings.client() as client:
+        revoked = client.revoke_token(token_id)
+    if settings.json:
+        settings.emit(revoked.to_dict())
+    else:
+        label = f" ({revoked.name})" if revoked.name else ""
+        settings.say(f"revoked {revoked.role} token {revoked.token_id}{label}")
+
+
+@cli.command()
+@pass_settings
+def whoami(settings: Settings) -> None:
+    """Show the token this client sends, as the peer sees it (id, role, name)."""
+    with settings.client() as client:
+        me = client.whoami()
+    if settings.json:
+        settings.emit(me.to_dict())
+    else:
+        click.echo(token_details(me))
 
 
 def main() -> None:

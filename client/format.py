@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from client.models import ClusterStatus, MemberStatus, VersionInfo
+from client.models import ClusterStatus, MemberStatus, TokenInfo, VersionInfo
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -157,6 +157,27 @@ def _repair_row(member: MemberStatus, answering: bool) -> tuple[object, ...]:
         s.corrupt_found,
         s.gc_deleted,
         last_sync,
+    )
+
+
+def tokens_table(tokens: Sequence[TokenInfo]) -> str:
+    rows = [
+        (t.token_id, t.role, t.name or "-", human_time(t.created_at), human_time(t.revoked_at or 0))
+        for t in tokens
+    ]
+    return table(("ID", "ROLE", "NAME", "CREATED", "REVOKED"), rows)
+
+
+def token_details(info: TokenInfo) -> str:
+    """whoami: the caller's token as the peer sees it."""
+    return key_values(
+        [
+            ("token id", info.token_id or "- (the peer runs without authentication)"),
+            ("role", info.role or "-"),
+            ("name", info.name or "-"),
+            ("created", human_time(info.created_at)),
+            ("revoked", human_time(info.revoked_at or 0)),
+        ]
     )
 
 

@@ -115,6 +115,29 @@ class ClusterStatus(_Serializable):
     metadata_error: str = ""
 
 
+TOKEN_ROLES = ("read", "write", "admin")
+"""Roles a token can have, weakest first; the peer decides what each may do (only admin manages tokens)."""
+
+
+@dataclass(frozen=True)
+class TokenInfo(_Serializable):
+    """The public half of an access token; the secret is only ever returned once, by create_token."""
+
+    token_id: str
+    """The token's public id (16 hex characters); empty from whoami on a peer running without auth."""
+    role: str
+    """read, write or admin."""
+    name: str = ""
+    created_at: float = 0.0
+    """Seconds since the Unix epoch."""
+    revoked_at: float | None = None
+    """Seconds since the Unix epoch; None while the token is valid."""
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
 def version_from_proto(msg: dfs_pb2.VersionInfo) -> VersionInfo:
     return VersionInfo(
         file_id=msg.file_id,
@@ -179,4 +202,14 @@ def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
         metadata_backend=msg.metadata_backend,
         metadata_healthy=msg.metadata_healthy,
         metadata_error=msg.metadata_error,
+    )
+
+
+def token_from_proto(msg: dfs_pb2.TokenInfo) -> TokenInfo:
+    return TokenInfo(
+        token_id=msg.token_id,
+        role=msg.role,
+        name=msg.name,
+        created_at=msg.created_at,
+        revoked_at=msg.revoked_at or None,  # 0 on the wire: not revoked
     )

@@ -3,6 +3,11 @@
 Any peer of the mesh serves any request, so a client talks to exactly one. Every grpc.RpcError is
 translated by `from_rpc_error` here, at the only place that calls the stub; callers see SDK types only.
 `timeout` is the deadline of each RPC (one page of a listing, a whole upload or download), None for none.
+
+Security: with a CA certificate (`tls_ca`, or env DFS_TLS_CA) the channel is TLS and the peer's
+certificate must be signed by that CA and name the address dialed (host name or IP). With a token
+(`token`, or env DFS_TOKEN) every call, streaming ones included, carries `authorization: Bearer <token>`.
+The token is kept only in that metadata: it never appears in repr() or in error messages.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import builtins
 import functools
 import io
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from types import TracebackType
@@ -19,10 +25,13 @@ import grpc
 
 from client.errors import DfsClientError, InvalidArgument, NotFoundError, ServerError, from_rpc_error
 from client.models import (
+    TOKEN_ROLES,
     ClusterStatus,
+    TokenInfo,
     UploadResult,
     VersionInfo,
     status_from_proto,
+    token_from_proto,
     upload_from_proto,
     version_from_proto,
 )
@@ -31,6 +40,8 @@ from client.streams import DownloadStream, Progress, UploadFeed, UploadSource, o
 from proto import dfs_pb2, dfs_pb2_grpc
 
 DEFAULT_PEER = "127.0.0.1:50051"
+ENV_TLS_CA = "DFS_TLS_CA"
+ENV_TOKEN = "DFS_TOKEN"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 PIECE_SIZE = 1024 * 1024
 
@@ -38,21 +49,35 @@ T = TypeVar("T")
 
 
 class DfsClient:
-    """Client of the peer at `peer` ("host:port"); close it, or use it as a context manager."""
+    """Client of the peer at `peer` ("host:port"); close it, or use it as a context manager.
 
-    def __init__(self, peer: str = DEFAULT_PEER, timeout: float | None = None) -> None:
+    `tls_ca`: path of the PEM CA certificate that signed the peers' certificates; None reads env
+    DFS_TLS_CA, and "" (or an unset variable) means a plain-text channel. `token`: the bearer token
+    sent with every call; None reads env DFS_TOKEN, "" means none.
+    """
+
+    def __init__(
+        self,
+        peer: str = DEFAULT_PEER,
+        timeout: float | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+    ) -> None:
         if not peer.strip():
             raise InvalidArgument("the peer address is empty; expected HOST:PORT")
+        ca_path = os.fspath(tls_ca) if tls_ca is not None else os.environ.get(ENV_TLS_CA, "")
         self.peer = peer
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            peer,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        self.tls = bool(ca_path)
+        """Whether the channel uses TLS."""
+        self._metadata = _auth_metadata(token if token is not None else os.environ.get(ENV_TOKEN, ""))
+        self._channel = _open_channel(peer, ca_path)
         self._stub: Any = dfs_pb2_grpc.FileStoreStub(self._channel)
+
+    @property
+    def has_token(self) -> bool:
+        """Whether calls carry a bearer token (the token itself is not readable back)."""
+        return self._metadata is not None
 
     def close(self) -> None:
         """Closes the channel, cancelling any call still running on it."""
@@ -67,7 +92,7 @@ class DfsClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"DfsClient(peer={self.peer!r}, timeout={self.timeout!r})"
+        return f"DfsClient(peer={self.peer!r}, timeout={self.timeout!r}, tls={self.tls}, token={self.has_token})"
 
     # ------------------------------------------------------------------ data
 
@@ -92,7 +117,7 @@ class DfsClient:
                 name=file_name, content_type=content_type, metadata=dict(metadata or {})
             )
             feed = UploadFeed(header, pieces, progress)
-            future = self._stub.Upload.future(iter(feed), timeout=self.timeout)
+            future = self._stub.Upload.future(iter(feed), **self._options())
             try:
                 reply = future.result()
             except grpc.RpcError as exc:
@@ -119,7 +144,7 @@ class DfsClient:
 
         def start(file_ref: dfs_pb2.FileRef) -> DownloadStream:
             request = dfs_pb2.DownloadRequest(file=file_ref, offset=offset, length=length, **selector)
-            call = self._stub.Download(request, timeout=self.timeout)
+            call = self._stub.Download(request, **self._options())
             try:
                 first = next(call)
             except StopIteration:
@@ -167,14 +192,14 @@ class DfsClient:
         """The version (default: the latest) with its chunk placements."""
         selector = _version_kwargs(version)
         reply = self._resolve(
-            ref, lambda f: self._stub.Stat(dfs_pb2.StatRequest(file=f, **selector), timeout=self.timeout)
+            ref, lambda f: self._stub.Stat(dfs_pb2.StatRequest(file=f, **selector), **self._options())
         )
         return version_from_proto(reply)
 
     def versions(self, ref: str) -> builtins.list[VersionInfo]:
         """Every version of the file, newest first."""
         reply = self._resolve(
-            ref, lambda f: self._stub.ListVersions(dfs_pb2.ListVersionsRequest(file=f), timeout=self.timeout)
+            ref, lambda f: self._stub.ListVersions(dfs_pb2.ListVersionsRequest(file=f), **self._options())
         )
         return [version_from_proto(v) for v in reply.versions]
 
@@ -182,15 +207,13 @@ class DfsClient:
         """Deletes one version, or with `version` None the whole file; returns what was deleted."""
         selector = _version_kwargs(version)
         reply = self._resolve(
-            ref, lambda f: self._stub.Delete(dfs_pb2.DeleteRequest(file=f, **selector), timeout=self.timeout)
+            ref, lambda f: self._stub.Delete(dfs_pb2.DeleteRequest(file=f, **selector), **self._options())
         )
         return [version_from_proto(v) for v in reply.deleted]
 
     def status(self) -> ClusterStatus:
         """The answering peer's view of the cluster: members, ring and metadata store health."""
-        reply = self._call(
-            lambda: self._stub.ClusterStatus(dfs_pb2.ClusterStatusRequest(), timeout=self.timeout)
-        )
+        reply = self._unary(self._stub.ClusterStatus, dfs_pb2.ClusterStatusRequest())
         return status_from_proto(reply)
 
     def list(self, prefix: str = "", page_size: int = 0) -> Iterator[VersionInfo]:
@@ -206,17 +229,52 @@ class DfsClient:
         token = ""
         while True:
             request = dfs_pb2.ListRequest(prefix=prefix, page_size=page_size, page_token=token)
-            reply = self._call(functools.partial(self._stub.List, request, timeout=self.timeout))
+            reply = self._unary(self._stub.List, request)
             for info in reply.files:
                 yield version_from_proto(info)
             if not reply.next_page_token or reply.next_page_token == token:
                 return
             token = reply.next_page_token
 
+    # ---------------------------------------------------------------- tokens
+
+    def create_token(self, role: str, name: str = "") -> tuple[str, TokenInfo]:
+        """A new token of `role` (read, write or admin): its secret string, shown only this once, and its info.
+
+        Needs an admin token. Store the secret right away: peers keep only a hash of it.
+        """
+        if role not in TOKEN_ROLES:
+            raise InvalidArgument(f"invalid role {role[:20]!r}: expected one of {', '.join(TOKEN_ROLES)}")
+        reply = self._unary(self._stub.CreateToken, dfs_pb2.CreateTokenRequest(role=role, name=name))
+        return reply.token, token_from_proto(reply.info)
+
+    def list_tokens(self) -> builtins.list[TokenInfo]:
+        """Every token the cluster knows, revoked ones included (never their secrets). Needs an admin token."""
+        reply = self._unary(self._stub.ListTokens, dfs_pb2.ListTokensRequest())
+        return [token_from_proto(t) for t in reply.tokens]
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        """Revokes the token with this public id; returns its info, now with `revoked_at`. Needs an admin token."""
+        token_id = token_id.strip()
+        if not token_id:
+            raise InvalidArgument("a token id is required")
+        return token_from_proto(self._unary(self._stub.RevokeToken, dfs_pb2.RevokeTokenRequest(token_id=token_id)))
+
+    def whoami(self) -> TokenInfo:
+        """The token this client sends as the peer sees it; role "admin" on a peer running without auth."""
+        return token_from_proto(self._unary(self._stub.WhoAmI, dfs_pb2.WhoAmIRequest()))
+
     # ------------------------------------------------------------- internals
 
+    def _options(self) -> dict[str, Any]:
+        """Keyword arguments of every stub call: the deadline and the credentials."""
+        return {"timeout": self.timeout, "metadata": self._metadata}
+
     def _error(self, exc: grpc.RpcError) -> DfsClientError:
-        return from_rpc_error(exc, peer=self.peer)
+        return from_rpc_error(exc, peer=self.peer, tls=self.tls)
+
+    def _unary(self, method: Callable[..., T], request: Any) -> T:
+        return self._call(functools.partial(method, request, **self._options()))
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -236,6 +294,40 @@ class DfsClient:
                     continue
                 raise error from exc
         raise AssertionError("file_ref_candidates returned no candidate")
+
+
+def _open_channel(peer: str, ca_path: str) -> grpc.Channel:
+    options = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if not ca_path:
+        return grpc.insecure_channel(peer, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=_read_ca(ca_path))
+    return grpc.secure_channel(peer, credentials, options=options)
+
+
+def _read_ca(path: str) -> bytes:
+    """The CA certificate's PEM bytes, checked here so a bad path fails at once and not as a handshake error."""
+    try:
+        with open(path, "rb") as fh:
+            pem = fh.read()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the TLS CA certificate {path}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise InvalidArgument(f"the TLS CA file {path} holds no PEM certificate")
+    return pem
+
+
+def _auth_metadata(token: str) -> tuple[tuple[str, str], ...] | None:
+    """The call metadata carrying `token`, or None without one. gRPC metadata values must be printable
+    ASCII, so anything else (a pasted line break, a quote mark) is refused here, without echoing it."""
+    token = token.strip()
+    if not token:
+        return None
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise InvalidArgument("the token contains spaces or characters outside printable ASCII")
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _version_kwargs(version: int | str | None) -> dict[str, dfs_pb2.VersionSelector]:

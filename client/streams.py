@@ -89,6 +89,8 @@ class UploadFeed:
         except Exception as exc:
             self.error = exc
             raise
+        # Proof that the stream is complete: a peer commits nothing that ends without it.
+        yield dfs_pb2.UploadRequest(trailer=dfs_pb2.UploadTrailer(size=self.sent, sha256=self._hash.hexdigest()))
 
     def verify(self, stored: VersionInfo) -> None:
         """Raises IntegrityError unless the peer stored exactly the bytes this client sent."""

@@ -20,7 +20,9 @@ import click
 
 from peer.config import PeerConfig
 from peer.errors import DfsError
+from peer.healthcheck import health_command
 from peer.memory import tune_allocator
+from peer.security.certs import certs_command
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -117,6 +119,38 @@ def _serve_options(fn: Any) -> Any:
                      help="Seconds an unreferenced chunk stays before deletion."),
         click.option("--max-gossip-bytes", envvar="DFS_MAX_GOSSIP_BYTES", default=d.max_gossip_bytes,
                      show_default=True, type=int),
+        click.option("--tls-cert", envvar="DFS_TLS_CERT", default="", type=click.Path(dir_okay=False),
+                     help="This peer's certificate (PEM); with --tls-key and --tls-ca turns on TLS."),
+        click.option("--tls-key", envvar="DFS_TLS_KEY", default="", type=click.Path(dir_okay=False),
+                     help="This peer's private key (PEM)."),
+        click.option("--tls-ca", envvar="DFS_TLS_CA", default="", type=click.Path(dir_okay=False),
+                     help="Cluster CA (PEM): peers accept peer traffic only from certificates it signed."),
+        click.option("--peer-grpc-addr", envvar="DFS_PEER_GRPC_ADDR", default="",
+                     help="With TLS: internal (mutual TLS) gRPC listen HOST:PORT  [default: gRPC port + 100]"),
+        click.option("--advertise-peer-grpc", envvar="DFS_ADVERTISE_PEER_GRPC", default="",
+                     help="Internal gRPC address other peers dial (default: as --advertise-grpc)."),
+        click.option("--cluster-secret", envvar="DFS_CLUSTER_SECRET", default="", show_default=False,
+                     help="Shared secret (>= 16 characters) signing peer traffic when TLS is off."),
+        click.option("--no-auth", envvar="DFS_NO_AUTH", is_flag=True, default=False,
+                     help="Development only: no client tokens; without TLS or a secret, no peer checks."),
+        click.option("--token-cache", envvar="DFS_TOKEN_CACHE", default=d.token_cache_s, show_default=True,
+                     type=float, help="Seconds a verified token is trusted (revocation delay)."),
+        click.option("--max-file-size", envvar="DFS_MAX_FILE_SIZE", default=d.max_file_size, show_default=True,
+                     type=int, help="Bytes one upload may carry."),
+        click.option("--max-metadata-bytes", envvar="DFS_MAX_METADATA_BYTES", default=d.max_metadata_bytes,
+                     show_default=True, type=int, help="Bytes of user metadata per version."),
+        click.option("--max-message-bytes", envvar="DFS_MAX_MESSAGE_BYTES", default=d.max_message_bytes,
+                     show_default=True, type=int, help="Largest gRPC message (0: chunk size + 1 MiB, >= 8 MiB)."),
+        click.option("--max-streams-per-client", envvar="DFS_MAX_STREAMS_PER_CLIENT",
+                     default=d.max_streams_per_client, show_default=True, type=int,
+                     help="Concurrent calls on one client connection."),
+        click.option("--max-concurrent-rpcs", envvar="DFS_MAX_CONCURRENT_RPCS", default=d.max_concurrent_rpcs,
+                     show_default=True, type=int, help="Calls served at once; more get RESOURCE_EXHAUSTED."),
+        click.option("--client-idle-timeout", envvar="DFS_CLIENT_IDLE_TIMEOUT", default=d.client_idle_timeout_s,
+                     show_default=True, type=float, help="Seconds a call may wait on a stalled client."),
+        click.option("--connection-idle-timeout", envvar="DFS_CONNECTION_IDLE_TIMEOUT",
+                     default=d.connection_idle_timeout_s, show_default=True, type=float,
+                     help="Seconds an idle client connection stays open."),
         click.option("--log-level", envvar="DFS_LOG_LEVEL", default=d.log_level, show_default=True,
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
     ]
@@ -155,6 +189,21 @@ def config_from_options(opts: dict[str, Any]) -> PeerConfig:
         gc_interval_s=opts["gc_interval"],
         gc_grace_s=opts["gc_grace"],
         max_gossip_bytes=opts["max_gossip_bytes"],
+        tls_cert=opts["tls_cert"],
+        tls_key=opts["tls_key"],
+        tls_ca=opts["tls_ca"],
+        peer_grpc_addr=opts["peer_grpc_addr"],
+        advertise_peer_grpc=opts["advertise_peer_grpc"],
+        cluster_secret=opts["cluster_secret"],
+        no_auth=opts["no_auth"],
+        token_cache_s=opts["token_cache"],
+        max_file_size=opts["max_file_size"],
+        max_metadata_bytes=opts["max_metadata_bytes"],
+        max_message_bytes=opts["max_message_bytes"],
+        max_streams_per_client=opts["max_streams_per_client"],
+        max_concurrent_rpcs=opts["max_concurrent_rpcs"],
+        client_idle_timeout_s=opts["client_idle_timeout"],
+        connection_idle_timeout_s=opts["connection_idle_timeout"],
         log_level=opts["log_level"].upper(),
     )
 
@@ -168,6 +217,7 @@ def config_document(config: PeerConfig) -> dict[str, Any]:
     doc["seeds"] = list(config.seeds)
     doc["metadata"] = redact(config.metadata)
     doc["metadata_uri"] = redact(config.metadata_uri)
+    doc["cluster_secret"] = "***" if config.cluster_secret else ""
     if config.metadata_uri.startswith("mongodb"):
         doc["database"] = database_for(config.metadata_uri, config.database)
     return doc
@@ -217,14 +267,122 @@ def cluster() -> None:
 @click.option("--replicas", envvar="DFS_CLUSTER_REPLICAS", default=2, show_default=True, type=int)
 @click.option("--demo/--no-demo", envvar="DFS_CLUSTER_DEMO", default=False,
               help="Upload, list and download a sample file once up.")
-def cluster_up(count: int, base_dir: str, grpc_port: int, gossip_port: int, replicas: int, demo: bool) -> None:
-    """Start COUNT peers sharing one SQLite metadata file; Ctrl-C stops them all."""
-    from peer.localcluster import run_local_cluster
+@click.option("--tls", is_flag=True, envvar="DFS_CLUSTER_TLS", default=False,
+              help="TLS for clients and mutual TLS between peers, with certificates from DIR/certs "
+                   "(created with a development CA if missing).")
+@click.option("--auth/--no-auth", envvar="DFS_CLUSTER_AUTH", default=False, show_default=True,
+              help="Require client tokens; an admin token is written to DIR/admin.token.")
+def cluster_up(count: int, base_dir: str, grpc_port: int, gossip_port: int, replicas: int, demo: bool,
+               tls: bool, auth: bool) -> None:
+    """Start COUNT peers sharing one SQLite metadata file; Ctrl-C stops them all.
+
+    Peers authenticate each other with mutual TLS (--tls) or a cluster secret generated into
+    DIR/cluster.secret."""
+    from peer.localcluster import LocalCluster
 
     try:
-        run_local_cluster(Path(base_dir), count, grpc_port, gossip_port, min(replicas, count), demo)
+        LocalCluster(Path(base_dir), count, grpc_port, gossip_port, min(replicas, count), tls=tls, auth=auth).run(demo)
     except (DfsError, OSError) as exc:
         _fail(str(exc), EXIT_RUNTIME)
+
+
+def _store_options(fn: Any) -> Any:
+    options = [
+        click.option("--data-dir", envvar="DFS_DATA_DIR", default="./dfs-data", show_default=True,
+                     type=click.Path(file_okay=False), help="Locates the default SQLite metadata file."),
+        click.option("--metadata", envvar=["DFS_METADATA", "MONGO_URI"], default="",
+                     help="sqlite:///PATH or mongodb://HOST:PORT/DB, as the peers use."),
+        click.option("--database", envvar=["DFS_DATABASE", "DATABASE"], default=""),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _open_tokens(data_dir: str, metadata: str, database: str) -> Any:
+    from peer.metadata.open import open_store
+
+    config = PeerConfig(data_dir=Path(data_dir), metadata=metadata, database=database)
+    return open_store(config.metadata_uri, config.database or None, config.metadata_write_concern)
+
+
+@main.group()
+def token() -> None:
+    """Manage client API tokens directly in the metadata store (on a host that can reach it).
+
+    Clients with an admin token can do the same through any peer: `dfs token ...`."""
+
+
+@token.command("create")
+@click.option("--role", required=True, type=click.Choice(["read", "write", "admin"]),
+              help="read: download, list, info, versions, status; write: + upload, delete; "
+                   "admin: + token management.")
+@click.option("--name", default="", help="A label for the token (who or what uses it).")
+@_store_options
+def token_create(role: str, name: str, data_dir: str, metadata: str, database: str) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    import time
+
+    from peer.security.tokens import new_token
+
+    try:
+        secret, record = new_token(role, name, time.time())
+        store = _open_tokens(data_dir, metadata, database)
+        try:
+            store.add_token(record)
+        finally:
+            store.close()
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+        return
+    click.echo(secret)
+    click.echo(f"created {role} token {record.token_id}; it is shown only this once", err=True)
+
+
+@token.command("list")
+@_store_options
+def token_list(data_dir: str, metadata: str, database: str) -> None:
+    """List tokens (ids, roles, names; never secrets)."""
+    import time
+
+    try:
+        store = _open_tokens(data_dir, metadata, database)
+        try:
+            records = store.list_tokens()
+        finally:
+            store.close()
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+        return
+    for r in records:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at))
+        state = "revoked" if r.revoked_at is not None else "active"
+        click.echo(f"{r.token_id}  {r.role:<5}  {state:<7}  {created}  {r.name}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@_store_options
+def token_revoke(token_id: str, data_dir: str, metadata: str, database: str) -> None:
+    """Revoke a token; peers refuse it within DFS_TOKEN_CACHE seconds."""
+    import time
+
+    from peer.rpc.validation import check_token_id
+
+    try:
+        store = _open_tokens(data_dir, metadata, database)
+        try:
+            store.revoke_token(check_token_id(token_id), time.time())
+        finally:
+            store.close()
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+        return
+    click.echo(f"revoked {token_id}")
+
+
+main.add_command(certs_command)
+main.add_command(health_command)
 
 
 if __name__ == "__main__":

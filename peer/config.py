@@ -83,6 +83,46 @@ class PeerConfig:
     gc_grace_s: float = 86400.0
     # DFS_MAX_GOSSIP_BYTES: largest gossip body accepted; larger gets HTTP 413.
     max_gossip_bytes: int = 4 * MIB
+    # DFS_TLS_CERT / DFS_TLS_KEY: this peer's certificate and private key (PEM). With DFS_TLS_CA they
+    # turn on TLS for clients and mutual TLS between peers; all three or none.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # DFS_TLS_CA: the cluster CA (PEM). Peers accept peer traffic only from certificates it signed.
+    tls_ca: str = ""
+    # DFS_PEER_GRPC_ADDR: with TLS, the internal chunk service listens here with mutual TLS, apart
+    # from the client API; default: the gRPC host, port + 100 (port 0 stays 0). Without TLS the
+    # internal service shares the gRPC listener and this setting is ignored.
+    peer_grpc_addr: str = ""
+    # DFS_ADVERTISE_PEER_GRPC: the internal address other peers dial (rules as DFS_ADVERTISE_GRPC).
+    advertise_peer_grpc: str = ""
+    # DFS_CLUSTER_SECRET: shared secret (>= 16 characters) that signs every gossip message and
+    # internal call when TLS is off. Required without TLS unless DFS_NO_AUTH is set.
+    cluster_secret: str = field(default="", repr=False)
+    # DFS_NO_AUTH: development only. Clients need no token (every caller is admin) and, without TLS
+    # or a cluster secret, peers accept each other unauthenticated. A warning is logged at start.
+    no_auth: bool = False
+    # DFS_TOKEN_CACHE: seconds a verified token is trusted before the metadata store is asked again;
+    # a revoked token stops working within this time.
+    token_cache_s: float = 5.0
+    # DFS_MAX_FILE_SIZE: bytes one upload may carry; a larger stream is refused and nothing is committed.
+    max_file_size: int = 1024**4
+    # DFS_MAX_METADATA_BYTES: bytes of user metadata (keys plus values) one version may carry.
+    max_metadata_bytes: int = 8 * 1024
+    # DFS_MAX_MESSAGE_BYTES: largest gRPC message accepted or sent, at least chunk size + 64 KiB;
+    # 0 means chunk size + 1 MiB, and at least 8 MiB.
+    max_message_bytes: int = 0
+    # DFS_MAX_STREAMS_PER_CLIENT: calls one client connection may have open at once (HTTP/2
+    # concurrent streams); more wait in the client until one finishes.
+    max_streams_per_client: int = 256
+    # DFS_MAX_CONCURRENT_RPCS: calls this peer serves at once, all clients together; more are
+    # refused with RESOURCE_EXHAUSTED rather than queued without bound.
+    max_concurrent_rpcs: int = 2048
+    # DFS_CLIENT_IDLE_TIMEOUT: seconds an upload may wait for the client's next message, or a
+    # download for the client to read, before the call is cancelled (slow or stalled clients); also
+    # bounds reading one gossip body.
+    client_idle_timeout_s: float = 60.0
+    # DFS_CONNECTION_IDLE_TIMEOUT: seconds an idle client connection (gRPC or gossip HTTP) stays open.
+    connection_idle_timeout_s: float = 300.0
     # DFS_LOG_LEVEL
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict, compare=False)
@@ -104,12 +144,17 @@ class PeerConfig:
             scrub_interval_s=2.0,
             gc_interval_s=1.0,
             gc_grace_s=2.0,
+            no_auth=True,
         )
         return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
     @property
     def metadata_uri(self) -> str:
         return self.metadata or f"sqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
     def validate(self) -> PeerConfig:
         """Refuses values that would be unsafe or meaningless, with a message naming the setting."""
@@ -138,13 +183,44 @@ class PeerConfig:
              "DFS_METADATA (or MONGO_URI) must be sqlite:///PATH or mongodb://HOST:PORT/..."),
             (bool(self.metadata_write_concern) and self.metadata_write_concern.strip("0") != "",
              'DFS_METADATA_WRITE_CONCERN must be "majority" or a node count of at least 1'),
+            (len({bool(self.tls_cert), bool(self.tls_key), bool(self.tls_ca)}) == 1,
+             "DFS_TLS_CERT, DFS_TLS_KEY and DFS_TLS_CA go together: set all three or none"),
+            (not self.cluster_secret or len(self.cluster_secret) >= 16,
+             "DFS_CLUSTER_SECRET must be at least 16 characters"),
+            (self.tls or bool(self.cluster_secret) or self.no_auth,
+             "without TLS, peers need DFS_CLUSTER_SECRET to authenticate each other "
+             "(or DFS_NO_AUTH for local development)"),
+            (self.token_cache_s >= 0, "DFS_TOKEN_CACHE must not be negative"),
+            (self.max_file_size >= 1, "DFS_MAX_FILE_SIZE must be at least 1"),
+            (0 <= self.max_metadata_bytes <= MIB, "DFS_MAX_METADATA_BYTES must be between 0 and 1 MiB"),
+            (self.max_message_bytes == 0 or self.max_message_bytes >= self.chunk_size + 64 * 1024,
+             "DFS_MAX_MESSAGE_BYTES must be at least DFS_CHUNK_SIZE + 64 KiB"),
+            (self.max_streams_per_client >= 1, "DFS_MAX_STREAMS_PER_CLIENT must be at least 1"),
+            (self.max_concurrent_rpcs >= 16, "DFS_MAX_CONCURRENT_RPCS must be at least 16"),
+            (self.client_idle_timeout_s > 0, "DFS_CLIENT_IDLE_TIMEOUT must be positive"),
+            (self.connection_idle_timeout_s > 0, "DFS_CONNECTION_IDLE_TIMEOUT must be positive"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         for name in ("grpc_addr", "gossip_addr"):
             split_hostport(getattr(self, name), name)
+        if self.peer_grpc_addr:
+            split_hostport(self.peer_grpc_addr, "peer_grpc_addr")
         return self
+
+    @property
+    def message_limit(self) -> int:
+        return self.max_message_bytes or max(self.chunk_size + MIB, 8 * MIB)
+
+    @property
+    def internal_grpc_addr(self) -> str:
+        """Where the mutual-TLS internal service listens (only meaningful with TLS)."""
+        if self.peer_grpc_addr:
+            return self.peer_grpc_addr
+        host, port = split_hostport(self.grpc_addr)
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{port + 100 if port else 0}"
 
 
 def split_hostport(addr: str, what: str = "address") -> tuple[str, int]:

@@ -45,6 +45,12 @@ class ChunkNotFound(NotFound):
         self.chunk_id = chunk_id
 
 
+class TokenNotFound(NotFound):
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"token not found: {token_id}")
+        self.token_id = token_id
+
+
 class IntegrityError(DfsError):
     kind = "integrity"
 
@@ -121,3 +127,28 @@ class GossipMismatch(DfsError):
     """A peer speaks another protocol version or runs another replication factor or vnode count."""
 
     kind = "gossip_mismatch"
+
+
+class Unauthenticated(DfsError):
+    """The caller proved no identity: a missing, malformed, unknown or revoked token, or a peer
+    message without a valid signature. Deliberately vague toward the caller about which."""
+
+    kind = "unauthenticated"
+
+
+class PermissionDenied(DfsError):
+    """The caller is known, but its role does not allow this operation."""
+
+    kind = "permission_denied"
+
+
+class TooLarge(InvalidRequest):
+    """A declared or streamed size passes a configured limit; nothing was stored."""
+
+    kind = "too_large"
+
+
+class ClientTooSlow(DfsError):
+    """A client sent or read nothing for longer than the idle timeout; its call was cancelled."""
+
+    kind = "client_timeout"

@@ -16,6 +16,7 @@ import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +26,7 @@ from peer.config import PeerConfig, advertised, split_hostport
 from peer.errors import ConfigError, DfsError, MetadataUnavailable
 from peer.gossip_http.client import HttpGossipTransport, resolve_seeds
 from peer.gossip_http.server import build_app, start_http
+from peer.gossip_http.tls import client_ssl_context, server_ssl_context
 from peer.identity import Identity, load_identity
 from peer.membership.gossiper import Gossiper
 from peer.membership.state import MembershipView, MemberState
@@ -37,9 +39,13 @@ from peer.repair.stats import RepairStats
 from peer.repair.worker import Worker, run_worker
 from peer.ring.hashring import HashRing
 from peer.ring.placement import ring_members
-from peer.rpc.client_service import FileStoreServicer
+from peer.rpc.auth import AuthInterceptor, ClientAuth
+from peer.rpc.client_service import ClientLimits, FileStoreServicer
 from peer.rpc.peer_client import GrpcChunkPeers, server_options
 from peer.rpc.peer_service import PeerChunksServicer
+from peer.rpc.tls import TlsFiles
+from peer.security.peerauth import PeerSigner
+from peer.security.tokens import TokenVerifier
 from peer.status import StatusReporter, stats_dict
 from peer.storage.chunkstore import ChunkStore, write_durable
 from peer.transfer.budget import ByteBudget
@@ -53,6 +59,29 @@ IO_THREADS = 16
 LEAVE_TIMEOUT_S = 2.0
 STOP_GRACE_S = 5.0
 METADATA_PING_S = 2.0
+
+
+def client_limits(cfg: PeerConfig) -> list[tuple[str, int]]:
+    """gRPC server options that bound what one client connection may hold."""
+    return [
+        ("grpc.max_concurrent_streams", cfg.max_streams_per_client),
+        ("grpc.max_connection_idle_ms", int(cfg.connection_idle_timeout_s * 1000)),
+    ]
+
+
+def _listen(server: grpc.aio.Server, addr: str, what: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Binds `addr` (TLS when `credentials`) and returns the port, or one clear ConfigError line."""
+    _check_bindable(addr, what)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(addr)
+        else:
+            port = server.add_secure_port(addr, credentials)
+    except RuntimeError as exc:  # grpc reports a failed bind this way
+        raise ConfigError(f"cannot listen for {what} on {addr}: address in use or not local") from exc
+    if port == 0:
+        raise ConfigError(f"cannot listen for {what} on {addr}")
+    return port
 
 
 def _check_bindable(addr: str, what: str) -> None:
@@ -98,9 +127,10 @@ class LiveCluster:
     def usable_count(self) -> int:
         return sum(1 for n in self._ring.nodes if self.is_usable(n))
 
-    def grpc_addr(self, node_id: str) -> str | None:
+    def peer_addr(self, node_id: str) -> str | None:
+        """The address of a member's internal chunk service (its own mutual-TLS port with TLS)."""
         member = self._view.get(node_id)
-        return member.grpc_addr if member is not None else None
+        return member.internal_addr if member is not None else None
 
 
 @dataclass
@@ -143,20 +173,33 @@ class Node:
                 open_store, cfg.metadata_uri, cfg.database or None, cfg.metadata_write_concern
             )
         metadata = AsyncMetadata(raw_store)
-        max_message = cfg.chunk_size + 1024 * 1024
-        server = grpc.aio.server(options=server_options(max(max_message, 8 * 1024 * 1024)))
+        tls = TlsFiles.load(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if cfg.tls else None
+        signer = PeerSigner(cfg.cluster_secret) if tls is None and cfg.cluster_secret else None
+        verifier = None if cfg.no_auth else TokenVerifier(metadata, cfg.token_cache_s)
+        max_message = cfg.message_limit
+        server = grpc.aio.server(
+            options=[*server_options(max_message), *client_limits(cfg)],
+            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
+            interceptors=[AuthInterceptor(ClientAuth(verifier), signer)],
+        )
         grpc_host, _ = split_hostport(cfg.grpc_addr)
-        _check_bindable(cfg.grpc_addr, "gRPC")
-        try:
-            grpc_port = server.add_insecure_port(cfg.grpc_addr)
-        except RuntimeError as exc:  # grpc reports a failed bind this way
-            raise ConfigError(f"cannot listen for gRPC on {cfg.grpc_addr}: address in use or not local") from exc
-        if grpc_port == 0:
-            raise ConfigError(f"cannot listen for gRPC on {cfg.grpc_addr}")
-        gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
+        grpc_port = _listen(server, cfg.grpc_addr, "gRPC", tls.client_api_credentials() if tls else None)
         grpc_adv = advertised(f"{grpc_host}:{grpc_port}", cfg.advertise_grpc)
+        internal = server
+        peer_adv = ""
+        if tls is not None:
+            # Clients cannot be asked for certificates, peers must be: two listeners, two servers,
+            # so the chunk service is not even routable from the client port.
+            internal = grpc.aio.server(options=server_options(max_message),
+                                       interceptors=[AuthInterceptor(ClientAuth(verifier), None)])
+            internal_host, _ = split_hostport(cfg.internal_grpc_addr)
+            internal_port = _listen(internal, cfg.internal_grpc_addr, "internal gRPC", tls.peer_server_credentials())
+            peer_adv = advertised(f"{internal_host}:{internal_port}", cfg.advertise_peer_grpc)
+        gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
 
-        transport = HttpGossipTransport()
+        transport = HttpGossipTransport(
+            signer=signer, ssl_context=client_ssl_context(*self._tls_paths()) if tls else None
+        )
         view = MembershipView(
             self.node_id, grpc_adv, "", incarnation=self.identity.incarnation, now=self.clock.monotonic(),
             suspect_timeout_s=cfg.suspect_timeout_s, dead_timeout_s=cfg.dead_timeout_s,
@@ -166,16 +209,19 @@ class Node:
             interval_s=cfg.gossip_interval_s, fanout=cfg.gossip_fanout, replicas=cfg.replicas,
             vnodes=cfg.vnodes, max_bytes=cfg.max_gossip_bytes, clock=self.clock, resolve_seeds=resolve_seeds,
         )
+        app = build_app(gossiper, self._health_doc, cfg.max_gossip_bytes, signer=signer,
+                        require_peer_cert=tls is not None, body_timeout_s=cfg.client_idle_timeout_s)
         try:
             runner, bound_gossip = await start_http(
-                build_app(gossiper, self._health_doc, cfg.max_gossip_bytes), gossip_host, gossip_port
+                app, gossip_host, gossip_port, ssl_context=server_ssl_context(*self._tls_paths()) if tls else None,
+                idle_timeout_s=cfg.connection_idle_timeout_s,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen for gossip on {cfg.gossip_addr}: {exc.strerror or exc}") from exc
-        view.set_local_addrs(grpc_adv, advertised(f"{gossip_host}:{bound_gossip}", cfg.advertise_gossip))
+        view.set_local_addrs(grpc_adv, advertised(f"{gossip_host}:{bound_gossip}", cfg.advertise_gossip), peer_adv)
         cluster = LiveCluster(self.node_id, view, cfg.vnodes, cfg.dead_grace_s, self.clock)
         gossiper.subscribe(lambda _events: cluster.refresh())
-        peers = GrpcChunkPeers(cluster.grpc_addr, cfg.rpc_timeout_s, max_message)
+        peers = GrpcChunkPeers(cluster.peer_addr, cfg.rpc_timeout_s, max_message, tls=tls, signer=signer)
         uploads = UploadService(cluster, store, peers, metadata, self.clock, replicas=cfg.replicas,
                                 chunk_size=cfg.chunk_size, window=cfg.upload_window,
                                 budget=ByteBudget(cfg.inflight_chunks * cfg.chunk_size))
@@ -196,12 +242,19 @@ class Node:
         )
         pb_grpc.add_FileStoreServicer_to_server(
             FileStoreServicer(uploads, downloads, metadata, reporter.snapshot,
-                              lambda: self._require_metadata(metadata.backend)),
+                              lambda: self._require_metadata(metadata.backend),
+                              auth=ClientAuth(verifier),
+                              limits=ClientLimits(cfg.max_file_size, cfg.max_metadata_bytes,
+                                                  cfg.client_idle_timeout_s)),
             server,
         )
         pb_grpc.add_PeerChunksServicer_to_server(
-            PeerChunksServicer(store, anti_entropy.answer, local_stats, self.node_id), server
+            PeerChunksServicer(store, anti_entropy.answer, local_stats, self.node_id), internal
         )
+        # After every listener is bound: a peer that cannot start says only why.
+        self._warn_insecure(tls is not None, signer is not None, verifier is not None)
+        if internal is not server:
+            await internal.start()
         await server.start()
         if self._handle_signals:
             self._install_signals()
@@ -211,12 +264,14 @@ class Node:
                 tasks.create_task(self._housekeeping(view, cluster, store, metadata))
                 for worker, idle_s in workers:
                     tasks.create_task(run_worker(worker, self.stop_event, idle_s, self.clock))
-                self._write_ready(grpc_adv, view)
+                self._write_ready(view)
                 log.info("peer %s serving gRPC on %s, gossip on %s", self.node_id, grpc_adv, view.local.gossip_addr)
                 await self.stop_event.wait()
                 await gossiper.leave(LEAVE_TIMEOUT_S)
         finally:
             await server.stop(STOP_GRACE_S)
+            if internal is not server:
+                await internal.stop(STOP_GRACE_S)
             await runner.cleanup()
             await transport.close()
             await peers.close()
@@ -224,6 +279,21 @@ class Node:
                 await metadata.close()
             (cfg.data_dir / "ready.json").unlink(missing_ok=True)
             log.info("peer %s stopped", self.node_id)
+
+    def _tls_paths(self) -> tuple[Path, Path, Path]:
+        cfg = self.config
+        return Path(cfg.tls_cert), Path(cfg.tls_key), Path(cfg.tls_ca)
+
+    def _warn_insecure(self, tls: bool, signed: bool, auth: bool) -> None:
+        if not tls:
+            log.warning("TLS is off: file data, tokens and peer traffic cross the network in clear text; "
+                        "use --tls-cert/--tls-key/--tls-ca (see dfs-peer certs init) beyond a trusted network")
+        if not auth:
+            log.warning("client authentication is off (--no-auth): anyone who reaches the gRPC port may "
+                        "read, write, delete and manage tokens")
+        if not tls and not signed:
+            log.warning("peer authentication is off: without TLS or --cluster-secret, anyone who reaches "
+                        "the gossip or gRPC port can join the cluster or write chunks")
 
     def _repair_workers(
         self,
@@ -281,9 +351,10 @@ class Node:
         status = "ok" if self.health.healthy else "degraded"
         return {"status": status, "node_id": self.node_id, "metadata_error": self.health.error}
 
-    def _write_ready(self, grpc_addr: str, view: MembershipView) -> None:
-        doc = {"node_id": self.node_id, "grpc_addr": grpc_addr, "gossip_addr": view.local.gossip_addr,
-               "pid": os.getpid()}
+    def _write_ready(self, view: MembershipView) -> None:
+        me = view.local
+        doc = {"node_id": self.node_id, "grpc_addr": me.grpc_addr, "gossip_addr": me.gossip_addr,
+               "peer_addr": me.internal_addr, "tls": self.config.tls, "pid": os.getpid()}
         write_durable(self.config.data_dir / "ready.json", json.dumps(doc).encode())
 
     def _install_signals(self) -> None:

@@ -71,6 +71,26 @@ class FileStoreStub:
                 request_serializer=proto_dot_dfs__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.ClusterStatusReply.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/dfs.v1.FileStore/CreateToken',
+                request_serializer=proto_dot_dfs__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.CreateTokenReply.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/dfs.v1.FileStore/ListTokens',
+                request_serializer=proto_dot_dfs__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.ListTokensReply.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/dfs.v1.FileStore/RevokeToken',
+                request_serializer=proto_dot_dfs__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.TokenInfo.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/dfs.v1.FileStore/WhoAmI',
+                request_serializer=proto_dot_dfs__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.TokenInfo.FromString,
+                _registered_method=True)
 
 
 class FileStoreServicer:
@@ -122,6 +142,32 @@ class FileStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """Token management (role admin). A token's secret is returned once, by CreateToken, and never stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """The role of the token this call carries ("admin" on a peer running without auth).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +205,26 @@ def add_FileStoreServicer_to_server(servicer, server):
                     servicer.ClusterStatus,
                     request_deserializer=proto_dot_dfs__pb2.ClusterStatusRequest.FromString,
                     response_serializer=proto_dot_dfs__pb2.ClusterStatusReply.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=proto_dot_dfs__pb2.CreateTokenRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.CreateTokenReply.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=proto_dot_dfs__pb2.ListTokensRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.ListTokensReply.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=proto_dot_dfs__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.TokenInfo.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=proto_dot_dfs__pb2.WhoAmIRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.TokenInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +418,114 @@ class FileStore:
             '/dfs.v1.FileStore/ClusterStatus',
             proto_dot_dfs__pb2.ClusterStatusRequest.SerializeToString,
             proto_dot_dfs__pb2.ClusterStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/CreateToken',
+            proto_dot_dfs__pb2.CreateTokenRequest.SerializeToString,
+            proto_dot_dfs__pb2.CreateTokenReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/ListTokens',
+            proto_dot_dfs__pb2.ListTokensRequest.SerializeToString,
+            proto_dot_dfs__pb2.ListTokensReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/RevokeToken',
+            proto_dot_dfs__pb2.RevokeTokenRequest.SerializeToString,
+            proto_dot_dfs__pb2.TokenInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/WhoAmI',
+            proto_dot_dfs__pb2.WhoAmIRequest.SerializeToString,
+            proto_dot_dfs__pb2.TokenInfo.FromString,
             options,
             channel_credentials,
             insecure,

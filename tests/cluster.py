@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from client.sdk import DfsClient
 from tests.waiting import wait_until_sync
@@ -68,11 +68,19 @@ def wait_ring_agreement(peers: Sequence[HasClient], timeout: float) -> str:
     return next(iter(digests))
 
 
+#: Process peers sign their gossip and chunk calls with this secret (the path production clusters
+#: without TLS take); clients need no token unless a test turns auth on (DFS_NO_AUTH="").
+TEST_SECRET = "test-cluster-secret-0123456789"
+PEER_ENV = {"DFS_CLUSTER_SECRET": TEST_SECRET, "DFS_NO_AUTH": "1"}
+
+
 class PeerProc:
     profile: tuple[str, ...] = tuple(FAST)  # timing flags; the benchmark's peers use the defaults
 
-    def __init__(self, base: Path, index: int, metadata: str, replicas: int, extra: Sequence[str]) -> None:
+    def __init__(self, base: Path, index: int, metadata: str, replicas: int, extra: Sequence[str],
+                 client_kwargs: dict[str, Any] | None = None) -> None:
         self.index = index
+        self.client_kwargs = client_kwargs or {}
         self.data_dir = base / f"peer{index}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.metadata = metadata
@@ -82,6 +90,7 @@ class PeerProc:
         self.node_id = ""
         self.grpc_addr = ""
         self.gossip_addr = ""
+        self.peer_addr = ""
         self.log_path = self.data_dir / "peer.log"
 
     def start(self, seeds: Sequence[str] = (), env: dict[str, str] | None = None) -> PeerProc:
@@ -100,12 +109,13 @@ class PeerProc:
         if seeds:
             args += ["--seeds", ",".join(seeds)]
         with open(self.log_path, "ab") as log:
-            self.proc = self.spawn(args, log, {**os.environ, **(env or {})})
+            self.proc = self.spawn(args, log, {**os.environ, **PEER_ENV, **(env or {})})
         wait_for(lambda: ready.exists() or self.proc.poll() is not None, 30, f"peer{self.index} ready.json")  # type: ignore[union-attr]
         if not ready.exists():
             raise AssertionError(f"peer{self.index} exited with {self.proc.returncode}:\n{self.tail()}")
         doc = json.loads(ready.read_text())
         self.node_id, self.grpc_addr, self.gossip_addr = doc["node_id"], doc["grpc_addr"], doc["gossip_addr"]
+        self.peer_addr = doc.get("peer_addr", self.grpc_addr)
         return self
 
     def spawn(self, args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -116,7 +126,7 @@ class PeerProc:
         return self.proc is not None and self.proc.poll() is None
 
     def client(self, timeout: float = 30) -> DfsClient:
-        return DfsClient(self.grpc_addr, timeout=timeout)
+        return DfsClient(self.grpc_addr, timeout=timeout, **self.client_kwargs)
 
     def kill(self) -> None:
         if self.running:
@@ -148,15 +158,22 @@ class PeerProc:
 
 class Cluster:
     def __init__(self, base: Path, metadata: str | None = None, replicas: int = 2,
-                 extra: Sequence[str] = ()) -> None:
+                 extra: Sequence[str] = (), *, per_peer: Callable[[int], Sequence[str]] | None = None,
+                 client_kwargs: dict[str, Any] | None = None) -> None:
+        """`per_peer(index)` adds flags for one peer (its own certificate); `client_kwargs` go to
+        every DfsClient the helpers open (tls_ca, token)."""
         self.base = base
         self.metadata = metadata or f"sqlite:///{base / 'metadata.db'}"
         self.replicas = replicas
         self.extra = list(extra)
+        self.per_peer = per_peer
+        self.client_kwargs = client_kwargs or {}
         self.peers: list[PeerProc] = []
 
     def add_peer(self, env: dict[str, str] | None = None) -> PeerProc:
-        peer = PeerProc(self.base, len(self.peers), self.metadata, self.replicas, self.extra)
+        index = len(self.peers)
+        extra = [*self.extra, *(self.per_peer(index) if self.per_peer else ())]
+        peer = PeerProc(self.base, index, self.metadata, self.replicas, extra, self.client_kwargs)
         seeds = [p.gossip_addr for p in self.live()][:2]
         self.peers.append(peer.start(seeds, env))
         return peer

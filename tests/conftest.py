@@ -18,6 +18,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.fixture(autouse=True)
+def no_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK and the CLI read DFS_TLS_CA and DFS_TOKEN; a developer's shell must not change the tests."""
+    monkeypatch.delenv("DFS_TLS_CA", raising=False)
+    monkeypatch.delenv("DFS_TOKEN", raising=False)
+
+
 @pytest.fixture
 def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Cluster]]:
     """Factory: make_cluster(n, replicas=2, metadata=None, extra=()) -> a converged Cluster."""

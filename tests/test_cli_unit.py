@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 
 import client
 from client import (
+    AuthenticationError,
     ClusterUnavailable,
     DfsClient,
     DfsClientError,
@@ -31,6 +32,7 @@ from client import (
     InvalidArgument,
     NotFoundError,
     PeerUnreachable,
+    PermissionDeniedError,
     ServerError,
     from_rpc_error,
 )
@@ -40,7 +42,8 @@ from client.format import human_size
 from client.refs import file_ref_candidates, version_selector
 from proto import dfs_pb2, dfs_pb2_grpc
 
-COMMANDS = ["upload", "download", "list", "info", "versions", "delete", "status"]
+COMMANDS = ["upload", "download", "list", "info", "versions", "delete", "status", "token", "whoami"]
+SUBCOMMANDS = [["token", "create"], ["token", "list"], ["token", "revoke"]]
 NODES = ["node-a0000000000000", "node-b0000000000000"]
 
 
@@ -91,7 +94,10 @@ class FakeFileStore(dfs_pb2_grpc.FileStoreServicer):
 
     def Upload(self, request_iterator: Iterator[dfs_pb2.UploadRequest], context: Any) -> dfs_pb2.UploadReply:
         header = next(request_iterator).header
-        data = b"".join(r.data for r in request_iterator)
+        messages = list(request_iterator)
+        if not messages or messages[-1].WhichOneof("msg") != "trailer":  # as a peer: a cut stream stores nothing
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the upload ended without a trailer")
+        data = b"".join(r.data for r in messages)
         versions = self.files.setdefault(header.name, [])
         for old, _ in versions:
             old.latest = False
@@ -258,7 +264,7 @@ def test_public_surface_matches_all() -> None:
     public = {
         n for n in dir(client) if not n.startswith("_") and not isinstance(getattr(client, n), type(client))
     }
-    assert public == set(client.__all__)
+    assert public == set(client.__all__) == set(client._HOMES)
 
 
 # ------------------------------------------------------------ errors on the wire
@@ -278,6 +284,11 @@ MAPPING = [
     ("DEADLINE_EXCEEDED", "-", PeerUnreachable, 3),
     ("INTERNAL", "-", ServerError, 1),
     ("RESOURCE_EXHAUSTED", "storage_full", ServerError, 1),
+    ("UNAUTHENTICATED", "unauthenticated", AuthenticationError, 7),
+    ("UNAUTHENTICATED", "-", AuthenticationError, 7),
+    ("INTERNAL", "unauthenticated", AuthenticationError, 7),
+    ("PERMISSION_DENIED", "permission_denied", PermissionDeniedError, 8),
+    ("PERMISSION_DENIED", "-", PermissionDeniedError, 8),
 ]
 
 
@@ -294,6 +305,10 @@ def test_from_rpc_error_maps_status_and_kind(
     assert error.code == code and error.kind == (None if kind == "-" else kind)
     if cls is PeerUnreachable:
         assert str(error).startswith(f"cannot reach peer {peer}: ")
+    elif cls is AuthenticationError:
+        assert str(error) == f"authentication failed: boom {code} on purpose; pass --token or set DFS_TOKEN"
+    elif cls is PermissionDeniedError:
+        assert str(error) == f"permission denied: boom {code} on purpose"
     else:
         assert str(error) == f"boom {code} on purpose"
 
@@ -431,10 +446,19 @@ def test_delete_and_status(sdk: DfsClient) -> None:
 # ------------------------------------------------------------------------- CLI
 
 
-@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS], *SUBCOMMANDS])
 def test_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
+def test_help_lists_every_exit_code() -> None:
+    text = CliRunner().invoke(cli, ["--help"]).stdout
+    codes = {int(line.split()[0]) for line in text.split("Exit codes:")[1].splitlines() if line.strip()}
+    classes = [PeerUnreachable, NotFoundError, IntegrityError, InvalidArgument, ClusterUnavailable,
+               AuthenticationError, PermissionDeniedError, ServerError]  # fmt: skip
+    assert {c.exit_code for c in classes} | {0, 130} == codes
+    assert "--tls-ca" in text and "DFS_TLS_CA" in text and "--token" in text and "DFS_TOKEN" in text
 
 
 def test_upload_of_a_missing_file(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """The container deployment, checked without a Docker engine.
 
 docker-compose.yml and the Dockerfile are parsed and held against what the peer really reads: the
-environment variables of `dfs-peer serve`, the console scripts in pyproject.toml, the ports and the
-data directory. `serve --print-config` shows how the environment resolves, including the MONGO_URI
-and DATABASE names of the original design; `advertised()` is the address a container announces.
+environment variables of `dfs-peer serve` and `dfs-peer health`, the console scripts in
+pyproject.toml, the ports, the data directory and the certificate directory. `serve --print-config`
+shows how the environment resolves, including the MONGO_URI and DATABASE names of the original
+design and the TLS settings; the compose `certs` service's command is run for real (into a temp
+directory) to show it writes the files the peers read. `advertised()` is the address a container announces.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from click.testing import CliRunner, Result
 from peer.cli import main, serve
 from peer.config import PeerConfig, advertised, split_hostport
 from peer.errors import ConfigError
+from peer.gossip_http.tls import client_ssl_context, server_ssl_context
+from peer.healthcheck import health_command
+from peer.security.certs import PEER_TLS_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -36,18 +41,24 @@ PYPROJECT = ROOT / "pyproject.toml"
 
 # Variables a Dockerfile may set for the interpreter or the shell rather than for the peer.
 RUNTIME_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONFAULTHANDLER", "LANG", "LC_ALL"}
+# Peers authenticate each other with TLS or this; tests about other settings use it so they validate.
+SECRET_ENV = {"DFS_CLUSTER_SECRET": "deploy-test-secret-0123456789"}
 
 
-def serve_envvars() -> set[str]:
-    """Every environment variable `dfs-peer serve` reads, from its click parameters."""
+def envvars(command: click.Command) -> set[str]:
+    """Every environment variable a click command reads, from its parameters."""
     names: set[str] = set()
-    for param in serve.params:
+    for param in command.params:
         envvar = param.envvar
         if isinstance(envvar, str):
             names.add(envvar)
         elif envvar:
             names.update(envvar)
     return names
+
+
+def serve_envvars() -> set[str]:
+    return envvars(serve)
 
 
 # -- docker-compose.yml -----------------------------------------------------------------------------
@@ -115,8 +126,43 @@ def healthcheck_command(svc: dict[str, Any]) -> str:
     return str(test)
 
 
-def test_compose_has_mongodb_and_peer(compose: dict[str, Any]) -> None:
-    assert {"mongodb", "peer"} <= set(compose["services"])
+def volume_mounts(svc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of the short volume syntax; mode "" when read-write by default."""
+    mounts = []
+    for item in svc.get("volumes") or []:
+        if isinstance(item, dict):
+            mounts.append((str(item.get("source", "")), str(item["target"]), "ro" if item.get("read_only") else ""))
+            continue
+        source, _, rest = str(item).partition(":")
+        target, _, mode = rest.partition(":")
+        mounts.append((source, target, mode))
+    return mounts
+
+
+def named_mount(compose: dict[str, Any], svc: dict[str, Any], volume: str) -> tuple[str, str]:
+    """(target, mode) where `svc` mounts the named volume `volume`, which the file must declare."""
+    assert volume in (compose.get("volumes") or {}), f"{volume!r} is not a declared named volume"
+    found = [(target, mode) for source, target, mode in volume_mounts(svc) if source == volume]
+    assert len(found) == 1, volume_mounts(svc)
+    return found[0]
+
+
+def certs_init_args(compose: dict[str, Any]) -> list[str]:
+    """The `certs` service's command, as `dfs-peer` (the image's entrypoint) receives it."""
+    svc = service(compose, "certs")
+    assert "entrypoint" not in svc, "the certs service runs the image's entrypoint, dfs-peer"
+    command = svc["command"]
+    assert isinstance(command, list), "exec form, so no shell is involved"
+    return [str(word) for word in command]
+
+
+def option_value(args: list[str], name: str) -> str:
+    assert args.count(name) == 1, f"{name} appears {args.count(name)} times in {args}"
+    return args[args.index(name) + 1]
+
+
+def test_compose_has_mongodb_certs_and_peer(compose: dict[str, Any]) -> None:
+    assert {"mongodb", "certs", "peer"} <= set(compose["services"])
 
 
 def test_mongodb_is_mongo_7(compose: dict[str, Any]) -> None:
@@ -143,8 +189,9 @@ def test_mongodb_port_is_published_on_loopback_only(compose: dict[str, Any]) -> 
     assert all(m.host_ip == "127.0.0.1" and 27017 in published_range(m.published) for m in mappings)
 
 
-def test_peer_sets_only_variables_the_peer_reads(compose: dict[str, Any]) -> None:
-    unknown = set(environment(service(compose, "peer"))) - serve_envvars()
+@pytest.mark.parametrize("name", ["peer", "certs"])
+def test_services_set_only_variables_the_peer_reads(compose: dict[str, Any], name: str) -> None:
+    unknown = set(environment(service(compose, name))) - serve_envvars()
 
     assert not unknown, f"docker-compose.yml sets variables dfs-peer serve ignores: {sorted(unknown)}"
 
@@ -184,13 +231,99 @@ def test_peer_publishes_a_grpc_port_range_matching_the_listener(compose: dict[st
     assert len(published_range(grpc[0].published)) >= max(replicas, 5), "each replica needs its own host port"
 
 
-def test_peer_healthcheck_asks_the_health_endpoint(compose: dict[str, Any]) -> None:
-    env = {**dockerfile_env(), **environment(service(compose, "peer"))}
-    _, gossip_port = split_hostport(env["DFS_GOSSIP_ADDR"])
-    command = healthcheck_command(service(compose, "peer"))
+def test_peer_healthcheck_is_dfs_peer_health(compose: dict[str, Any]) -> None:
+    check = service(compose, "peer")["healthcheck"]
 
-    assert "/health" in command
-    assert f":{gossip_port}/" in command or "DFS_GOSSIP_ADDR" in command
+    assert check["test"] == ["CMD", "dfs-peer", "health"]
+    assert main.get_command(click.Context(main), "health") is health_command
+
+
+def test_health_reads_the_listener_and_ca_the_peer_serves_with(compose: dict[str, Any]) -> None:
+    """`dfs-peer health` has no arguments in the container: it must find the peer's gossip
+    address and CA under the same variables `serve` reads, which the container sets."""
+    env = {**dockerfile_env(), **environment(service(compose, "peer"))}
+    by_name = {p.name: p.envvar for p in health_command.params}
+
+    assert by_name["gossip_addr"] == "DFS_GOSSIP_ADDR" and by_name["tls_ca"] == "DFS_TLS_CA"
+    assert envvars(health_command) <= serve_envvars()
+    assert {"DFS_GOSSIP_ADDR", "DFS_TLS_CA"} <= set(env)
+
+
+def test_certs_service_is_a_one_shot_of_the_peer_image(compose: dict[str, Any]) -> None:
+    certs, peer = service(compose, "certs"), service(compose, "peer")
+
+    assert certs["build"] == peer["build"] and certs.get("image") == peer.get("image")
+    assert certs_init_args(compose)[:2] == ["certs", "init"]
+    # A restart policy would start it again after every successful exit.
+    assert certs.get("restart", "no") in ("no", "on-failure")
+    assert (certs.get("healthcheck") or {}).get("disable") is True, "not a peer: the image's check does not apply"
+    assert "deploy" not in certs and "ports" not in certs
+
+
+def test_peers_start_after_the_certificates_exist(compose: dict[str, Any]) -> None:
+    depends = service(compose, "peer")["depends_on"]
+
+    assert depends["certs"]["condition"] == "service_completed_successfully"
+    assert depends["mongodb"]["condition"] == "service_healthy"
+
+
+def test_peers_read_the_certificates_where_the_certs_service_writes_them(compose: dict[str, Any]) -> None:
+    args = certs_init_args(compose)
+    written_to, certs_mode = named_mount(compose, service(compose, "certs"), "certs")
+    read_from, peer_mode = named_mount(compose, service(compose, "peer"), "certs")
+    env = environment(service(compose, "peer"))
+    peers = int(option_value(args, "--peers"))
+
+    assert option_value(args, "--dir") == written_to and certs_mode in ("", "rw")
+    assert peer_mode == "ro", "peers only read the certificates (and must not touch the CA key)"
+    assert env["DFS_TLS_CA"] == f"{read_from}/ca.crt"
+    stem = re.fullmatch(rf"{re.escape(read_from)}/peer-(\d+)\.crt", env["DFS_TLS_CERT"])
+    assert stem and 1 <= int(stem.group(1)) <= peers, env["DFS_TLS_CERT"]
+    assert env["DFS_TLS_KEY"] == f"{read_from}/peer-{stem.group(1)}.key"
+
+
+def test_the_certs_service_command_makes_a_working_peer_certificate(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Runs the service's command with its directory moved to tmp_path, then loads the files the
+    peers name exactly as a peer does (a key that does not match its certificate fails here)."""
+    from cryptography import x509
+
+    args = certs_init_args(compose)
+    in_container, _ = named_mount(compose, service(compose, "certs"), "certs")
+    args[args.index("--dir") + 1] = str(tmp_path)
+    env = environment(service(compose, "peer"))
+    files = {name: tmp_path / Path(env[name]).relative_to(in_container)
+             for name in ("DFS_TLS_CERT", "DFS_TLS_KEY", "DFS_TLS_CA")}
+
+    result = CliRunner().invoke(main, args)
+    again = CliRunner().invoke(main, args)  # `up` runs it every time: it must succeed and keep the CA
+
+    assert result.exit_code == 0, result.output
+    assert again.exit_code == 0 and "nothing to write" in again.output, again.output
+    server_ssl_context(files["DFS_TLS_CERT"], files["DFS_TLS_KEY"], files["DFS_TLS_CA"])
+    client_ssl_context(files["DFS_TLS_CERT"], files["DFS_TLS_KEY"], files["DFS_TLS_CA"])
+    cert = x509.load_pem_x509_certificate(files["DFS_TLS_CERT"].read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = set(sans.get_values_for_type(x509.DNSName))
+    ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    # Peers and `dfs-peer health` verify PEER_TLS_NAME; clients verify the address they dial:
+    # 127.0.0.1 (the published ports) or the service name (on the project network).
+    assert {PEER_TLS_NAME, "peer"} <= names and "127.0.0.1" in ips
+
+
+def test_compose_header_shows_the_client_workflow(compose: dict[str, Any]) -> None:
+    """The commands the header comment gives are real: the CA path, `token create`, the client flags."""
+    from client.cli import cli as dfs
+
+    header = COMPOSE.read_text().split("\nname:")[0]
+    in_container, _ = named_mount(compose, service(compose, "certs"), "certs")
+    token_create = main.get_command(click.Context(main), "token").get_command(click.Context(main), "create")
+    dfs_flags = {opt for p in dfs.params for opt in p.opts}
+
+    assert f"docker compose cp certs:{in_container}/ca.crt" in header
+    assert "dfs-peer token create --role admin" in header
+    assert "admin" in next(p for p in token_create.params if p.name == "role").type.choices
+    assert re.search(r"dfs --peer 127\.0\.0\.1:\d+ --tls-ca \S+ --token \S+ status", header)
+    assert {"--peer", "--tls-ca", "--token"} <= dfs_flags
 
 
 def test_peer_data_directory_is_not_a_shared_named_volume(compose: dict[str, Any]) -> None:
@@ -203,6 +336,8 @@ def test_peer_data_directory_is_not_a_shared_named_volume(compose: dict[str, Any
 
 
 def test_compose_environment_resolves_to_a_valid_peer_config(compose: dict[str, Any]) -> None:
+    """The compose environment alone (no secret, no DFS_NO_AUTH) is a valid, authenticated config.
+    The certificate files exist only in the volume: --print-config does not open them."""
     env = {**dockerfile_env(), **environment(service(compose, "peer"))}
 
     config = print_config(env)
@@ -212,6 +347,32 @@ def test_compose_environment_resolves_to_a_valid_peer_config(compose: dict[str, 
     assert config["metadata_write_concern"] == "majority"
     assert config["seeds"] == ["peer:7946"]
     assert config["data_dir"] == "/data"
+    assert (config["tls_cert"], config["tls_key"], config["tls_ca"]) == (
+        "/certs/peer-1.crt", "/certs/peer-1.key", "/certs/ca.crt")
+    assert config["no_auth"] is False, "clients need tokens"
+    assert config["cluster_secret"] == "", "TLS authenticates the peers; a secret in the file would be public"
+
+
+def test_compose_tls_is_what_makes_the_peers_config_valid(compose: dict[str, Any]) -> None:
+    env = {**dockerfile_env(), **environment(service(compose, "peer"))}
+    without_tls = {k: v for k, v in env.items() if not k.startswith("DFS_TLS_")}
+    only_cert = {**without_tls, "DFS_TLS_CERT": env["DFS_TLS_CERT"]}
+
+    refused = invoke_print_config(without_tls)
+    partial = invoke_print_config(only_cert)
+
+    assert refused.exit_code == 2 and "DFS_CLUSTER_SECRET" in refused.output
+    assert partial.exit_code == 2 and "set all three or none" in partial.output
+
+
+def test_compose_internal_port_stays_on_the_project_network(compose: dict[str, Any]) -> None:
+    env = {**dockerfile_env(), **environment(service(compose, "peer"))}
+    config = PeerConfig(data_dir=Path("/data"), grpc_addr=env["DFS_GRPC_ADDR"],
+                        peer_grpc_addr=env.get("DFS_PEER_GRPC_ADDR", ""))
+    _, internal_port = split_hostport(config.internal_grpc_addr)
+
+    assert internal_port == 50151
+    assert internal_port not in {m.target for m in port_mappings(service(compose, "peer"))}
 
 
 # -- Dockerfile ------------------------------------------------------------------------------------
@@ -323,14 +484,17 @@ def test_dockerfile_sets_only_variables_the_peer_reads() -> None:
     assert {"DFS_DATA_DIR", "DFS_GRPC_ADDR", "DFS_GOSSIP_ADDR"} <= peer_vars
 
 
-def test_dockerfile_listens_on_all_interfaces_and_exposes_both_ports() -> None:
+def test_dockerfile_listens_on_all_interfaces_and_exposes_every_port() -> None:
     env = dockerfile_env()
     exposed = {int(p.split("/")[0]) for ins in final_stage() if ins.keyword == "EXPOSE" for p in ins.args.split()}
     grpc_host, grpc_port = split_hostport(env["DFS_GRPC_ADDR"])
     gossip_host, gossip_port = split_hostport(env["DFS_GOSSIP_ADDR"])
+    internal_host, internal_port = split_hostport(
+        PeerConfig(data_dir=Path("/data"), grpc_addr=env["DFS_GRPC_ADDR"]).internal_grpc_addr)
 
-    assert grpc_host == gossip_host == "0.0.0.0"
-    assert {grpc_port, gossip_port} <= exposed
+    assert grpc_host == gossip_host == internal_host == "0.0.0.0"
+    assert {grpc_port, gossip_port, internal_port} <= exposed
+    assert internal_port == 50151
 
 
 def test_dockerfile_declares_the_data_directory_a_volume() -> None:
@@ -342,13 +506,57 @@ def test_dockerfile_declares_the_data_directory_a_volume() -> None:
     assert dockerfile_env()["DFS_DATA_DIR"] in volumes
 
 
-def test_dockerfile_healthcheck_asks_the_health_endpoint_with_a_timeout() -> None:
+def test_dockerfile_healthcheck_is_dfs_peer_health_within_its_timeout() -> None:
     check = only("HEALTHCHECK", final_stage()).args
     options, _, command = check.partition("CMD")
+    docker_timeout = re.search(r"--timeout=(\d+)s\b", options)
+    health_timeout = next(p.default for p in health_command.params if p.name == "timeout_s")
 
-    assert "--timeout=" in options
-    assert "/health" in command and "timeout=" in command
-    assert "curl" not in command and "wget" not in command, "the slim image has neither"
+    assert json.loads(command) == ["dfs-peer", "health"]
+    assert docker_timeout, options
+    # The command gives up first, so Docker records its one-line reason rather than a kill.
+    assert isinstance(health_timeout, float) and health_timeout < int(docker_timeout.group(1))
+
+
+def run_commands(stage: list[Instruction]) -> list[list[str]]:
+    """Every shell command of the stage's RUN instructions, split on && and ;, as words."""
+    commands = []
+    for ins in stage:
+        if ins.keyword == "RUN":
+            for part in re.split(r"&&|;", ins.args):
+                if part.strip():
+                    commands.append(shlex.split(part))
+    return commands
+
+
+def runtime_user_names() -> set[str]:
+    """The USER of the final stage, as uid and as the user name created with that uid."""
+    uid = only("USER", final_stage()).args.split(":")[0]
+    names = {uid}
+    for words in run_commands(final_stage()):
+        if words[0] == "useradd" and "--uid" in words and words[words.index("--uid") + 1] == uid:
+            names.add(words[-1])
+    return names
+
+
+@pytest.mark.parametrize("directory", ["/data", "/certs"])
+def test_dockerfile_creates_directories_owned_by_the_runtime_user(directory: str) -> None:
+    """A fresh named volume copies the ownership of the image directory it is mounted on, so
+    the peer (and `certs init`) can write there without root."""
+    commands = run_commands(final_stage())
+    owners = runtime_user_names()
+
+    assert any(w[0] == "mkdir" and directory in w[1:] for w in commands), f"no mkdir {directory}"
+    chowns = [w for w in commands if w[0] == "chown" and directory in w[2:]]
+    assert chowns and chowns[-1][1].split(":")[0] in owners, (chowns, owners)
+
+
+def test_dockerfile_certs_directory_is_where_compose_mounts_the_certificates(compose: dict[str, Any]) -> None:
+    target, _ = named_mount(compose, service(compose, "certs"), "certs")
+    commands = run_commands(final_stage())
+
+    assert target == "/certs"
+    assert any(w[0] == "chmod" and w[1] == "700" and "/certs" in w[2:] for w in commands), "it may hold the CA key"
 
 
 def test_dockerfile_copies_only_files_the_build_context_keeps() -> None:
@@ -389,7 +597,7 @@ def invoke_print_config(env: dict[str, str], *args: str) -> Result:
 def test_print_config_does_not_start_or_touch_the_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "never-created"
 
-    config = print_config({"DFS_DATA_DIR": str(data_dir)})
+    config = print_config({**SECRET_ENV, "DFS_DATA_DIR": str(data_dir)})
 
     assert config["data_dir"] == str(data_dir)
     assert config["metadata_uri"] == f"sqlite:///{(data_dir / 'metadata.db').resolve()}"
@@ -397,7 +605,7 @@ def test_print_config_does_not_start_or_touch_the_data_dir(tmp_path: Path) -> No
 
 
 def test_mongo_uri_and_database_configure_the_metadata_store() -> None:
-    config = print_config({"MONGO_URI": "mongodb://mongodb:27017", "DATABASE": "files"})
+    config = print_config({**SECRET_ENV, "MONGO_URI": "mongodb://mongodb:27017", "DATABASE": "files"})
 
     assert config["metadata"] == config["metadata_uri"] == "mongodb://mongodb:27017"
     assert config["database"] == "files"
@@ -405,7 +613,7 @@ def test_mongo_uri_and_database_configure_the_metadata_store() -> None:
 
 def test_dfs_names_win_over_the_original_names() -> None:
     config = print_config({
-        "DFS_METADATA": "mongodb://primary:27017", "MONGO_URI": "mongodb://other:27017",
+        **SECRET_ENV, "DFS_METADATA": "mongodb://primary:27017", "MONGO_URI": "mongodb://other:27017",
         "DFS_DATABASE": "chosen", "DATABASE": "ignored",
     })
 
@@ -414,7 +622,7 @@ def test_dfs_names_win_over_the_original_names() -> None:
 
 
 def test_an_empty_dfs_metadata_falls_back_to_mongo_uri() -> None:
-    config = print_config({"DFS_METADATA": "", "MONGO_URI": "mongodb://mongodb:27017"})
+    config = print_config({**SECRET_ENV, "DFS_METADATA": "", "MONGO_URI": "mongodb://mongodb:27017"})
 
     assert config["metadata"] == "mongodb://mongodb:27017"
 
@@ -424,38 +632,51 @@ def test_an_empty_dfs_metadata_falls_back_to_mongo_uri() -> None:
     [("mongodb://mongodb:27017", "filestore"), ("mongodb://mongodb:27017/meta?w=majority", "meta")],
 )
 def test_database_defaults_to_the_uri_then_filestore(uri: str, expected: str) -> None:
-    assert print_config({"MONGO_URI": uri})["database"] == expected
+    assert print_config({**SECRET_ENV, "MONGO_URI": uri})["database"] == expected
 
 
 def test_flags_win_over_environment() -> None:
-    config = print_config({"MONGO_URI": "mongodb://env:27017"}, "--metadata", "mongodb://flag:27017",
+    config = print_config({**SECRET_ENV, "MONGO_URI": "mongodb://env:27017"}, "--metadata", "mongodb://flag:27017",
                           "--database", "flagdb")
 
     assert (config["metadata"], config["database"]) == ("mongodb://flag:27017", "flagdb")
 
 
 def test_write_concern_defaults_to_majority_and_reads_its_variable() -> None:
-    assert print_config({})["metadata_write_concern"] == "majority"
-    assert print_config({"DFS_METADATA_WRITE_CONCERN": "2"})["metadata_write_concern"] == "2"
+    assert print_config(SECRET_ENV)["metadata_write_concern"] == "majority"
+    assert print_config({**SECRET_ENV, "DFS_METADATA_WRITE_CONCERN": "2"})["metadata_write_concern"] == "2"
 
 
 @pytest.mark.parametrize("value", ["0", "00"])
 def test_unacknowledged_write_concern_is_refused(value: str) -> None:
-    result = invoke_print_config({"MONGO_URI": "mongodb://m:27017", "DFS_METADATA_WRITE_CONCERN": value})
+    result = invoke_print_config({**SECRET_ENV, "MONGO_URI": "mongodb://m:27017", "DFS_METADATA_WRITE_CONCERN": value})
 
     assert result.exit_code == 2
     assert "DFS_METADATA_WRITE_CONCERN" in result.output
 
 
 def test_print_config_hides_credentials() -> None:
-    result = invoke_print_config({"MONGO_URI": "mongodb://admin:s3cret@mongodb:27017"})
+    result = invoke_print_config({**SECRET_ENV, "MONGO_URI": "mongodb://admin:s3cret@mongodb:27017"})
 
     assert result.exit_code == 0 and "s3cret" not in result.output
+    assert SECRET_ENV["DFS_CLUSTER_SECRET"] not in result.output
     assert json.loads(result.output)["metadata"] == "mongodb://***@mongodb:27017"
+    assert json.loads(result.output)["cluster_secret"] == "***"
+
+
+def test_print_config_accepts_tls_files_that_do_not_exist_yet(tmp_path: Path) -> None:
+    """Only the peer opens them, at start; in a container they appear once the volume is mounted."""
+    names = ("DFS_TLS_CERT", "DFS_TLS_KEY", "DFS_TLS_CA")
+    missing = {name: str(tmp_path / f"absent-{name.lower()}.pem") for name in names}
+
+    config = print_config(missing)
+
+    assert config["tls_ca"] == missing["DFS_TLS_CA"]
+    assert not any(tmp_path.iterdir())
 
 
 def test_print_config_reports_bad_settings_like_serve() -> None:
-    result = invoke_print_config({"MONGO_URI": "redis://cache:6379"})
+    result = invoke_print_config({**SECRET_ENV, "MONGO_URI": "redis://cache:6379"})
 
     assert result.exit_code == 2
     assert "MONGO_URI" in result.output
@@ -469,7 +690,8 @@ def test_print_config_is_hidden_from_help() -> None:
 
 
 def test_peer_config_carries_the_mongodb_settings() -> None:
-    config = PeerConfig(data_dir=Path("."), metadata="mongodb://m", database="db", metadata_write_concern="1")
+    config = PeerConfig(data_dir=Path("."), metadata="mongodb://m", database="db", metadata_write_concern="1",
+                        cluster_secret=SECRET_ENV["DFS_CLUSTER_SECRET"])
 
     assert config.validate() is config
     with pytest.raises(ConfigError, match="DFS_METADATA_WRITE_CONCERN"):

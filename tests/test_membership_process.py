@@ -23,11 +23,14 @@ from dataclasses import dataclass, field
 from http.client import HTTPConnection
 
 import msgpack
+import pytest
 
 from client.models import ClusterStatus, MemberStatus
+from peer.gossip_http.server import AUTH_HEADER, PUSH_PURPOSE
 from peer.membership.codec import PROTOCOL_VERSION, GossipMessage, decode, encode
 from peer.ring.hashring import HashRing
-from tests.cluster import FAST, Cluster, PeerProc, wait_for
+from peer.security.peerauth import PeerSigner
+from tests.cluster import FAST, TEST_SECRET, Cluster, PeerProc, wait_for
 
 
 def _fast(flag: str) -> float:
@@ -145,8 +148,13 @@ def assert_full_view(cluster: Cluster, digest: str, departed: dict[str, str] | N
 def http_request(
     method: str, addr: str, path: str, body: bytes | None = None, content_type: str = MSGPACK
 ) -> tuple[int, str, bytes]:
-    """(status, content type, body) of one plain HTTP request; error statuses are returned, not raised."""
+    """(status, content type, body) of one plain HTTP request; error statuses are returned, not raised.
+
+    A body is signed with the test cluster's secret, as a peer would: these requests come from
+    inside the cluster and test what the decoder does with them (outsiders are test_gossip_auth's)."""
     headers = {"Content-Type": content_type} if body is not None else {}
+    if body is not None:
+        headers[AUTH_HEADER] = PeerSigner(TEST_SECRET).sign(PUSH_PURPOSE, body)
     request = urllib.request.Request(f"http://{addr}{path}", data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
@@ -356,6 +364,12 @@ def test_gossip_endpoint_rejects_bad_bodies_and_the_peer_keeps_serving(
     reply = decode(body, MAX_GOSSIP_BYTES)
     assert (reply.sender, reply.replicas, reply.vnodes) == (target.node_id, replicas, vnodes)
     assert {e[0] for e in reply.members} == {p.node_id for p in cluster.peers}
+
+    unsigned = urllib.request.Request(f"http://{addr}/gossip", data=b"\x80", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unsigned, timeout=10)
+    refused.value.close()
+    assert refused.value.code == 401
 
     junk = random.Random(20240601).randbytes(4096)
     assert http_request("POST", addr, "/gossip", junk)[0] == 400

@@ -141,7 +141,20 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_version(make_cluster: Ca
     [pb.UploadRequest(header=pb.UploadHeader(name=""))],
     [pb.UploadRequest(header=pb.UploadHeader(name="bad/\x00nul"))],
     [],
-], ids=["data-first", "two-headers", "empty-name", "nul-in-name", "empty-stream"])
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/no-trailer")), pb.UploadRequest(data=b"cut short")],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/short", size=10)), pb.UploadRequest(data=b"123")],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/long", size=2)), pb.UploadRequest(data=b"123")],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/huge", size=2**62))],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/negative", size=-1))],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/lying-trailer")), pb.UploadRequest(data=b"abc"),
+     pb.UploadRequest(trailer=pb.UploadTrailer(size=4))],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/wrong-sha")), pb.UploadRequest(data=b"abc"),
+     pb.UploadRequest(trailer=pb.UploadTrailer(size=3, sha256="0" * 64))],
+    [pb.UploadRequest(header=pb.UploadHeader(name="bad/after-trailer")),
+     pb.UploadRequest(trailer=pb.UploadTrailer(size=0)), pb.UploadRequest(data=b"late")],
+], ids=["data-first", "two-headers", "empty-name", "nul-in-name", "empty-stream", "no-trailer",
+        "shorter-than-declared", "longer-than-declared", "huge-declared-size", "negative-size",
+        "trailer-size-mismatch", "trailer-sha-mismatch", "data-after-trailer"])
 def test_malformed_upload_streams_are_rejected_and_store_nothing(
     make_cluster: Callable[..., Cluster], messages: list[pb.UploadRequest]
 ) -> None:

@@ -7,15 +7,17 @@ one SQLite file, unopenable paths, an unreachable MongoDB, and commits racing de
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import multiprocessing
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,14 @@ import mongomock
 import pymongo
 import pytest
 
-from peer.errors import ConfigError, FileNotFound, InvalidRequest, MetadataUnavailable, VersionNotFound
+from peer.errors import (
+    ConfigError,
+    FileNotFound,
+    InvalidRequest,
+    MetadataUnavailable,
+    TokenNotFound,
+    VersionNotFound,
+)
 from peer.metadata.common import decode_token, encode_token, prefix_upper_bound
 from peer.metadata.mongo import MongoStore
 from peer.metadata.open import open_store
@@ -33,6 +42,7 @@ from peer.metadata.store import (
     FileRefSpec,
     MetadataStore,
     NewVersion,
+    TokenRecord,
     VersionRecord,
     VersionSpec,
 )
@@ -87,6 +97,15 @@ def new(name: str = "docs/a.txt", chunks: tuple[str, ...] = ("c1",), **fields: A
 
 def ref(name: str = "docs/a.txt") -> FileRefSpec:
     return FileRefSpec(name=name)
+
+
+def token(token_id: str = "0123456789abcdef", created_at: float = 1712345678.25, **fields: Any) -> TokenRecord:
+    values: dict[str, Any] = {
+        "secret_sha256": hashlib.sha256(b"secret of " + token_id.encode()).hexdigest(),
+        "role": "write",
+        "name": "ci uploader",
+    }
+    return TokenRecord(token_id=token_id, created_at=created_at, **(values | fields))
 
 
 def numbers(records: list[VersionRecord]) -> list[int]:
@@ -410,6 +429,132 @@ def test_referenced_chunks_handles_empty_and_large_queries(store: MetadataStore)
     assert store.referenced_chunks([f"chunk-{i:05d}" for i in range(3000)]) == set(used)
 
 
+# -- API tokens ----------------------------------------------------------------------------------
+
+
+def test_token_round_trips_exactly(store: MetadataStore) -> None:
+    sent = token("0f1e2d3c4b5a6978", created_at=1712345678.125, role="admin", name="Zoë's laptop 日本 $x.y")
+    imported = token("a1b2c3d4e5f60718", created_at=1712345679.5, role="read", revoked_at=1712345680.75)
+
+    assert store.get_token(sent.token_id) is None  # before anything exists, too
+    store.add_token(sent)
+    store.add_token(imported)
+
+    assert store.get_token(sent.token_id) == sent
+    assert store.get_token(imported.token_id) == imported
+    assert store.list_tokens() == [sent, imported]
+
+
+def test_unknown_token_is_none(store: MetadataStore) -> None:
+    store.add_token(token("0123456789abcdef"))
+
+    assert store.get_token("0123456789abcdee") is None
+    assert store.get_token("0123456789ABCDEF") is None  # ids are compared exactly
+    assert store.get_token("") is None
+
+
+def test_adding_an_existing_token_id_is_refused_and_keeps_the_first(store: MetadataStore) -> None:
+    first = token(role="read")
+    store.add_token(first)
+
+    with pytest.raises(InvalidRequest, match=first.token_id):
+        store.add_token(token(role="admin", secret_sha256="00" * 32, created_at=1.0))
+
+    assert store.get_token(first.token_id) == first
+    assert store.list_tokens() == [first]
+
+
+def test_list_tokens_oldest_first_with_revoked_ones(store: MetadataStore) -> None:
+    assert store.list_tokens() == []
+    added = [
+        token("bbbbbbbbbbbbbbbb", created_at=20.0),
+        token("dddddddddddddddd", created_at=30.0),
+        token("cccccccccccccccc", created_at=10.5),
+        token("aaaaaaaaaaaaaaaa", created_at=20.0),  # same time as bbbb...: token_id breaks the tie
+    ]
+    for record in added:
+        store.add_token(record)
+    store.revoke_token("dddddddddddddddd", 40.0)
+    store.revoke_token("cccccccccccccccc", 41.0)
+
+    listed = store.list_tokens()
+
+    assert [t.token_id for t in listed] == [
+        "cccccccccccccccc", "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "dddddddddddddddd",
+    ]
+    assert [t.revoked_at for t in listed] == [41.0, None, None, 40.0]
+    assert listed == [store.get_token(t.token_id) for t in listed]
+
+
+def test_revoke_sets_revoked_at_and_nothing_else(store: MetadataStore) -> None:
+    mine, other = token("0123456789abcdef"), token("fedcba9876543210")
+    store.add_token(mine)
+    store.add_token(other)
+
+    revoked = store.revoke_token(mine.token_id, 1712345999.5)
+
+    assert revoked == dataclasses.replace(mine, revoked_at=1712345999.5)
+    assert store.get_token(mine.token_id) == revoked
+    assert store.get_token(other.token_id) == other
+
+
+def test_revoking_twice_keeps_the_first_time(store: MetadataStore) -> None:
+    store.add_token(token())
+    preset = token("a1b2c3d4e5f60718", revoked_at=7.25)
+    store.add_token(preset)
+
+    first = store.revoke_token(token().token_id, 100.5)
+    again = store.revoke_token(token().token_id, 200.0)
+
+    assert first.revoked_at == 100.5
+    assert again == first
+    assert store.get_token(first.token_id) == first
+    assert store.revoke_token(preset.token_id, 300.0) == preset  # added revoked: that time stays
+
+
+def test_revoking_an_unknown_token_raises_and_creates_nothing(store: MetadataStore) -> None:
+    known = token()
+    store.add_token(known)
+
+    with pytest.raises(TokenNotFound) as caught:
+        store.revoke_token("ffffffffffffffff", 1.0)
+
+    assert caught.value.token_id == "ffffffffffffffff"
+    assert store.get_token("ffffffffffffffff") is None
+    assert store.list_tokens() == [known]
+
+
+def test_concurrent_token_writes_settle_on_one_winner(
+    store: MetadataStore, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["store"] == "mongomock":
+        pytest.skip("mongomock's writes are not atomic across threads; real MongoDB's are")
+    threads = 8
+    start = threading.Barrier(threads)
+
+    def add(i: int) -> bool:
+        start.wait(timeout=30)
+        try:
+            store.add_token(token(name=f"racer {i}"))
+        except InvalidRequest:
+            return False
+        return True
+
+    def revoke(i: int) -> float | None:
+        start.wait(timeout=30)
+        return store.revoke_token(token().token_id, 1000.0 + i).revoked_at
+
+    with ThreadPoolExecutor(threads) as pool:
+        added = list(pool.map(add, range(threads)))
+        revoked_at = set(pool.map(revoke, range(threads)))
+
+    assert added.count(True) == 1
+    assert store.get_token(token().token_id) == token(
+        name=f"racer {added.index(True)}", revoked_at=revoked_at.pop()
+    )
+    assert not revoked_at, "every revocation must report the one time that was kept"
+
+
 # -- concurrency and health ----------------------------------------------------------------------
 
 
@@ -447,6 +592,14 @@ def test_closed_store_reports_unavailable(store: MetadataStore) -> None:
 
     with pytest.raises(MetadataUnavailable, match="closed"):
         store.get_version(ref(), LATEST)
+    with pytest.raises(MetadataUnavailable, match="closed"):
+        store.add_token(token())
+    with pytest.raises(MetadataUnavailable, match="closed"):
+        store.get_token(token().token_id)
+    with pytest.raises(MetadataUnavailable, match="closed"):
+        store.list_tokens()
+    with pytest.raises(MetadataUnavailable, match="closed"):
+        store.revoke_token(token().token_id, 1.0)
 
 
 # -- SQLite only ---------------------------------------------------------------------------------
@@ -503,6 +656,60 @@ def test_sqlite_store_is_shared_by_two_instances(tmp_path: Path) -> None:
         second.close()
 
 
+def test_sqlite_tokens_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    kept, revoked = token("0123456789abcdef", created_at=1.5), token("fedcba9876543210", created_at=2.5)
+    first = SqliteStore(path)
+    try:
+        first.add_token(kept)
+        first.add_token(revoked)
+        first.revoke_token(revoked.token_id, 3.5)
+    finally:
+        first.close()
+
+    reopened = SqliteStore(path)
+    try:
+        assert reopened.list_tokens() == [kept, dataclasses.replace(revoked, revoked_at=3.5)]
+        assert reopened.get_token(kept.token_id) == kept
+        with pytest.raises(InvalidRequest):
+            reopened.add_token(kept)
+    finally:
+        reopened.close()
+
+
+def test_sqlite_token_row_holds_only_the_record_fields(tmp_path: Path) -> None:
+    path, sent = tmp_path / "m.db", token()
+    store = SqliteStore(path)
+    try:
+        store.add_token(sent)
+    finally:
+        store.close()
+
+    with closing(sqlite3.connect(path)) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(tokens)")]
+        rows = conn.execute("SELECT * FROM tokens").fetchall()
+
+    assert columns == [field.name for field in dataclasses.fields(TokenRecord)]
+    assert rows == [dataclasses.astuple(sent)]
+
+
+def test_sqlite_file_from_before_tokens_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = SqliteStore(path)
+    committed = old.commit_version(new())
+    old.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("DROP TABLE tokens")  # as a file written before tokens existed
+
+    store = SqliteStore(path)
+    try:
+        store.add_token(token())
+        assert store.list_tokens() == [token()]
+        assert store.get_version(ref(), LATEST) == committed
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("layout", ["directory", "under_a_file", "not_a_database"])
 def test_sqlite_unopenable_path_is_reported_with_the_path(tmp_path: Path, layout: str) -> None:
     blocker = tmp_path / "blocker"
@@ -536,6 +743,47 @@ def test_mongo_unreachable_server_fails_fast_as_unavailable() -> None:
             store.ping()
     finally:
         store.close()
+
+
+def test_mongo_token_calls_on_an_unreachable_server_are_unavailable() -> None:
+    store = MongoStore("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")
+    calls: list[Callable[[], Any]] = [
+        lambda: store.add_token(token()),
+        lambda: store.get_token(token().token_id),
+        store.list_tokens,
+        lambda: store.revoke_token(token().token_id, 1.0),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(MetadataUnavailable, match="mongodb"):
+                call()
+    finally:
+        store.close()
+
+
+def test_mongo_tokens_are_shared_by_stores_on_one_database(mongo: tuple[Any, str]) -> None:
+    client, name = mongo
+    first, second = (MongoStore("mongodb://unused", database=name, client=client) for _ in range(2))
+    sent = token()
+
+    first.add_token(sent)
+
+    assert second.get_token(sent.token_id) == sent
+    with pytest.raises(InvalidRequest):
+        second.add_token(dataclasses.replace(sent, name="someone else"))
+    second.revoke_token(sent.token_id, 5.0)
+    assert first.get_token(sent.token_id) == dataclasses.replace(sent, revoked_at=5.0)
+
+
+def test_mongo_token_document_holds_only_the_record_fields(mongo: tuple[Any, str]) -> None:
+    client, name = mongo
+    store, sent = MongoStore("mongodb://unused", database=name, client=client), token()
+
+    store.add_token(sent)
+
+    assert list(client[name]["tokens"].find({}, {"_id": False})) == [dataclasses.asdict(sent)]
+    unique = [index for index in client[name]["tokens"].index_information().values() if index.get("unique")]
+    assert [index["key"] for index in unique] == [[("token_id", 1)]]
 
 
 def _interfere_after_claim(

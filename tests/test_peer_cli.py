@@ -10,7 +10,7 @@ from pathlib import Path
 
 def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "peer", "serve", "--data-dir", str(tmp_path / "data"), *args],
+        [sys.executable, "-m", "peer", "serve", "--data-dir", str(tmp_path / "data"), "--no-auth", *args],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
 

@@ -326,6 +326,8 @@ def held_upload(peer: PeerProc, name: str, pieces: list[bytes], release: threadi
         for piece in pieces:
             yield pb.UploadRequest(data=piece)
         release.wait(30)
+        sent = b"".join(pieces)
+        yield pb.UploadRequest(trailer=pb.UploadTrailer(size=len(sent), sha256=hashlib.sha256(sent).hexdigest()))
 
     channel = grpc.insecure_channel(peer.grpc_addr)
     future = pb_grpc.FileStoreStub(channel).Upload.future(requests(), timeout=60)

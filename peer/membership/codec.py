@@ -22,11 +22,14 @@ MAX_ADDR_LEN = 256
 # Counters stay far below 2**64 so that refuting (incarnation + 1) can always be encoded again.
 MAX_COUNTER = 2**53
 STATUSES = frozenset({"alive", "left"})
-ENTRY_FIELDS = 8
+ENTRY_FIELDS = 9
+#: Entries of peers that predate the internal address field; peer_addr then reads as "".
+LEGACY_ENTRY_FIELDS = 8
 
-#: (node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes);
-#: the same shape as membership.state.Entry, which this module does not import (sibling layers).
-WireEntry = tuple[str, str, str, int, int, str, int, int]
+#: (node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes,
+#: peer_addr); the same shape as membership.state.Entry, which this module does not import (sibling
+#: layers). peer_addr is the internal (mutual TLS) gRPC address, "" when it is grpc_addr.
+WireEntry = tuple[str, str, str, int, int, str, int, int, str]
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,10 @@ def _members(value: Any) -> tuple[WireEntry, ...]:
 
 def _entry(item: Any, index: int) -> WireEntry:
     where = f"members[{index}]"
-    if not isinstance(item, list) or len(item) != ENTRY_FIELDS:
-        raise GossipDecodeError(f"{where} must be an array of {ENTRY_FIELDS} fields")
-    node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes = item
+    if not isinstance(item, list) or len(item) not in (LEGACY_ENTRY_FIELDS, ENTRY_FIELDS):
+        raise GossipDecodeError(f"{where} must be an array of {LEGACY_ENTRY_FIELDS} or {ENTRY_FIELDS} fields")
+    node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes = item[:8]
+    peer_addr = item[8] if len(item) == ENTRY_FIELDS else ""
     if not isinstance(status, str) or status not in STATUSES:
         raise GossipDecodeError(f"{where}.status must be 'alive' or 'left'")
     return (
@@ -150,4 +154,5 @@ def _entry(item: Any, index: int) -> WireEntry:
         status,
         _counter(chunk_count, f"{where}.chunk_count"),
         _counter(chunk_bytes, f"{where}.chunk_bytes"),
+        _text(peer_addr, f"{where}.peer_addr", MAX_ADDR_LEN),
     )

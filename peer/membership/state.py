@@ -19,7 +19,7 @@ EventKind = Literal["join", "update", "suspect", "dead", "left", "alive"]
 WireStatus = Literal["alive", "left"]
 
 #: The shape `codec` decodes to; kept structural so state and codec need not import each other.
-EntryTuple = tuple[str, str, str, int, int, str, int, int]
+EntryTuple = tuple[str, str, str, int, int, str, int, int, str]
 
 DEFAULT_FORGET_AFTER_S = 24 * 3600.0
 
@@ -50,6 +50,7 @@ class Entry(NamedTuple):
     status: str
     chunk_count: int
     chunk_bytes: int
+    peer_addr: str = ""  # internal gRPC address when apart from grpc_addr (mutual TLS); "" = grpc_addr
 
 
 @dataclass
@@ -66,6 +67,12 @@ class Member:
     last_seen: float = 0.0
     # Local monotonic time of the last state change (drives forgetting).
     state_since: float = 0.0
+    peer_addr: str = ""
+
+    @property
+    def internal_addr(self) -> str:
+        """Where other peers reach this member's internal chunk service."""
+        return self.peer_addr or self.grpc_addr
 
 
 @dataclass(frozen=True)
@@ -134,10 +141,11 @@ class MembershipView:
         self._me.chunk_count = chunk_count
         self._me.chunk_bytes = chunk_bytes
 
-    def set_local_addrs(self, grpc_addr: str, gossip_addr: str) -> None:
+    def set_local_addrs(self, grpc_addr: str, gossip_addr: str, peer_addr: str = "") -> None:
         """Records the addresses we are reachable at, once the listeners are bound (port 0 resolves late)."""
         self._me.grpc_addr = grpc_addr
         self._me.gossip_addr = gossip_addr
+        self._me.peer_addr = peer_addr
 
     def leave(self) -> None:
         """Marks us LEFT under a fresh incarnation, so the news outranks every alive record of this life."""
@@ -216,7 +224,7 @@ class MembershipView:
             return None
         changed = (known.grpc_addr, known.gossip_addr, known.incarnation) != (
             entry.grpc_addr, entry.gossip_addr, entry.incarnation)
-        known.grpc_addr, known.gossip_addr = entry.grpc_addr, entry.gossip_addr
+        known.grpc_addr, known.gossip_addr, known.peer_addr = entry.grpc_addr, entry.gossip_addr, entry.peer_addr
         known.incarnation, known.heartbeat = entry.incarnation, entry.heartbeat
         known.chunk_count, known.chunk_bytes = entry.chunk_count, entry.chunk_bytes
         known.last_seen = now
@@ -236,9 +244,9 @@ class MembershipView:
 def _to_entry(m: Member) -> Entry:
     status: WireStatus = "left" if m.state is MemberState.LEFT else "alive"
     return Entry(m.node_id, m.grpc_addr, m.gossip_addr, m.incarnation, m.heartbeat, status,
-                 m.chunk_count, m.chunk_bytes)
+                 m.chunk_count, m.chunk_bytes, m.peer_addr)
 
 
 def _from_entry(e: Entry, now: float) -> Member:
     return Member(e.node_id, e.grpc_addr, e.gossip_addr, e.incarnation, e.heartbeat, MemberState.ALIVE,
-                  e.chunk_count, e.chunk_bytes, last_seen=now, state_since=now)
+                  e.chunk_count, e.chunk_bytes, last_seen=now, state_since=now, peer_addr=e.peer_addr)

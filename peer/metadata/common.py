@@ -1,4 +1,4 @@
-"""Request checks and name-ordered paging shared by the metadata backends.
+"""Request checks, name-ordered paging and the stored token layout shared by the metadata backends.
 
 Both backends compare names by Unicode code point (SQLite BINARY collation on UTF-8, MongoDB's
 simple binary comparison), so a prefix is the half-open range [prefix, prefix_upper_bound(prefix))
@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 
 from peer.errors import InvalidRequest
-from peer.metadata.store import VersionSpec
+from peer.metadata.store import TokenRecord, VersionSpec
+
+# A token is stored as exactly its record's fields (SQLite columns, MongoDB document keys), in this
+# order: `TokenRecord(*row)` and `TokenRecord(**doc)` read it back, and no secret has a place to go.
+TOKEN_FIELDS = tuple(field.name for field in dataclasses.fields(TokenRecord))
 
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)

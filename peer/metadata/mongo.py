@@ -9,10 +9,12 @@ Without replica-set transactions every invariant rests on single-document atomic
   if its file document still exists after the insert, so a commit racing a delete retries as a new file.
 A crash between two steps leaves a file document without versions (invisible; its name keeps
 counting) or versions without a file document (invisible; they only keep their chunks from GC).
+API tokens live in a third collection, `tokens`, one document each, unique on token_id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -30,17 +32,27 @@ from peer.errors import (
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    TokenNotFound,
     VersionConflict,
     VersionNotFound,
 )
 from peer.metadata.common import (
+    TOKEN_FIELDS,
     check_limit,
     check_version_spec,
     decode_token,
     encode_token,
     prefix_upper_bound,
 )
-from peer.metadata.store import ChunkRef, FileRefSpec, ListPage, NewVersion, VersionRecord, VersionSpec
+from peer.metadata.store import (
+    ChunkRef,
+    FileRefSpec,
+    ListPage,
+    NewVersion,
+    TokenRecord,
+    VersionRecord,
+    VersionSpec,
+)
 
 Doc = dict[str, Any]
 
@@ -54,6 +66,7 @@ _CLIENT_DEFAULTS: dict[str, int] = {
 _COMMIT_ATTEMPTS = 5
 _IN_BATCH = 1000
 _NO_ID = {"_id": False}
+_TOKEN_PROJECTION = {"_id": False, **dict.fromkeys(TOKEN_FIELDS, True)}
 
 
 class MongoStore:
@@ -76,6 +89,7 @@ class MongoStore:
         )
         self._files: Collection[Doc] = db.get_collection("files")
         self._versions: Collection[Doc] = db.get_collection("versions")
+        self._tokens: Collection[Doc] = db.get_collection("tokens")
         # Indexes are built on first use, not here: a peer must start, and report the outage through
         # ping(), while MongoDB is briefly down. No operation runs before the unique indexes exist.
         self._indexed = False
@@ -89,6 +103,7 @@ class MongoStore:
         self._versions.create_index("version_id", unique=True)
         self._versions.create_index("name")
         self._versions.create_index("chunk_ids")
+        self._tokens.create_index("token_id", unique=True)
 
     # -- MetadataStore ---------------------------------------------------------------------------
 
@@ -164,6 +179,39 @@ class MongoStore:
                 for doc in self._versions.find(query, {"_id": False, "chunk_ids": True}):
                     found.update(doc["chunk_ids"])
         return found.intersection(wanted)
+
+    def add_token(self, record: TokenRecord) -> None:
+        with self._guard():
+            try:
+                self._tokens.insert_one(dataclasses.asdict(record))
+            except DuplicateKeyError as exc:
+                raise InvalidRequest(f"token {record.token_id} already exists") from exc
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._guard():
+            doc = self._tokens.find_one({"token_id": token_id}, _TOKEN_PROJECTION)
+        return None if doc is None else TokenRecord(**doc)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._guard():
+            cursor = self._tokens.find({}, _TOKEN_PROJECTION)
+            docs = list(cursor.sort([("created_at", ASCENDING), ("token_id", ASCENDING)]))
+        return [TokenRecord(**doc) for doc in docs]
+
+    def revoke_token(self, token_id: str, revoked_at: float) -> TokenRecord:
+        with self._guard():
+            # Only an unrevoked token is updated, so racing revocations keep whichever landed first.
+            doc = self._tokens.find_one_and_update(
+                {"token_id": token_id, "revoked_at": None},
+                {"$set": {"revoked_at": revoked_at}},
+                projection=_TOKEN_PROJECTION,
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:  # unknown, or revoked already
+                doc = self._tokens.find_one({"token_id": token_id}, _TOKEN_PROJECTION)
+        if doc is None:
+            raise TokenNotFound(token_id)
+        return TokenRecord(**doc)
 
     def ping(self) -> None:
         with self._guard():

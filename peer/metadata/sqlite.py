@@ -8,6 +8,7 @@ WAL needs shared memory between the processes, so the file must be on a local fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -19,15 +20,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from peer.errors import ConfigError, FileNotFound, InvalidRequest, MetadataUnavailable, VersionNotFound
+from peer.errors import (
+    ConfigError,
+    FileNotFound,
+    InvalidRequest,
+    MetadataUnavailable,
+    TokenNotFound,
+    VersionNotFound,
+)
 from peer.metadata.common import (
+    TOKEN_FIELDS,
     check_limit,
     check_version_spec,
     decode_token,
     encode_token,
     prefix_upper_bound,
 )
-from peer.metadata.store import ChunkRef, FileRefSpec, ListPage, NewVersion, VersionRecord, VersionSpec
+from peer.metadata.store import (
+    ChunkRef,
+    FileRefSpec,
+    ListPage,
+    NewVersion,
+    TokenRecord,
+    VersionRecord,
+    VersionSpec,
+)
 
 SCHEMA_VERSION = 1
 # A writer waits this long for another process's transaction before the call reports unavailable.
@@ -62,6 +79,16 @@ _SCHEMA = (
         PRIMARY KEY (version_id, chunk_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS chunk_refs_by_chunk ON chunk_refs (chunk_id)",
+    # Added without a schema bump: IF NOT EXISTS adds it to older files when a newer peer opens them,
+    # and peers that predate tokens still read and write the other tables unchanged.
+    """CREATE TABLE IF NOT EXISTS tokens (
+        token_id TEXT PRIMARY KEY,
+        secret_sha256 TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    )""",
 )
 
 _COLUMNS = (
@@ -70,6 +97,7 @@ _COLUMNS = (
 )
 _MAX_VERSION = "(SELECT MAX(w.version) FROM versions AS w WHERE w.file_id = v.file_id)"
 _SELECT = f"SELECT {_COLUMNS}, v.version = {_MAX_VERSION} FROM versions AS v"
+_SELECT_TOKEN = f"SELECT {', '.join(TOKEN_FIELDS)} FROM tokens"
 _LIST = (
     f"SELECT {_COLUMNS}, 1 FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
     f" WHERE v.version = {_MAX_VERSION} AND f.name >= ? AND f.name > ?"
@@ -210,6 +238,40 @@ class SqliteStore:
                 rows = conn.execute(f"SELECT chunk_id FROM chunk_refs WHERE chunk_id IN ({marks})", batch)
                 found.update(row[0] for row in rows)
         return found
+
+    # Tokens change rarely and by hand, so each write is a plain BEGIN IMMEDIATE transaction rather
+    # than joining commit_version's group commit.
+
+    def add_token(self, record: TokenRecord) -> None:
+        columns = ", ".join(TOKEN_FIELDS)
+        marks = ", ".join("?" * len(TOKEN_FIELDS))
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            # OR IGNORE rather than catching IntegrityError, which would also cost the connection.
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO tokens ({columns}) VALUES ({marks})", dataclasses.astuple(record)
+            )
+            if cursor.rowcount == 0:
+                raise InvalidRequest(f"token {record.token_id} already exists")
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._transaction("BEGIN") as conn:
+            return _find_token(conn, token_id)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._transaction("BEGIN") as conn:
+            rows = conn.execute(f"{_SELECT_TOKEN} ORDER BY created_at, token_id").fetchall()
+        return [TokenRecord(*row) for row in rows]
+
+    def revoke_token(self, token_id: str, revoked_at: float) -> TokenRecord:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            conn.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+                (revoked_at, token_id),
+            )
+            record = _find_token(conn, token_id)
+        if record is None:
+            raise TokenNotFound(token_id)
+        return record
 
     def ping(self) -> None:
         with self._connection() as conn:
@@ -369,6 +431,11 @@ def _find_version(conn: sqlite3.Connection, ref: FileRefSpec, spec: VersionSpec)
 def _versions_of(conn: sqlite3.Connection, file_id: str) -> list[VersionRecord]:
     rows = conn.execute(f"{_SELECT} WHERE v.file_id = ? ORDER BY v.version DESC", (file_id,))
     return [_record(row) for row in rows]
+
+
+def _find_token(conn: sqlite3.Connection, token_id: str) -> TokenRecord | None:
+    row = conn.execute(f"{_SELECT_TOKEN} WHERE token_id = ?", (token_id,)).fetchone()
+    return None if row is None else TokenRecord(*row)
 
 
 def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:

@@ -90,6 +90,25 @@ class ListPage:
     next_token: str  # "" on the last page
 
 
+ROLES = ("read", "write", "admin")  # each role includes the ones before it
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: never the secret, only its SHA-256.
+
+    A token is shown to its owner once as `dfs_<token_id>_<secret>`; `token_id` (16 hex characters)
+    is the public half used to look the record up, `secret_sha256` the hex digest of the secret half.
+    """
+
+    token_id: str
+    secret_sha256: str
+    role: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None
+
+
 class MetadataStore(Protocol):
     """Synchronous metadata backend. Raises FileNotFound/VersionNotFound and MetadataUnavailable."""
 
@@ -111,6 +130,21 @@ class MetadataStore(Protocol):
 
     def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
         """The subset of chunk_ids that some live version still uses (garbage collection asks this)."""
+        ...
+
+    def add_token(self, record: TokenRecord) -> None:
+        """Stores a new token; raises InvalidRequest if its token_id already exists."""
+        ...
+
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones included, oldest first."""
+        ...
+
+    def revoke_token(self, token_id: str, revoked_at: float) -> TokenRecord:
+        """Marks the token revoked (idempotent: the first revocation time is kept); raises
+        NotFound (TokenNotFound) when no such token exists."""
         ...
 
     def ping(self) -> None:
@@ -147,6 +181,18 @@ class AsyncMetadata:
 
     async def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
         return await asyncio.to_thread(self.store.referenced_chunks, chunk_ids)
+
+    async def add_token(self, record: TokenRecord) -> None:
+        await asyncio.to_thread(self.store.add_token, record)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        return await asyncio.to_thread(self.store.get_token, token_id)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        return await asyncio.to_thread(self.store.list_tokens)
+
+    async def revoke_token(self, token_id: str, revoked_at: float) -> TokenRecord:
+        return await asyncio.to_thread(self.store.revoke_token, token_id, revoked_at)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.store.ping)

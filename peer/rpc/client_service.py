@@ -6,17 +6,22 @@ rule (durability, verification, versioning) lives in transfer/ and metadata/.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from peer.errors import DfsError, InvalidRequest
-from peer.metadata.store import AsyncMetadata, FileRefSpec, VersionRecord, VersionSpec
+from peer.errors import ClientTooSlow, DfsError, InvalidRequest, TooLarge
+from peer.metadata.store import AsyncMetadata, FileRefSpec, TokenRecord, VersionRecord, VersionSpec
 from peer.rpc import validation as v
+from peer.rpc.auth import ClientAuth
 from peer.rpc.status import abort_with
+from peer.security.tokens import check_role, check_token_name, new_token
 from peer.transfer.download import DownloadService
 from peer.transfer.upload import UploadService, UploadSpec
 from proto import dfs_pb2 as pb
@@ -100,12 +105,84 @@ def version_spec(msg: pb.VersionSelector) -> VersionSpec:
     return VersionSpec()
 
 
-async def _data_pieces(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[bytes]:
-    async for msg in requests:
-        if msg.WhichOneof("msg") != "data":
-            raise InvalidRequest("only data messages may follow the upload header")
-        if msg.data:
-            yield msg.data
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client call may cost this peer (DFS_MAX_FILE_SIZE, DFS_MAX_METADATA_BYTES,
+    DFS_CLIENT_IDLE_TIMEOUT)."""
+
+    max_file_size: int = 1024**4
+    max_metadata_bytes: int = v.MAX_META_BYTES
+    idle_timeout_s: float = 60.0
+
+
+async def _next_message(requests: AsyncIterator[pb.UploadRequest], idle_s: float) -> pb.UploadRequest | None:
+    try:
+        async with asyncio.timeout(idle_s):
+            return await anext(requests, None)
+    except TimeoutError:
+        raise ClientTooSlow(f"no upload data for {idle_s:g} s; the upload was cancelled") from None
+    except DecodeError as exc:  # grpc deserializes each message as it is read
+        raise InvalidRequest(f"malformed upload message: {exc}") from None
+
+
+class UploadStream:
+    """The data of one upload after its header, with the rules on how the stream may end.
+
+    The stream must prove it is complete: by a trailer (size and SHA-256 of what the client sent) or
+    by the size its header declared. A stream that simply stops is indistinguishable from a client
+    that failed mid-way, so it is refused rather than committed as a shorter file.
+    """
+
+    def __init__(self, requests: AsyncIterator[pb.UploadRequest], header: pb.UploadHeader,
+                 limits: ClientLimits) -> None:
+        self._requests = requests
+        self._limits = limits
+        self.declared = header.size if header.HasField("size") else None
+        if self.declared is not None and not 0 <= self.declared <= limits.max_file_size:
+            raise TooLarge(f"declared size {self.declared} is outside 0..{limits.max_file_size} (DFS_MAX_FILE_SIZE)")
+        self.trailer: pb.UploadTrailer | None = None
+        self.received = 0
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """The data, refusing a stream that stalls, grows past a limit, or goes on after its trailer,
+        before the excess reaches the chunker."""
+        limit = self._limits.max_file_size if self.declared is None else self.declared
+        while (msg := await _next_message(self._requests, self._limits.idle_timeout_s)) is not None:
+            kind = msg.WhichOneof("msg")
+            if self.trailer is not None:
+                raise InvalidRequest("nothing may follow the upload trailer")
+            if kind == "trailer":
+                self.trailer = msg.trailer
+                continue
+            if kind != "data":
+                raise InvalidRequest("only data messages and one trailer may follow the upload header")
+            self.received += len(msg.data)
+            if self.received > limit:
+                if self.declared is not None:
+                    raise InvalidRequest(f"the upload brought more than the {self.declared} bytes its header declared")
+                raise TooLarge(f"upload larger than the limit of {limit} bytes (DFS_MAX_FILE_SIZE)")
+            if msg.data:
+                yield msg.data
+
+    def check_complete(self, size: int, sha256: str) -> None:
+        """Called with what was received, after the chunks are durable and before the commit."""
+        if self.declared is not None and size != self.declared:
+            raise InvalidRequest(f"truncated upload: {size} of the {self.declared} declared bytes arrived; "
+                                 "nothing was stored")
+        if self.trailer is not None:
+            if self.trailer.size != size:
+                raise InvalidRequest(f"truncated upload: the client sent {self.trailer.size} bytes, "
+                                     f"{size} arrived; nothing was stored")
+            if self.trailer.sha256 and self.trailer.sha256.lower() != sha256:
+                raise InvalidRequest("the data that arrived does not match the client's sha256; nothing was stored")
+        elif self.declared is None:
+            raise InvalidRequest("the upload ended without a trailer (or a declared size), so it may have been "
+                                 "cut short; nothing was stored")
+
+
+def token_info(rec: TokenRecord) -> pb.TokenInfo:
+    return pb.TokenInfo(token_id=rec.token_id, role=rec.role, name=rec.name, created_at=rec.created_at,
+                        revoked_at=rec.revoked_at or 0.0)
 
 
 class FileStoreServicer(pb_grpc.FileStoreServicer):
@@ -116,6 +193,9 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         metadata: AsyncMetadata,
         snapshot: Callable[[], Awaitable[ClusterSnapshot]],
         require_metadata: Callable[[], None] = lambda: None,
+        *,
+        auth: ClientAuth | None = None,
+        limits: ClientLimits | None = None,
     ) -> None:
         """`require_metadata` raises MetadataUnavailable while the store is known to be down, so calls
         fail at once instead of each waiting out the backend's own timeout (and an upload does not
@@ -125,6 +205,8 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self._metadata = metadata
         self._snapshot = snapshot
         self._require_metadata = require_metadata
+        self._auth = auth or ClientAuth(None)
+        self._limits = limits or ClientLimits()
 
     async def Upload(  # noqa: N802 - gRPC method names
         self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
@@ -132,15 +214,16 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         try:
             self._require_metadata()
             requests = aiter(request_iterator)
-            first = await anext(requests, None)
+            first = await _next_message(requests, self._limits.idle_timeout_s)
             if first is None or first.WhichOneof("msg") != "header":
                 raise InvalidRequest("the first upload message must be a header")
             spec = UploadSpec(
                 name=v.check_name(first.header.name),
                 content_type=v.check_content_type(first.header.content_type),
-                metadata=v.check_metadata(first.header.metadata),
+                metadata=v.check_metadata(first.header.metadata, self._limits.max_metadata_bytes),
             )
-            record = await self._uploads.upload(spec, _data_pieces(requests))
+            stream = UploadStream(requests, first.header, self._limits)
+            record = await self._uploads.upload(spec, stream.pieces(), stream.check_complete)
         except DfsError as exc:
             await abort_with(context, exc)
         peers = sorted({p for c in record.chunks for p in c.peers})
@@ -148,17 +231,27 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
 
     async def Download(  # noqa: N802
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.DownloadReply]:
+    ) -> None:
+        """Writes with a deadline per message: a client that stops reading holds a stream (and the
+        chunks fetched ahead for it) only until the idle timeout, then the call is cancelled."""
         try:
             self._require_metadata()
             ref, ver = file_ref(request.file), version_spec(request.version)
             record, rng, data = await self._downloads.open(ref, ver, request.offset, request.length)
             header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
-            yield pb.DownloadReply(header=header)
+            await self._write(context, pb.DownloadReply(header=header))
             async for piece in data:
-                yield pb.DownloadReply(data=piece)
+                await self._write(context, pb.DownloadReply(data=piece))
         except DfsError as exc:
             await abort_with(context, exc)
+
+    async def _write(self, context: grpc.aio.ServicerContext, reply: pb.DownloadReply) -> None:
+        idle_s = self._limits.idle_timeout_s
+        try:
+            async with asyncio.timeout(idle_s):
+                await context.write(reply)
+        except TimeoutError:
+            raise ClientTooSlow(f"the client read nothing for {idle_s:g} s; the download was cancelled") from None
 
     async def Stat(self, request: pb.StatRequest, context: grpc.aio.ServicerContext) -> pb.VersionInfo:  # noqa: N802
         try:
@@ -216,3 +309,48 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             metadata_healthy=snap.metadata_healthy,
             metadata_error=snap.metadata_error,
         )
+
+    async def CreateToken(  # noqa: N802
+        self, request: pb.CreateTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTokenReply:
+        try:
+            self._require_metadata()
+            token, record = new_token(check_role(request.role), check_token_name(request.name), time.time())
+            await self._metadata.add_token(record)
+        except DfsError as exc:
+            await abort_with(context, exc)
+        log.info("created %s token %s (%s)", record.role, record.token_id, record.name or "unnamed")
+        return pb.CreateTokenReply(token=token, info=token_info(record))
+
+    async def ListTokens(  # noqa: N802
+        self, request: pb.ListTokensRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTokensReply:
+        try:
+            self._require_metadata()
+            records = await self._metadata.list_tokens()
+        except DfsError as exc:
+            await abort_with(context, exc)
+        return pb.ListTokensReply(tokens=[token_info(r) for r in records])
+
+    async def RevokeToken(  # noqa: N802
+        self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenInfo:
+        try:
+            self._require_metadata()
+            record = await self._metadata.revoke_token(v.check_token_id(request.token_id), time.time())
+        except DfsError as exc:
+            await abort_with(context, exc)
+        if self._auth.verifier is not None:
+            self._auth.verifier.forget(record.token_id)
+        log.info("revoked token %s", record.token_id)
+        return token_info(record)
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> pb.TokenInfo:  # noqa: N802
+        try:
+            who = await self._auth.principal(context.invocation_metadata())
+            record = await self._metadata.get_token(who.token_id) if who.token_id else None
+        except DfsError as exc:
+            await abort_with(context, exc)
+        if record is not None:
+            return token_info(record)
+        return pb.TokenInfo(token_id=who.token_id, role=who.role, name=who.name)

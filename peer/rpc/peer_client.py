@@ -12,6 +12,9 @@ from typing import Any
 import grpc
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, PeerUnavailable
+from peer.rpc.auth import PEER_AUTH_KEY, PEERCHUNKS, peer_payload
+from peer.rpc.tls import PEER_CHANNEL_OPTIONS, TlsFiles
+from peer.security.peerauth import PeerSigner
 from peer.transfer.peers import DigestAnswer
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
@@ -32,7 +35,7 @@ def server_options(max_message: int) -> list[tuple[str, int]]:
     return [*channel_options(max_message), ("grpc.http2.bdp_probe", 0)]
 
 
-PUT_CHUNK_METHOD = "/dfs.v1.PeerChunks/PutChunk"
+PUT_CHUNK_METHOD = f"{PEERCHUNKS}PutChunk"
 
 
 def _varint(n: int) -> bytes:
@@ -58,8 +61,12 @@ def encode_chunk(chunk_id: str, data: bytes) -> bytes:
 class _Channel:
     """One channel to a peer with its stub, plus the raw-bytes PutChunk call."""
 
-    def __init__(self, addr: str, max_message: int) -> None:
-        self.channel = grpc.aio.insecure_channel(addr, options=channel_options(max_message))
+    def __init__(self, addr: str, max_message: int, tls: TlsFiles | None) -> None:
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(addr, options=channel_options(max_message))
+        else:
+            self.channel = grpc.aio.secure_channel(addr, tls.peer_channel_credentials(),
+                                                   options=[*channel_options(max_message), *PEER_CHANNEL_OPTIONS])
         self.stub = pb_grpc.PeerChunksStub(self.channel)
         self.put_chunk = self.channel.unary_unary(
             PUT_CHUNK_METHOD, request_serializer=None, response_deserializer=pb.PutChunksReply.FromString
@@ -67,11 +74,29 @@ class _Channel:
 
 
 class GrpcChunkPeers:
-    def __init__(self, resolve: Callable[[str], str | None], timeout_s: float, max_message: int) -> None:
+    def __init__(
+        self,
+        resolve: Callable[[str], str | None],
+        timeout_s: float,
+        max_message: int,
+        *,
+        tls: TlsFiles | None = None,
+        signer: PeerSigner | None = None,
+    ) -> None:
+        """`resolve` maps a node id to its internal gRPC address. With `tls` every channel is mutual
+        TLS; otherwise, with `signer`, every call carries a peer credential."""
         self._resolve = resolve
         self._timeout = timeout_s
         self._max_message = max_message
+        self._tls = tls
+        self._signer = signer
         self._channels: dict[str, _Channel] = {}
+
+    def _auth(self, method: str, request: Any) -> tuple[tuple[str, str], ...] | None:
+        if self._signer is None:
+            return None
+        full = f"{PEERCHUNKS}{method}"
+        return ((PEER_AUTH_KEY, self._signer.sign(full, peer_payload(full, request))),)
 
     def _channel(self, node_id: str) -> _Channel:
         addr = self._resolve(node_id)
@@ -79,7 +104,7 @@ class GrpcChunkPeers:
             raise PeerUnavailable(node_id, "no known address")
         entry = self._channels.get(addr)
         if entry is None:
-            entry = self._channels[addr] = _Channel(addr, self._max_message)
+            entry = self._channels[addr] = _Channel(addr, self._max_message, self._tls)
         return entry
 
     def _stub(self, node_id: str) -> pb_grpc.PeerChunksStub:
@@ -87,13 +112,18 @@ class GrpcChunkPeers:
 
     async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
         try:
-            await self._channel(node_id).put_chunk(encode_chunk(chunk_id, data), timeout=self._timeout)
+            await self._channel(node_id).put_chunk(
+                encode_chunk(chunk_id, data), timeout=self._timeout,
+                metadata=self._auth("PutChunk", pb.Chunk(chunk_id=chunk_id)),
+            )
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, chunk_id) from exc
 
     async def get(self, node_id: str, chunk_id: str) -> bytes:
         try:
-            call = self._stub(node_id).GetChunks(pb.ChunkIds(ids=[chunk_id]), timeout=self._timeout)
+            request = pb.ChunkIds(ids=[chunk_id])
+            call = self._stub(node_id).GetChunks(request, timeout=self._timeout,
+                                                 metadata=self._auth("GetChunks", request))
             async for chunk in call:
                 if chunk.chunk_id == chunk_id:
                     return bytes(chunk.data)
@@ -103,14 +133,18 @@ class GrpcChunkPeers:
 
     async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
         try:
-            reply = await self._stub(node_id).HasChunks(pb.ChunkIds(ids=list(chunk_ids)), timeout=self._timeout)
+            request = pb.ChunkIds(ids=list(chunk_ids))
+            reply = await self._stub(node_id).HasChunks(request, timeout=self._timeout,
+                                                        metadata=self._auth("HasChunks", request))
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, "") from exc
         return set(reply.ids)
 
     async def delete(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
         try:
-            reply = await self._stub(node_id).DeleteChunks(pb.ChunkIds(ids=list(chunk_ids)), timeout=self._timeout)
+            request = pb.ChunkIds(ids=list(chunk_ids))
+            reply = await self._stub(node_id).DeleteChunks(request, timeout=self._timeout,
+                                                           metadata=self._auth("DeleteChunks", request))
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, "") from exc
         return set(reply.ids)
@@ -120,14 +154,16 @@ class GrpcChunkPeers:
     ) -> DigestAnswer:
         request = pb.DigestRequest(from_node=from_node, ring_digest=ring_digest, buckets=list(digests))
         try:
-            reply = await self._stub(node_id).CompareDigests(request, timeout=self._timeout)
+            reply = await self._stub(node_id).CompareDigests(request, timeout=self._timeout,
+                                                             metadata=self._auth("CompareDigests", request))
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, "") from exc
         return DigestAnswer(reply.ring_mismatch, {b.bucket: list(b.ids) for b in reply.differing})
 
     async def stats(self, node_id: str, timeout_s: float) -> dict[str, Any]:
         try:
-            reply = await self._stub(node_id).Stats(pb.StatsRequest(), timeout=timeout_s)
+            request = pb.StatsRequest()
+            reply = await self._stub(node_id).Stats(request, timeout=timeout_s, metadata=self._auth("Stats", request))
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, "") from exc
         return {f.name: getattr(reply, f.name) for f in reply.DESCRIPTOR.fields if f.name != "node_id"}

@@ -27,6 +27,9 @@ _CODES: list[tuple[type[errors.DfsError], grpc.StatusCode]] = [
     (errors.MetadataUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.VersionConflict, grpc.StatusCode.ABORTED),
     (errors.StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.ClientTooSlow, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]
 
 

@@ -17,11 +17,21 @@ MAX_CONTENT_TYPE = 256
 MAX_META_ENTRIES = 64
 MAX_META_BYTES = 8 * 1024
 MAX_PAGE_SIZE = 1000
-HEX32 = re.compile(r"^[0-9a-f]{32}$")
+# fullmatch, not match with ^...$: "$" also matches before a trailing newline.
+HEX32 = re.compile(r"[0-9a-f]{32}")
+HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """Protobuf only ever hands us valid text; a direct caller may not (a lone surrogate)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} is not valid UTF-8") from None
 
 
 def check_name(name: str) -> str:
@@ -31,31 +41,35 @@ def check_name(name: str) -> str:
         raise InvalidRequest(f"file name longer than {MAX_NAME_BYTES} bytes")
     if _has_control(name):
         raise InvalidRequest("file name contains NUL or control characters")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequest("file name is not valid UTF-8") from None
+    _utf8(name, "file name")
     return name
 
 
 def check_id(value: str, what: str) -> str:
-    if not HEX32.match(value):
+    if not HEX32.fullmatch(value):
         raise InvalidRequest(f"invalid {what} {value[:40]!r}: expected 32 lowercase hex characters")
+    return value
+
+
+def check_token_id(value: str) -> str:
+    if not HEX16.fullmatch(value):
+        raise InvalidRequest(f"invalid token id {value[:40]!r}: expected 16 lowercase hex characters")
     return value
 
 
 def check_content_type(value: str) -> str:
     if len(value) > MAX_CONTENT_TYPE or _has_control(value):
         raise InvalidRequest(f"content type must be printable and at most {MAX_CONTENT_TYPE} characters")
+    _utf8(value, "content type")
     return value
 
 
-def check_metadata(meta: Mapping[str, str]) -> dict[str, str]:
+def check_metadata(meta: Mapping[str, str], max_bytes: int = MAX_META_BYTES) -> dict[str, str]:
     if len(meta) > MAX_META_ENTRIES:
         raise InvalidRequest(f"at most {MAX_META_ENTRIES} user metadata entries are allowed")
-    total = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
-    if total > MAX_META_BYTES:
-        raise InvalidRequest(f"user metadata larger than {MAX_META_BYTES} bytes")
+    total = sum(len(_utf8(k, "a user metadata key")) + len(_utf8(v, "a user metadata value")) for k, v in meta.items())
+    if total > max_bytes:
+        raise InvalidRequest(f"user metadata larger than {max_bytes} bytes (DFS_MAX_METADATA_BYTES)")
     for key in meta:
         if not key or _has_control(key):
             raise InvalidRequest("user metadata keys must be non-empty and printable")

@@ -28,7 +28,7 @@ TMP_MARK = ".tmp-"
 
 def check_chunk_id(chunk_id: str) -> str:
     """Chunk ids name files, so only lowercase hex SHA-256 ever reaches a path."""
-    if not isinstance(chunk_id, str) or not CHUNK_ID.match(chunk_id):
+    if not isinstance(chunk_id, str) or not CHUNK_ID.fullmatch(chunk_id):
         raise InvalidRequest(f"invalid chunk id {chunk_id[:80]!r}: expected 64 lowercase hex characters")
     return chunk_id
 
@@ -106,7 +106,7 @@ class ChunkStore:
             if TMP_MARK in path.name:
                 path.unlink(missing_ok=True)
                 removed += 1
-            elif CHUNK_ID.match(path.name):
+            elif CHUNK_ID.fullmatch(path.name):
                 self._sizes[path.name] = path.stat().st_size
         self._bytes = sum(self._sizes.values())
         if removed:

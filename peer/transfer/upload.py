@@ -65,7 +65,12 @@ class UploadService:
         self._window = window
         self._budget = budget or ByteBudget(window * chunk_size)
 
-    async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes]) -> VersionRecord:
+    async def upload(
+        self, spec: UploadSpec, pieces: AsyncIterator[bytes], check: Callable[[int, str], None] | None = None
+    ) -> VersionRecord:
+        """Stores `pieces` as a new version. `check(size, sha256)` runs once every chunk is durable and
+        before the commit; whatever it raises leaves no version (the edge uses it to refuse a stream
+        that was cut short)."""
         self._require_replicas()
         file_hash = hashlib.sha256()
         slots = asyncio.Semaphore(self._window)
@@ -88,6 +93,8 @@ class UploadService:
                     size += len(chunk)
         except BaseExceptionGroup as group_error:
             raise _first_domain_error(group_error) from group_error
+        if check is not None:
+            check(size, file_hash.hexdigest())
         chunks = tuple(ChunkRef(cid, n, task.result()) for cid, n, task in pending)
         new = NewVersion(
             name=spec.name,
