@@ -27,12 +27,22 @@ from client.models import (
     version_from_proto,
 )
 from client.refs import file_ref_candidates, version_selector
-from client.streams import DownloadStream, Progress, UploadFeed, UploadSource, open_source
+from client.streams import (
+    DownloadStream,
+    Progress,
+    UploadFeed,
+    UploadSource,
+    decode_download_reply,
+    encode_upload_request,
+    open_source,
+)
 from proto import dfs_pb2, dfs_pb2_grpc
 
 DEFAULT_PEER = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 PIECE_SIZE = 1024 * 1024
+UPLOAD_METHOD = "/dfs.v1.FileStore/Upload"
+DOWNLOAD_METHOD = "/dfs.v1.FileStore/Download"
 
 T = TypeVar("T")
 
@@ -53,6 +63,17 @@ class DfsClient:
             ],
         )
         self._stub: Any = dfs_pb2_grpc.FileStoreStub(self._channel)
+        # The data-carrying calls frame their data pieces by hand (see client/streams.py).
+        self._upload: Any = self._channel.stream_unary(
+            UPLOAD_METHOD,
+            request_serializer=encode_upload_request,
+            response_deserializer=dfs_pb2.UploadReply.FromString,
+        )
+        self._download: Any = self._channel.unary_stream(
+            DOWNLOAD_METHOD,
+            request_serializer=dfs_pb2.DownloadRequest.SerializeToString,
+            response_deserializer=decode_download_reply,
+        )
 
     def close(self) -> None:
         """Closes the channel, cancelling any call still running on it."""
@@ -92,7 +113,7 @@ class DfsClient:
                 name=file_name, content_type=content_type, metadata=dict(metadata or {})
             )
             feed = UploadFeed(header, pieces, progress)
-            future = self._stub.Upload.future(iter(feed), timeout=self.timeout)
+            future = self._upload.future(iter(feed), timeout=self.timeout)
             try:
                 reply = future.result()
             except grpc.RpcError as exc:
@@ -119,7 +140,7 @@ class DfsClient:
 
         def start(file_ref: dfs_pb2.FileRef) -> DownloadStream:
             request = dfs_pb2.DownloadRequest(file=file_ref, offset=offset, length=length, **selector)
-            call = self._stub.Download(request, timeout=self.timeout)
+            call = self._download(request, timeout=self.timeout)
             try:
                 first = next(call)
             except StopIteration:
@@ -127,7 +148,7 @@ class DfsClient:
             except BaseException:
                 call.cancel()
                 raise
-            if first.WhichOneof("msg") != "header":
+            if not isinstance(first, dfs_pb2.DownloadReply) or first.WhichOneof("msg") != "header":
                 call.cancel()
                 raise ServerError("the peer sent download data before the header")
             return DownloadStream(call, first.header, self.peer)

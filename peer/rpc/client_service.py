@@ -16,6 +16,7 @@ import grpc
 from peer.errors import DfsError, InvalidRequest
 from peer.metadata.store import AsyncMetadata, FileRefSpec, VersionRecord, VersionSpec
 from peer.rpc import validation as v
+from peer.rpc import wire
 from peer.rpc.status import abort_with
 from peer.transfer.download import DownloadService
 from peer.transfer.upload import UploadService, UploadSpec
@@ -100,12 +101,41 @@ def version_spec(msg: pb.VersionSelector) -> VersionSpec:
     return VersionSpec()
 
 
-async def _data_pieces(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[bytes]:
-    async for msg in requests:
-        if msg.WhichOneof("msg") != "data":
-            raise InvalidRequest("only data messages may follow the upload header")
-        if msg.data:
-            yield msg.data
+UploadItem = pb.UploadRequest | memoryview | wire.Malformed
+"""What the Upload handler's request deserializer yields: the header, a view of a data piece, or junk."""
+
+
+async def _data_pieces(requests: AsyncIterator[UploadItem]) -> AsyncIterator[memoryview]:
+    async for item in requests:
+        if not isinstance(item, memoryview):
+            raise _not_data(item)
+        if item:
+            yield item
+
+
+def _not_data(item: UploadItem) -> InvalidRequest:
+    if isinstance(item, wire.Malformed):
+        return InvalidRequest("an upload message could not be parsed as an UploadRequest")
+    return InvalidRequest("only data messages may follow the upload header")
+
+
+def add_to_server(servicer: FileStoreServicer, server: grpc.aio.Server) -> None:
+    """Registers the FileStore service: the generated handlers, except that Upload requests and
+    Download replies go through `wire`, so their data is not copied through protobuf messages."""
+    recorder = wire.HandlerRecorder()
+    pb_grpc.add_FileStoreServicer_to_server(servicer, recorder)
+    handlers = dict(recorder.handlers)
+    handlers["Upload"] = grpc.stream_unary_rpc_method_handler(
+        servicer.Upload,
+        request_deserializer=wire.decode_upload_request,
+        response_serializer=pb.UploadReply.SerializeToString,
+    )
+    handlers["Download"] = grpc.unary_stream_rpc_method_handler(
+        servicer.Download,
+        request_deserializer=pb.DownloadRequest.FromString,
+        response_serializer=wire.encode_download_reply,
+    )
+    recorder.register(server, handlers)
 
 
 class FileStoreServicer(pb_grpc.FileStoreServicer):
@@ -127,13 +157,15 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self._require_metadata = require_metadata
 
     async def Upload(  # noqa: N802 - gRPC method names
-        self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[UploadItem], context: grpc.aio.ServicerContext
     ) -> pb.UploadReply:
         try:
             self._require_metadata()
             requests = aiter(request_iterator)
             first = await anext(requests, None)
-            if first is None or first.WhichOneof("msg") != "header":
+            if isinstance(first, wire.Malformed):
+                raise _not_data(first)
+            if not isinstance(first, pb.UploadRequest) or first.WhichOneof("msg") != "header":
                 raise InvalidRequest("the first upload message must be a header")
             spec = UploadSpec(
                 name=v.check_name(first.header.name),
@@ -148,7 +180,8 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
 
     async def Download(  # noqa: N802
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.DownloadReply]:
+    ) -> AsyncIterator[pb.DownloadReply | bytes | memoryview]:
+        """Data pieces are yielded as their bytes; `add_to_server` registers the serializer that frames them."""
         try:
             self._require_metadata()
             ref, ver = file_ref(request.file), version_spec(request.version)
@@ -156,7 +189,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
             yield pb.DownloadReply(header=header)
             async for piece in data:
-                yield pb.DownloadReply(data=piece)
+                yield piece
         except DfsError as exc:
             await abort_with(context, exc)
 

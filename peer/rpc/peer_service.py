@@ -16,6 +16,7 @@ import grpc
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, InvalidRequest
 from peer.repair.index import BUCKETS
+from peer.rpc import wire
 from peer.rpc.status import abort_with
 from peer.storage.chunkstore import ChunkStore, check_chunk_id
 from proto import dfs_pb2 as pb
@@ -43,8 +44,14 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         self._stats = stats
         self._node_id = node_id
 
-    async def PutChunk(self, request: pb.Chunk, context: grpc.aio.ServicerContext) -> pb.PutChunksReply:  # noqa: N802
+    async def PutChunk(  # noqa: N802
+        self, request: wire.ChunkData | wire.Malformed, context: grpc.aio.ServicerContext
+    ) -> pb.PutChunksReply:
+        """`add_to_server` registers `wire.decode_chunk` as this method's deserializer: the data is a
+        view of the received message, hashed and written without another copy."""
         try:
+            if isinstance(request, wire.Malformed):
+                raise InvalidRequest("the request could not be parsed as a Chunk")
             check_chunk_id(request.chunk_id)
             await asyncio.to_thread(self._store.put, request.chunk_id, request.data)
         except DfsError as exc:
@@ -66,7 +73,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
     async def GetChunks(  # noqa: N802
         self, request: pb.ChunkIds, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.Chunk]:
+    ) -> AsyncIterator[wire.ChunkData]:
         try:
             ids = _ids(request)
         except DfsError as exc:
@@ -76,7 +83,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
                 data = await asyncio.to_thread(self._store.get, chunk_id)
             except (ChunkNotFound, ChunkCorrupt):
                 continue
-            yield pb.Chunk(chunk_id=chunk_id, data=data)
+            yield wire.ChunkData(chunk_id, memoryview(data))  # framed by wire.encode_chunk_data
 
     async def HasChunks(self, request: pb.ChunkIds, context: grpc.aio.ServicerContext) -> pb.ChunkIds:  # noqa: N802
         try:
@@ -109,3 +116,22 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.PeerStats:  # noqa: N802
         return pb.PeerStats(node_id=self._node_id, **self._stats())
+
+
+def add_to_server(servicer: PeerChunksServicer, server: grpc.aio.Server) -> None:
+    """Registers the PeerChunks service: the generated handlers, except that PutChunk requests and
+    GetChunks replies go through `wire` (no protobuf copies of the chunk data)."""
+    recorder = wire.HandlerRecorder()
+    pb_grpc.add_PeerChunksServicer_to_server(servicer, recorder)
+    handlers = dict(recorder.handlers)
+    handlers["PutChunk"] = grpc.unary_unary_rpc_method_handler(
+        servicer.PutChunk,
+        request_deserializer=wire.decode_chunk,
+        response_serializer=pb.PutChunksReply.SerializeToString,
+    )
+    handlers["GetChunks"] = grpc.unary_stream_rpc_method_handler(
+        servicer.GetChunks,
+        request_deserializer=pb.ChunkIds.FromString,
+        response_serializer=wire.encode_chunk_data,
+    )
+    recorder.register(server, handlers)

@@ -69,14 +69,14 @@ class DownloadService:
 
     async def open(
         self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int
-    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[bytes]]:
+    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[bytes | memoryview]]:
         record = await self._metadata.get_version(ref, version)
         rng = resolve_range(record.size, offset, length)
         return record, rng, self._stream(record, rng)
 
-    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[bytes]:
+    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[bytes | memoryview]:
         todo = iter(_chunks_in_range(record.chunks, rng))
-        ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes]]] = deque()
+        ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes | memoryview]]] = deque()
 
         def fetch_next() -> None:
             item = next(todo, None)
@@ -97,7 +97,7 @@ class DownloadService:
             for _ref, _start, pending in ahead:
                 pending.cancel()
 
-    async def fetch_chunk(self, ref: ChunkRef) -> bytes:
+    async def fetch_chunk(self, ref: ChunkRef) -> bytes | memoryview:
         """An intact copy of one chunk from wherever one can be found."""
         view = self._view
         order = read_order(view.ring, ref.chunk_id, self._replicas, ref.peers, view.is_usable)
@@ -114,7 +114,7 @@ class DownloadService:
         log.error("no intact copy of chunk %s: %s", ref.chunk_id, "; ".join(failures))
         raise DataLoss(f"no intact copy of chunk {ref.chunk_id} found on {len(order)} peers")
 
-    async def _fetch_from(self, node: str, chunk_id: str) -> bytes:
+    async def _fetch_from(self, node: str, chunk_id: str) -> bytes | memoryview:
         if node == self._view.local_id:
             return await asyncio.to_thread(self._store.get, chunk_id)
         data = await self._peers.get(node, chunk_id)

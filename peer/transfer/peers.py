@@ -23,11 +23,11 @@ class DigestAnswer:
 
 
 class ChunkPeers(Protocol):
-    async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
+    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview) -> None:
         """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt."""
         ...
 
-    async def get(self, node_id: str, chunk_id: str) -> bytes:
+    async def get(self, node_id: str, chunk_id: str) -> bytes | memoryview:
         """The bytes node_id holds for chunk_id, unverified; raises ChunkNotFound or PeerUnavailable."""
         ...
 

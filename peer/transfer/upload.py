@@ -34,7 +34,7 @@ class UploadSpec:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-def _hash_chunk(chunk: bytes, file_hash: hashlib._Hash) -> str:
+def _hash_chunk(chunk: bytes | memoryview, file_hash: hashlib._Hash) -> str:
     file_hash.update(chunk)
     return hashlib.sha256(chunk).hexdigest()
 
@@ -65,7 +65,7 @@ class UploadService:
         self._window = window
         self._budget = budget or ByteBudget(window * chunk_size)
 
-    async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes]) -> VersionRecord:
+    async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes | memoryview]) -> VersionRecord:
         self._require_replicas()
         file_hash = hashlib.sha256()
         slots = asyncio.Semaphore(self._window)
@@ -114,7 +114,7 @@ class UploadService:
         if available < self._replicas:
             raise InsufficientReplicas(self._replicas, available)
 
-    async def _replicate(self, chunk_id: str, chunk: bytes) -> tuple[str, ...]:
+    async def _replicate(self, chunk_id: str, chunk: bytes | memoryview) -> tuple[str, ...]:
         """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
         view = self._view
         candidates = iter([n for n in view.ring.preference(chunk_id) if view.is_usable(n)])
@@ -143,7 +143,7 @@ class UploadService:
             raise InsufficientReplicas(self._replicas, len(stored), "; ".join(errors[-3:]))
         return tuple(stored)
 
-    async def _put(self, node: str, chunk_id: str, chunk: bytes) -> None:
+    async def _put(self, node: str, chunk_id: str, chunk: bytes | memoryview) -> None:
         if node == self._view.local_id:
             await asyncio.to_thread(self._store.put, chunk_id, chunk, True)
         else:
