@@ -25,6 +25,7 @@ from proto import dfs_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 MAX_IDS = 10_000
+STREAM_WRITES = 4  # chunks of one PutChunkStream being written at once; more wait in gRPC's flow control
 
 
 def _ids(msg: pb.ChunkIds) -> list[str]:
@@ -57,6 +58,51 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         except DfsError as exc:
             await abort_with(context, exc)
         return pb.PutChunksReply(stored=[request.chunk_id])
+
+    async def PutChunkStream(  # noqa: N802
+        self, request_iterator: AsyncIterator[wire.ChunkData | wire.Malformed], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PutChunksReply]:
+        """Writes up to STREAM_WRITES chunks of the stream at once and acknowledges each once durable;
+        the first chunk that cannot be stored ends the stream with its error."""
+        acks: asyncio.Queue[str | DfsError | None] = asyncio.Queue()
+        receiver = asyncio.create_task(self._store_stream(request_iterator, acks))
+        try:
+            while (ack := await acks.get()) is not None:
+                if isinstance(ack, DfsError):
+                    await abort_with(context, ack)
+                yield pb.PutChunksReply(stored=[ack])
+            await receiver
+        finally:
+            receiver.cancel()
+
+    async def _store_stream(
+        self, requests: AsyncIterator[wire.ChunkData | wire.Malformed], acks: asyncio.Queue[str | DfsError | None]
+    ) -> None:
+        slots = asyncio.Semaphore(STREAM_WRITES)
+
+        async def store(chunk: wire.ChunkData) -> None:
+            try:
+                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data)
+                acks.put_nowait(chunk.chunk_id)
+            except DfsError as exc:
+                acks.put_nowait(exc)
+            finally:
+                slots.release()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for chunk in requests:
+                    try:
+                        if isinstance(chunk, wire.Malformed):
+                            raise InvalidRequest("a message could not be parsed as a Chunk")
+                        check_chunk_id(chunk.chunk_id)
+                    except DfsError as exc:
+                        acks.put_nowait(exc)
+                        break
+                    await slots.acquire()
+                    group.create_task(store(chunk))
+        finally:
+            acks.put_nowait(None)
 
     async def PutChunks(  # noqa: N802 - gRPC method names
         self, request_iterator: AsyncIterator[pb.Chunk], context: grpc.aio.ServicerContext
@@ -119,13 +165,18 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
 
 def add_to_server(servicer: PeerChunksServicer, server: grpc.aio.Server) -> None:
-    """Registers the PeerChunks service: the generated handlers, except that PutChunk requests and
-    GetChunks replies go through `wire` (no protobuf copies of the chunk data)."""
+    """Registers the PeerChunks service: the generated handlers, except that PutChunk and
+    PutChunkStream requests and GetChunks replies go through `wire` (no protobuf copies of chunk data)."""
     recorder = wire.HandlerRecorder()
     pb_grpc.add_PeerChunksServicer_to_server(servicer, recorder)
     handlers = dict(recorder.handlers)
     handlers["PutChunk"] = grpc.unary_unary_rpc_method_handler(
         servicer.PutChunk,
+        request_deserializer=wire.decode_chunk,
+        response_serializer=pb.PutChunksReply.SerializeToString,
+    )
+    handlers["PutChunkStream"] = grpc.stream_stream_rpc_method_handler(
+        servicer.PutChunkStream,
         request_deserializer=wire.decode_chunk,
         response_serializer=pb.PutChunksReply.SerializeToString,
     )

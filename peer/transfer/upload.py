@@ -22,7 +22,7 @@ from peer.metadata.store import AsyncMetadata, ChunkRef, NewVersion, VersionReco
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.budget import ByteBudget
 from peer.transfer.chunker import chunk_stream
-from peer.transfer.peers import ChunkPeers, ClusterView
+from peer.transfer.peers import ChunkPeers, ChunkWriter, ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class UploadService:
         slots = asyncio.Semaphore(self._window)
         pending: list[tuple[str, int, asyncio.Task[tuple[str, ...]]]] = []
         size = 0
+        writer = self._peers.writer()
         try:
             async with asyncio.TaskGroup() as group:
                 async for chunk in chunk_stream(pieces, self._chunk_size):
@@ -79,7 +80,7 @@ class UploadService:
                     release = self._release_slot(slots, len(chunk))
                     try:
                         chunk_id = await asyncio.to_thread(_hash_chunk, chunk, file_hash)
-                        task = group.create_task(self._replicate(chunk_id, chunk))
+                        task = group.create_task(self._replicate(writer, chunk_id, chunk))
                     except BaseException:  # the shared budget must not leak when a client goes away
                         release(None)
                         raise
@@ -87,7 +88,12 @@ class UploadService:
                     pending.append((chunk_id, len(chunk), task))
                     size += len(chunk)
         except BaseExceptionGroup as group_error:
+            writer.abort()
             raise _first_domain_error(group_error) from group_error
+        except BaseException:
+            writer.abort()
+            raise
+        await writer.close()
         chunks = tuple(ChunkRef(cid, n, task.result()) for cid, n, task in pending)
         new = NewVersion(
             name=spec.name,
@@ -114,13 +120,13 @@ class UploadService:
         if available < self._replicas:
             raise InsufficientReplicas(self._replicas, available)
 
-    async def _replicate(self, chunk_id: str, chunk: bytes | memoryview) -> tuple[str, ...]:
+    async def _replicate(self, writer: ChunkWriter, chunk_id: str, chunk: bytes | memoryview) -> tuple[str, ...]:
         """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
         view = self._view
         candidates = iter([n for n in view.ring.preference(chunk_id) if view.is_usable(n)])
         running: dict[asyncio.Task[None], str] = {}
         for node in islice(candidates, self._replicas):
-            running[asyncio.create_task(self._put(node, chunk_id, chunk))] = node
+            running[asyncio.create_task(self._put(writer, node, chunk_id, chunk))] = node
         stored: list[str] = []
         errors: list[str] = []
         try:
@@ -135,7 +141,7 @@ class UploadService:
                     errors.append(f"{node[:8]}: {exc}")
                     log.warning("write of chunk %s to %s failed: %s", chunk_id[:12], node[:8], exc)
                     for nxt in islice(candidates, 1):
-                        running[asyncio.create_task(self._put(nxt, chunk_id, chunk))] = nxt
+                        running[asyncio.create_task(self._put(writer, nxt, chunk_id, chunk))] = nxt
         finally:
             for task in running:
                 task.cancel()
@@ -143,11 +149,11 @@ class UploadService:
             raise InsufficientReplicas(self._replicas, len(stored), "; ".join(errors[-3:]))
         return tuple(stored)
 
-    async def _put(self, node: str, chunk_id: str, chunk: bytes | memoryview) -> None:
+    async def _put(self, writer: ChunkWriter, node: str, chunk_id: str, chunk: bytes | memoryview) -> None:
         if node == self._view.local_id:
             await asyncio.to_thread(self._store.put, chunk_id, chunk, True)
         else:
-            await self._peers.put(node, chunk_id, chunk)
+            await writer.put(node, chunk_id, chunk)
 
 
 def _first_domain_error(group: BaseExceptionGroup) -> BaseException:
