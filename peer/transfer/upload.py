@@ -87,13 +87,11 @@ class UploadService:
                     task.add_done_callback(release)
                     pending.append((chunk_id, len(chunk), task))
                     size += len(chunk)
+            await writer.close()
         except BaseExceptionGroup as group_error:
-            writer.abort()
             raise _first_domain_error(group_error) from group_error
-        except BaseException:
-            writer.abort()
-            raise
-        await writer.close()
+        finally:
+            writer.abort()  # a no-op after close(); on failure it ends the replication streams at once
         chunks = tuple(ChunkRef(cid, n, task.result()) for cid, n, task in pending)
         new = NewVersion(
             name=spec.name,
