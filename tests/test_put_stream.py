@@ -13,7 +13,7 @@ import pytest
 
 from peer.errors import ChunkCorrupt
 from peer.rpc import wire
-from peer.rpc.peer_client import GrpcChunkPeers
+from peer.rpc.peer_client import UNARY_PUTS, GrpcChunkPeers
 from peer.rpc.peer_service import PeerChunksServicer, add_to_server
 from peer.storage.chunkstore import ChunkStore
 
@@ -51,7 +51,7 @@ def _chunk(size: int = MIB) -> tuple[str, bytes]:
 
 async def test_stream_puts_are_durable_when_acknowledged(peer: tuple[ChunkStore, GrpcChunkPeers]) -> None:
     store, peers = peer
-    chunks = [_chunk() for _ in range(6)] + [_chunk(10)]
+    chunks = [_chunk() for _ in range(UNARY_PUTS + 6)] + [_chunk(10)]
     writer = peers.writer()
     for chunk_id, data in chunks:
         await writer.put(NODE, chunk_id, memoryview(data))
@@ -66,6 +66,8 @@ async def test_a_corrupt_chunk_fails_its_put_and_the_next_put_opens_a_new_stream
 ) -> None:
     store, peers = peer
     writer = peers.writer()
+    for chunk_id, data in [_chunk(100) for _ in range(UNARY_PUTS)]:  # the next puts go by the stream
+        await writer.put(NODE, chunk_id, data)
     good_id, good = _chunk()
     bad_id, _ = _chunk()
     with pytest.raises(ChunkCorrupt):
@@ -88,7 +90,7 @@ async def test_peers_without_the_stream_method_get_unary_puts(tmp_path: Path) ->
     peers = GrpcChunkPeers(lambda _node: addr, 5.0, 4 * MIB)
     try:
         writer = peers.writer()
-        for chunk_id, data in (_chunk(), _chunk()):
+        for chunk_id, data in [_chunk() for _ in range(UNARY_PUTS + 2)]:
             await writer.put(NODE, chunk_id, data)
             assert store.get(chunk_id) == data
         await writer.close()

@@ -217,20 +217,26 @@ class _PutStream:
         self._acks.cancel()
 
 
+UNARY_PUTS = 2  # chunks of one upload sent to a peer as unary calls before a stream is opened to it
+
+
 class StreamWriter:
-    """The puts of one upload: one long-lived PutChunkStream per target peer, opened on first use and
-    replaced if it fails, instead of one unary call per chunk. A peer that does not know the method
-    gets unary PutChunk calls."""
+    """The puts of one upload: one long-lived PutChunkStream per target peer, replaced if it fails,
+    instead of one unary call per chunk. A stream costs more than a unary call to set up and less
+    per chunk, so the first UNARY_PUTS chunks to each peer (all of a small upload's) go as unary
+    PutChunk calls. A peer that does not know the method gets unary calls only."""
 
     def __init__(self, peers: GrpcChunkPeers) -> None:
         self._peers = peers
         self._streams: dict[str, _PutStream] = {}
+        self._puts: dict[str, int] = {}
 
     async def put(self, node_id: str, chunk_id: str, data: Buffer) -> None:
         peers = self._peers
         channel = peers._channel(node_id)
         addr = peers._resolve(node_id) or ""
-        if addr in peers._unary_only:
+        self._puts[node_id] = sent = self._puts.get(node_id, 0) + 1
+        if sent <= UNARY_PUTS or addr in peers._unary_only:
             return await peers.put(node_id, chunk_id, data)
         stream = self._streams.get(node_id)
         if stream is None or stream.failed:
