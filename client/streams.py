@@ -2,6 +2,10 @@
 
 Both hash the bytes as they pass, so neither ever holds a whole file in memory, and both verify what
 the peer claims against what actually crossed the wire: a mismatch is an IntegrityError, never silence.
+
+Data messages skip protobuf's message objects: an upload piece is framed straight into its wire bytes
+(`encode_upload_request`) and a download piece is cut straight out of them (`decode_download_reply`),
+one copy each instead of three; headers, and any encoding other than the plain one, go through protobuf.
 """
 
 from __future__ import annotations
@@ -44,6 +48,40 @@ def open_source(
     return _split_pieces(source, piece_size), name
 
 
+_DATA_TAG = b"\x12"  # field 2 (`bytes data`) of UploadRequest and DownloadReply, length-delimited
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_upload_request(item: dfs_pb2.UploadRequest | bytes) -> bytes:
+    """Request serializer of Upload: the header message, or a data piece given as its bytes."""
+    if isinstance(item, dfs_pb2.UploadRequest):
+        return item.SerializeToString()
+    return b"".join((_DATA_TAG, _varint(len(item)), item))
+
+
+def decode_download_reply(raw: bytes) -> dfs_pb2.DownloadReply | bytes:
+    """Response deserializer of Download: a data message becomes its bytes, anything else a message."""
+    if raw[:1] == _DATA_TAG:
+        length = shift = 0
+        for pos in range(1, min(len(raw), 11)):
+            byte = raw[pos]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                if pos + 1 + length == len(raw):
+                    return raw[pos + 1 :]
+                break
+    return dfs_pb2.DownloadReply.FromString(raw)
+
+
 def _read_pieces(handle: BinaryIO, piece_size: int) -> Iterator[bytes]:
     while piece := handle.read(piece_size):
         yield piece
@@ -75,7 +113,8 @@ class UploadFeed:
         self.sent = 0
         self.error: Exception | None = None
 
-    def __iter__(self) -> Iterator[dfs_pb2.UploadRequest]:
+    def __iter__(self) -> Iterator[dfs_pb2.UploadRequest | bytes]:
+        """The header message, then the data pieces as bytes (framed by `encode_upload_request`)."""
         yield dfs_pb2.UploadRequest(header=self._header)
         try:
             for piece in self._pieces:
@@ -83,7 +122,7 @@ class UploadFeed:
                     continue
                 self._hash.update(piece)
                 self.sent += len(piece)
-                yield dfs_pb2.UploadRequest(data=bytes(piece))
+                yield bytes(piece)
                 if self._progress is not None:
                     self._progress(len(piece))
         except Exception as exc:
@@ -137,10 +176,13 @@ class DownloadStream:
             raise from_rpc_error(exc, peer=self._peer) from exc
         self._verify()
 
-    def _accept(self, reply: dfs_pb2.DownloadReply) -> bytes:
-        if reply.WhichOneof("msg") != "data":
+    def _accept(self, reply: dfs_pb2.DownloadReply | bytes) -> bytes:
+        if isinstance(reply, bytes):
+            data = reply
+        elif reply.WhichOneof("msg") == "data":
+            data = reply.data
+        else:
             raise ServerError("the peer sent a second download header")
-        data = reply.data
         self.received += len(data)
         if self.received > self.length:
             raise IntegrityError(

@@ -41,8 +41,10 @@ from peer.ring.hashring import HashRing
 from peer.ring.placement import ring_members
 from peer.rpc.auth import AuthInterceptor, ClientAuth
 from peer.rpc.client_service import ClientLimits, FileStoreServicer
+from peer.rpc.client_service import add_to_server as add_file_store
 from peer.rpc.peer_client import GrpcChunkPeers, server_options
 from peer.rpc.peer_service import PeerChunksServicer
+from peer.rpc.peer_service import add_to_server as add_peer_chunks
 from peer.rpc.tls import TlsFiles
 from peer.security.peerauth import PeerSigner
 from peer.security.tokens import TokenVerifier
@@ -51,7 +53,6 @@ from peer.storage.chunkstore import ChunkStore, write_durable
 from peer.transfer.budget import ByteBudget
 from peer.transfer.download import DownloadService
 from peer.transfer.upload import UploadService
-from proto import dfs_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class Node:
             chunk_size=cfg.chunk_size, metadata_backend=metadata.backend,
             metadata_health=lambda: (self.health.healthy, self.health.error),
         )
-        pb_grpc.add_FileStoreServicer_to_server(
+        add_file_store(
             FileStoreServicer(uploads, downloads, metadata, reporter.snapshot,
                               lambda: self._require_metadata(metadata.backend),
                               auth=ClientAuth(verifier),
@@ -248,7 +249,7 @@ class Node:
                                                   cfg.client_idle_timeout_s)),
             server,
         )
-        pb_grpc.add_PeerChunksServicer_to_server(
+        add_peer_chunks(
             PeerChunksServicer(store, anti_entropy.answer, local_stats, self.node_id), internal
         )
         # After every listener is bound: a peer that cannot start says only why.

@@ -553,6 +553,11 @@ class PeerChunksStub:
                 request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.PutChunksReply.FromString,
                 _registered_method=True)
+        self.PutChunkStream = channel.stream_stream(
+                '/dfs.v1.PeerChunks/PutChunkStream',
+                request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.PutChunksReply.FromString,
+                _registered_method=True)
         self.PutChunks = channel.stream_unary(
                 '/dfs.v1.PeerChunks/PutChunks',
                 request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
@@ -591,7 +596,17 @@ class PeerChunksServicer:
     """
 
     def PutChunk(self, request, context):
-        """Stores one chunk durably; replies once it is. The upload hot path: one message each way.
+        """Stores one chunk durably; replies once it is (repair, and peers without PutChunkStream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutChunkStream(self, request_iterator, context):
+        """The upload hot path: one long-lived stream per upload and replica peer. Each chunk is written
+        as it arrives (several at once) and acknowledged by one reply, stored = [its id], once durable;
+        acknowledgements may come out of order. A chunk that cannot be stored ends the stream with its
+        error status, failing every chunk not yet acknowledged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -643,6 +658,11 @@ def add_PeerChunksServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'PutChunk': grpc.unary_unary_rpc_method_handler(
                     servicer.PutChunk,
+                    request_deserializer=proto_dot_dfs__pb2.Chunk.FromString,
+                    response_serializer=proto_dot_dfs__pb2.PutChunksReply.SerializeToString,
+            ),
+            'PutChunkStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PutChunkStream,
                     request_deserializer=proto_dot_dfs__pb2.Chunk.FromString,
                     response_serializer=proto_dot_dfs__pb2.PutChunksReply.SerializeToString,
             ),
@@ -704,6 +724,33 @@ class PeerChunks:
             request,
             target,
             '/dfs.v1.PeerChunks/PutChunk',
+            proto_dot_dfs__pb2.Chunk.SerializeToString,
+            proto_dot_dfs__pb2.PutChunksReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutChunkStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/dfs.v1.PeerChunks/PutChunkStream',
             proto_dot_dfs__pb2.Chunk.SerializeToString,
             proto_dot_dfs__pb2.PutChunksReply.FromString,
             options,

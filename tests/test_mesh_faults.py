@@ -13,9 +13,11 @@ import grpc
 import pytest
 
 from client import DfsClient, IntegrityError, NotFoundError
+from peer.rpc.auth import PEER_AUTH_KEY
+from peer.security.peerauth import PeerSigner
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
-from tests.cluster import Cluster, PeerProc, wait_for
+from tests.cluster import TEST_SECRET, Cluster, PeerProc, wait_for
 
 MIB = 1024 * 1024
 
@@ -134,6 +136,9 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_version(make_cluster: Ca
         assert c.upload(b"complete", name="gone/half.bin").version.version == 1
 
 
+HEADER = pb.UploadRequest(header=pb.UploadHeader(name="bad/junk"))
+
+
 @pytest.mark.parametrize("messages", [
     [pb.UploadRequest(data=b"data before header")],
     [pb.UploadRequest(header=pb.UploadHeader(name="bad/two-headers")),
@@ -152,21 +157,44 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_version(make_cluster: Ca
      pb.UploadRequest(trailer=pb.UploadTrailer(size=3, sha256="0" * 64))],
     [pb.UploadRequest(header=pb.UploadHeader(name="bad/after-trailer")),
      pb.UploadRequest(trailer=pb.UploadTrailer(size=0)), pb.UploadRequest(data=b"late")],
+    [b"\x0a\x09\x0a"],  # a header cut short
+    [HEADER, b"\x12\x05ab"],  # data shorter than its length says
+    [HEADER, b"\x12\x02ab", b"\xff\xff"],  # junk after a good piece
+    [HEADER, pb.UploadRequest()],  # a message with neither field
 ], ids=["data-first", "two-headers", "empty-name", "nul-in-name", "empty-stream", "no-trailer",
         "shorter-than-declared", "longer-than-declared", "huge-declared-size", "negative-size",
-        "trailer-size-mismatch", "trailer-sha-mismatch", "data-after-trailer"])
+        "trailer-size-mismatch", "trailer-sha-mismatch", "data-after-trailer", "cut-header", "short-data",
+        "junk-after-data", "empty-message"])
 def test_malformed_upload_streams_are_rejected_and_store_nothing(
-    make_cluster: Callable[..., Cluster], messages: list[pb.UploadRequest]
+    make_cluster: Callable[..., Cluster], messages: list[pb.UploadRequest | bytes]
 ) -> None:
     cluster = make_cluster(1, replicas=1)
     peer = cluster.peers[0]
+    raw = [m if isinstance(m, bytes) else m.SerializeToString() for m in messages]
     with grpc.insecure_channel(peer.grpc_addr) as channel:
+        upload_raw = channel.stream_unary("/dfs.v1.FileStore/Upload", request_serializer=None,
+                                          response_deserializer=pb.UploadReply.FromString)
         with pytest.raises(grpc.RpcError) as err:
-            pb_grpc.FileStoreStub(channel).Upload(iter(messages), timeout=10)
+            upload_raw(iter(raw), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with peer.client() as c:
         assert list(c.list()) == []
         assert c.upload(b"still serving", name="bad/after").version.version == 1
+
+
+@pytest.mark.parametrize("raw", [b"\x0a\x40" + b"a" * 10, b"\x0a\x02\xff\xfe\x12\x01x", b"\x12\x01x"],
+                         ids=["cut-id", "id-not-utf8", "no-id"])
+def test_malformed_chunk_puts_are_rejected(make_cluster: Callable[..., Cluster], raw: bytes) -> None:
+    cluster = make_cluster(1, replicas=1)
+    with grpc.insecure_channel(cluster.peers[0].grpc_addr) as channel:
+        put_raw = channel.unary_unary("/dfs.v1.PeerChunks/PutChunk", request_serializer=None,
+                                      response_deserializer=pb.PutChunksReply.FromString)
+        # Signed as a peer would sign it (over the chunk id, here empty: the request has none to parse),
+        # so the refusal is about the bytes, not the credential.
+        credential = PeerSigner(TEST_SECRET).sign("/dfs.v1.PeerChunks/PutChunk", b"")
+        with pytest.raises(grpc.RpcError) as err:
+            put_raw(raw, timeout=10, metadata=((PEER_AUTH_KEY, credential),))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_chunk_ids_are_the_sha256_of_their_bytes_on_disk(make_cluster: Callable[..., Cluster]) -> None:

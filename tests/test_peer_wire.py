@@ -1,4 +1,4 @@
-"""The hand-built PutChunk message is exactly what protobuf would build and parse."""
+"""The hand-built and hand-parsed data messages are exactly what protobuf would build and parse."""
 
 from __future__ import annotations
 
@@ -7,21 +7,93 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.rpc.peer_client import encode_chunk
+from client.streams import decode_download_reply, encode_upload_request
+from peer.rpc import wire
 from proto import dfs_pb2 as pb
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.text(max_size=80), st.binary(max_size=300))
 def test_encode_chunk_matches_protobuf(chunk_id: str, data: bytes) -> None:
-    wire = encode_chunk(chunk_id, data)
+    raw = wire.encode_chunk(chunk_id, data)
     if chunk_id and data:  # proto3 leaves empty fields out; otherwise the bytes are identical
-        assert wire == pb.Chunk(chunk_id=chunk_id, data=data).SerializeToString()
-    parsed = pb.Chunk.FromString(wire)
+        assert raw == pb.Chunk(chunk_id=chunk_id, data=data).SerializeToString()
+    parsed = pb.Chunk.FromString(raw)
     assert (parsed.chunk_id, parsed.data) == (chunk_id, data)
 
 
 def test_encode_chunk_of_a_full_chunk() -> None:
     data = os.urandom(1024 * 1024)
-    parsed = pb.Chunk.FromString(encode_chunk("ab" * 32, data))
+    parsed = pb.Chunk.FromString(wire.encode_chunk("ab" * 32, data))
     assert parsed.chunk_id == "ab" * 32 and parsed.data == data
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=80), st.binary(max_size=300))
+def test_decode_chunk_reads_what_protobuf_writes(chunk_id: str, data: bytes) -> None:
+    for raw in (wire.encode_chunk(chunk_id, data), pb.Chunk(chunk_id=chunk_id, data=data).SerializeToString()):
+        parsed = wire.decode_chunk(raw)
+        assert isinstance(parsed, wire.ChunkData)
+        assert (parsed.chunk_id, bytes(parsed.data)) == (chunk_id, data)
+
+
+def test_decode_chunk_data_is_a_view_of_the_message() -> None:
+    raw = wire.encode_chunk("ab" * 32, os.urandom(1024 * 1024))
+    parsed = wire.decode_chunk(raw)
+    assert isinstance(parsed, wire.ChunkData) and parsed.data.obj is raw
+
+
+def test_decode_chunk_falls_back_to_protobuf_for_other_encodings() -> None:
+    data_first = b"\x12\x03abc" + b"\x0a\x02id"  # fields in the other order
+    assert wire.decode_chunk(data_first) == wire.ChunkData("id", memoryview(b"abc"))
+    trailing = wire.encode_chunk("id", b"abc") + b"\x18\x07"  # an unknown field 3 after the data
+    assert wire.decode_chunk(trailing) == wire.ChunkData("id", memoryview(b"abc"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=64))
+def test_decoders_never_raise(raw: bytes) -> None:
+    for decode in (wire.decode_chunk, wire.decode_upload_request):
+        result = decode(raw)
+        assert isinstance(result, pb.UploadRequest | memoryview | wire.ChunkData | wire.Malformed)
+
+
+def test_malformed_bytes_are_reported_not_raised() -> None:
+    assert isinstance(wire.decode_chunk(b"\x12\x05ab"), wire.Malformed)  # length beyond the end
+    assert isinstance(wire.decode_chunk(b"\x0a\x02\xff\xfe\x12\x01x"), wire.Malformed)  # id not UTF-8
+    assert isinstance(wire.decode_upload_request(b"\x0a\x09\x0a"), wire.Malformed)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=300))
+def test_upload_data_round_trip(data: bytes) -> None:
+    raw = encode_upload_request(data)
+    assert pb.UploadRequest.FromString(raw) == pb.UploadRequest(data=data)
+    parsed = wire.decode_upload_request(raw)
+    assert isinstance(parsed, memoryview) and bytes(parsed) == data
+    assert bytes(wire.decode_upload_request(pb.UploadRequest(data=data).SerializeToString())) == data  # type: ignore[arg-type]
+
+
+def test_upload_header_goes_through_protobuf() -> None:
+    header = pb.UploadRequest(header=pb.UploadHeader(name="a/b", metadata={"k": "v"}))
+    raw = encode_upload_request(header)
+    assert raw == header.SerializeToString()
+    assert wire.decode_upload_request(raw) == header
+    assert wire.decode_upload_request(b"") == pb.UploadRequest()  # an empty message: neither field
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=300))
+def test_download_data_round_trip(data: bytes) -> None:
+    raw = wire.encode_download_reply(data)
+    assert pb.DownloadReply.FromString(raw) == pb.DownloadReply(data=data)
+    assert decode_download_reply(raw) == data
+    assert decode_download_reply(pb.DownloadReply(data=data).SerializeToString()) in (data, pb.DownloadReply(data=data))
+
+
+def test_download_header_goes_through_protobuf() -> None:
+    reply = pb.DownloadReply(header=pb.DownloadHeader(offset=3, length=9))
+    raw = wire.encode_download_reply(reply)
+    assert raw == reply.SerializeToString() and decode_download_reply(raw) == reply
+    big = os.urandom(1024 * 1024)
+    assert decode_download_reply(wire.encode_download_reply(memoryview(big))) == big

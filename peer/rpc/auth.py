@@ -78,9 +78,9 @@ def peer_payload(method: str, request: Any) -> bytes:
     """What a peer credential covers besides the method: the chunk id of a put (its data is bound
     to the id by the SHA-256 check on arrival), else the whole (small) request."""
     if method.endswith("/PutChunk"):
-        return str(request.chunk_id).encode()
-    if method.endswith("/PutChunks"):
-        return b""
+        return str(getattr(request, "chunk_id", "")).encode()
+    if method.endswith(("/PutChunks", "/PutChunkStream")):
+        return b""  # a stream: each chunk is bound to its id by the SHA-256 check on arrival
     data: bytes = request.SerializeToString()
     return data
 
@@ -170,4 +170,13 @@ def _peer_checked(
             return await inner_su(requests, context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **opts)
+    if handler.stream_stream is not None:
+        inner_ss: Any = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await check(None, context)
+            async for item in inner_ss(requests, context):
+                yield item
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **opts)
     return _refusal(handler, Unauthenticated(f"{method} does not accept peer calls"))

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from peer.errors import ClientTooSlow, DfsError, InvalidRequest, TooLarge
 from peer.metadata.store import AsyncMetadata, FileRefSpec, TokenRecord, VersionRecord, VersionSpec
 from peer.rpc import validation as v
+from peer.rpc import wire
 from peer.rpc.auth import ClientAuth
 from peer.rpc.status import abort_with
 from peer.security.tokens import check_role, check_token_name, new_token
@@ -115,7 +116,11 @@ class ClientLimits:
     idle_timeout_s: float = 60.0
 
 
-async def _next_message(requests: AsyncIterator[pb.UploadRequest], idle_s: float) -> pb.UploadRequest | None:
+UploadItem = pb.UploadRequest | memoryview | wire.Malformed
+"""What the Upload handler's request deserializer yields: the header, a view of a data piece, or junk."""
+
+
+async def _next_message(requests: AsyncIterator[UploadItem], idle_s: float) -> UploadItem | None:
     try:
         async with asyncio.timeout(idle_s):
             return await anext(requests, None)
@@ -133,7 +138,7 @@ class UploadStream:
     that failed mid-way, so it is refused rather than committed as a shorter file.
     """
 
-    def __init__(self, requests: AsyncIterator[pb.UploadRequest], header: pb.UploadHeader,
+    def __init__(self, requests: AsyncIterator[UploadItem], header: pb.UploadHeader,
                  limits: ClientLimits) -> None:
         self._requests = requests
         self._limits = limits
@@ -143,26 +148,25 @@ class UploadStream:
         self.trailer: pb.UploadTrailer | None = None
         self.received = 0
 
-    async def pieces(self) -> AsyncIterator[bytes]:
+    async def pieces(self) -> AsyncIterator[memoryview]:
         """The data, refusing a stream that stalls, grows past a limit, or goes on after its trailer,
         before the excess reaches the chunker."""
         limit = self._limits.max_file_size if self.declared is None else self.declared
-        while (msg := await _next_message(self._requests, self._limits.idle_timeout_s)) is not None:
-            kind = msg.WhichOneof("msg")
+        while (item := await _next_message(self._requests, self._limits.idle_timeout_s)) is not None:
             if self.trailer is not None:
                 raise InvalidRequest("nothing may follow the upload trailer")
-            if kind == "trailer":
-                self.trailer = msg.trailer
-                continue
-            if kind != "data":
-                raise InvalidRequest("only data messages and one trailer may follow the upload header")
-            self.received += len(msg.data)
+            if not isinstance(item, memoryview):
+                if isinstance(item, pb.UploadRequest) and item.WhichOneof("msg") == "trailer":
+                    self.trailer = item.trailer
+                    continue
+                raise _not_data(item)
+            self.received += len(item)
             if self.received > limit:
                 if self.declared is not None:
                     raise InvalidRequest(f"the upload brought more than the {self.declared} bytes its header declared")
                 raise TooLarge(f"upload larger than the limit of {limit} bytes (DFS_MAX_FILE_SIZE)")
-            if msg.data:
-                yield msg.data
+            if item:
+                yield item
 
     def check_complete(self, size: int, sha256: str) -> None:
         """Called with what was received, after the chunks are durable and before the commit."""
@@ -183,6 +187,31 @@ class UploadStream:
 def token_info(rec: TokenRecord) -> pb.TokenInfo:
     return pb.TokenInfo(token_id=rec.token_id, role=rec.role, name=rec.name, created_at=rec.created_at,
                         revoked_at=rec.revoked_at or 0.0)
+
+
+def _not_data(item: UploadItem) -> InvalidRequest:
+    if isinstance(item, wire.Malformed):
+        return InvalidRequest("an upload message could not be parsed as an UploadRequest")
+    return InvalidRequest("only data messages and one trailer may follow the upload header")
+
+
+def add_to_server(servicer: FileStoreServicer, server: grpc.aio.Server) -> None:
+    """Registers the FileStore service: the generated handlers, except that Upload requests and
+    Download replies go through `wire`, so their data is not copied through protobuf messages."""
+    recorder = wire.HandlerRecorder()
+    pb_grpc.add_FileStoreServicer_to_server(servicer, recorder)
+    handlers = dict(recorder.handlers)
+    handlers["Upload"] = grpc.stream_unary_rpc_method_handler(
+        servicer.Upload,
+        request_deserializer=wire.decode_upload_request,
+        response_serializer=pb.UploadReply.SerializeToString,
+    )
+    handlers["Download"] = grpc.unary_stream_rpc_method_handler(
+        servicer.Download,
+        request_deserializer=pb.DownloadRequest.FromString,
+        response_serializer=wire.encode_download_reply,
+    )
+    recorder.register(server, handlers)
 
 
 class FileStoreServicer(pb_grpc.FileStoreServicer):
@@ -209,13 +238,15 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self._limits = limits or ClientLimits()
 
     async def Upload(  # noqa: N802 - gRPC method names
-        self, request_iterator: AsyncIterator[pb.UploadRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[UploadItem], context: grpc.aio.ServicerContext
     ) -> pb.UploadReply:
         try:
             self._require_metadata()
             requests = aiter(request_iterator)
             first = await _next_message(requests, self._limits.idle_timeout_s)
-            if first is None or first.WhichOneof("msg") != "header":
+            if isinstance(first, wire.Malformed):
+                raise _not_data(first)
+            if not isinstance(first, pb.UploadRequest) or first.WhichOneof("msg") != "header":
                 raise InvalidRequest("the first upload message must be a header")
             spec = UploadSpec(
                 name=v.check_name(first.header.name),
@@ -233,7 +264,8 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> None:
         """Writes with a deadline per message: a client that stops reading holds a stream (and the
-        chunks fetched ahead for it) only until the idle timeout, then the call is cancelled."""
+        chunks fetched ahead for it) only until the idle timeout, then the call is cancelled. Data
+        pieces are written as their bytes; `add_to_server` registers the serializer that frames them."""
         try:
             self._require_metadata()
             ref, ver = file_ref(request.file), version_spec(request.version)
@@ -241,11 +273,11 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
             await self._write(context, pb.DownloadReply(header=header))
             async for piece in data:
-                await self._write(context, pb.DownloadReply(data=piece))
+                await self._write(context, piece)
         except DfsError as exc:
             await abort_with(context, exc)
 
-    async def _write(self, context: grpc.aio.ServicerContext, reply: pb.DownloadReply) -> None:
+    async def _write(self, context: grpc.aio.ServicerContext, reply: pb.DownloadReply | bytes | memoryview) -> None:
         idle_s = self._limits.idle_timeout_s
         try:
             async with asyncio.timeout(idle_s):

@@ -6,6 +6,8 @@ domain errors (PeerUnavailable, ChunkNotFound, ChunkCorrupt) so services never s
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +16,7 @@ import grpc
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, PeerUnavailable
 from peer.rpc.auth import PEER_AUTH_KEY, PEERCHUNKS, peer_payload
 from peer.rpc.tls import PEER_CHANNEL_OPTIONS, TlsFiles
+from peer.rpc.wire import Buffer, ChunkData, decode_chunk, encode_chunk
 from peer.security.peerauth import PeerSigner
 from peer.transfer.peers import DigestAnswer
 from proto import dfs_pb2 as pb
@@ -36,30 +39,14 @@ def server_options(max_message: int) -> list[tuple[str, int]]:
 
 
 PUT_CHUNK_METHOD = f"{PEERCHUNKS}PutChunk"
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def encode_chunk(chunk_id: str, data: bytes) -> bytes:
-    """A `Chunk` message in protobuf wire format, built with one copy of the data.
-
-    The replication hot path sends every uploaded byte to R-1 peers; building a message object and
-    serializing it copies each 1 MiB chunk twice more, which the profile of a large upload showed as
-    a sixth of the entry peer's time. Field 1 (chunk_id) and field 2 (data), both length-delimited.
-    """
-    key = chunk_id.encode()
-    return b"".join((b"\x0a", _varint(len(key)), key, b"\x12", _varint(len(data)), data))
+PUT_CHUNK_STREAM_METHOD = f"{PEERCHUNKS}PutChunkStream"
+GET_CHUNKS_METHOD = f"{PEERCHUNKS}GetChunks"
 
 
 class _Channel:
-    """One channel to a peer with its stub, plus the raw-bytes PutChunk call."""
+    """One channel to a peer with its stub, plus the chunk-data calls framed by `wire`: PutChunkStream
+    (the replication hot path sends every uploaded byte to R-1 peers), PutChunk and GetChunks, so
+    chunk data is not copied through protobuf messages."""
 
     def __init__(self, addr: str, max_message: int, tls: TlsFiles | None) -> None:
         if tls is None:
@@ -70,6 +57,12 @@ class _Channel:
         self.stub = pb_grpc.PeerChunksStub(self.channel)
         self.put_chunk = self.channel.unary_unary(
             PUT_CHUNK_METHOD, request_serializer=None, response_deserializer=pb.PutChunksReply.FromString
+        )
+        self.put_chunk_stream = self.channel.stream_stream(
+            PUT_CHUNK_STREAM_METHOD, request_serializer=None, response_deserializer=pb.PutChunksReply.FromString
+        )
+        self.get_chunks = self.channel.unary_stream(
+            GET_CHUNKS_METHOD, request_serializer=pb.ChunkIds.SerializeToString, response_deserializer=decode_chunk
         )
 
 
@@ -91,6 +84,7 @@ class GrpcChunkPeers:
         self._tls = tls
         self._signer = signer
         self._channels: dict[str, _Channel] = {}
+        self._unary_only: set[str] = set()  # addresses of peers without PutChunkStream (older versions)
 
     def _auth(self, method: str, request: Any) -> tuple[tuple[str, str], ...] | None:
         if self._signer is None:
@@ -110,7 +104,7 @@ class GrpcChunkPeers:
     def _stub(self, node_id: str) -> pb_grpc.PeerChunksStub:
         return self._channel(node_id).stub
 
-    async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
+    async def put(self, node_id: str, chunk_id: str, data: Buffer) -> None:
         try:
             await self._channel(node_id).put_chunk(
                 encode_chunk(chunk_id, data), timeout=self._timeout,
@@ -119,14 +113,17 @@ class GrpcChunkPeers:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, chunk_id) from exc
 
-    async def get(self, node_id: str, chunk_id: str) -> bytes:
+    def writer(self) -> StreamWriter:
+        return StreamWriter(self)
+
+    async def get(self, node_id: str, chunk_id: str) -> memoryview:
         try:
             request = pb.ChunkIds(ids=[chunk_id])
-            call = self._stub(node_id).GetChunks(request, timeout=self._timeout,
-                                                 metadata=self._auth("GetChunks", request))
+            call = self._channel(node_id).get_chunks(request, timeout=self._timeout,
+                                                     metadata=self._auth("GetChunks", request))
             async for chunk in call:
-                if chunk.chunk_id == chunk_id:
-                    return bytes(chunk.data)
+                if isinstance(chunk, ChunkData) and chunk.chunk_id == chunk_id:
+                    return chunk.data
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, chunk_id) from exc
         raise ChunkNotFound(chunk_id)
@@ -172,6 +169,130 @@ class GrpcChunkPeers:
         for entry in self._channels.values():
             await entry.channel.close(None)
         self._channels.clear()
+
+
+class _PutStream:
+    """One PutChunkStream call to one peer: chunks are written in order, one at a time, and each
+    put waits for the acknowledgement carrying its id (they may come out of order). When the call
+    ends early every put still waiting fails with the call's error, translated."""
+
+    def __init__(self, channel: _Channel, node_id: str, metadata: tuple[tuple[str, str], ...] | None) -> None:
+        self.node_id = node_id
+        self.call = channel.put_chunk_stream(metadata=metadata)  # type: ignore[call-arg]  # requests go by write()
+        self.unimplemented = False
+        self._failure: DfsError | None = None
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._send = asyncio.Lock()
+        self._acks = asyncio.create_task(self._read_acks())
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    async def put(self, chunk_id: str, data: Buffer, timeout_s: float) -> None:
+        if self._failure is not None:
+            raise self._failure
+        acked = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(chunk_id, deque()).append(acked)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._send:
+                    await self.call.write(encode_chunk(chunk_id, data))
+                await acked
+        except TimeoutError:
+            self.abort(PeerUnavailable(self.node_id, f"chunk {chunk_id[:12]} not acknowledged within {timeout_s} s"))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            await asyncio.wait([self._acks], timeout=1.0)  # the call's own status says more than the write
+            self.abort(PeerUnavailable(self.node_id, f"chunk stream: {exc}"))
+        if not acked.done() or acked.cancelled() or acked.exception() is not None:
+            raise self._failure or PeerUnavailable(self.node_id, "chunk stream failed")
+
+    async def _read_acks(self) -> None:
+        error: DfsError = PeerUnavailable(self.node_id, "the chunk stream ended early")
+        try:
+            async for reply in self.call:
+                for chunk_id in reply.stored:
+                    self._ack(chunk_id)
+        except grpc.aio.AioRpcError as exc:
+            self.unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED
+            error = _translate(exc, self.node_id, "")
+        self.abort(error)
+
+    def _ack(self, chunk_id: str) -> None:
+        waiting = self._waiting.get(chunk_id)
+        if not waiting:
+            return
+        acked = waiting.popleft()
+        if not waiting:
+            del self._waiting[chunk_id]
+        if not acked.done():
+            acked.set_result(None)
+
+    def abort(self, error: DfsError) -> None:
+        """Fails every put still waiting and ends the call (a no-op once the stream has failed)."""
+        if self._failure is not None:
+            return
+        self._failure = error
+        for waiting in self._waiting.values():
+            for acked in waiting:
+                if not acked.done():
+                    acked.set_exception(error)
+        self._waiting.clear()
+        self.call.cancel()
+
+    async def close(self, timeout_s: float) -> None:
+        """Ends the request stream and waits for the peer to end the call."""
+        if self._failure is None:
+            try:
+                async with self._send:
+                    await self.call.done_writing()
+                await asyncio.wait_for(asyncio.shield(self._acks), timeout_s)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
+                pass
+        self.abort(PeerUnavailable(self.node_id, "the chunk stream was closed"))
+        self._acks.cancel()
+
+
+UNARY_PUTS = 2  # chunks of one upload sent to a peer as unary calls before a stream is opened to it
+
+
+class StreamWriter:
+    """The puts of one upload: one long-lived PutChunkStream per target peer, replaced if it fails,
+    instead of one unary call per chunk. A stream costs more than a unary call to set up and less
+    per chunk, so the first UNARY_PUTS chunks to each peer (all of a small upload's) go as unary
+    PutChunk calls. A peer that does not know the method gets unary calls only."""
+
+    def __init__(self, peers: GrpcChunkPeers) -> None:
+        self._peers = peers
+        self._streams: dict[str, _PutStream] = {}
+        self._puts: dict[str, int] = {}
+
+    async def put(self, node_id: str, chunk_id: str, data: Buffer) -> None:
+        peers = self._peers
+        channel = peers._channel(node_id)
+        addr = peers._resolve(node_id) or ""
+        self._puts[node_id] = sent = self._puts.get(node_id, 0) + 1
+        if sent <= UNARY_PUTS or addr in peers._unary_only:
+            return await peers.put(node_id, chunk_id, data)
+        stream = self._streams.get(node_id)
+        if stream is None or stream.failed:
+            stream = self._streams[node_id] = _PutStream(channel, node_id, peers._auth("PutChunkStream", None))
+        try:
+            await stream.put(chunk_id, data, peers._timeout)
+        except DfsError:
+            if not stream.unimplemented:
+                raise
+            peers._unary_only.add(addr)
+            await peers.put(node_id, chunk_id, data)
+
+    async def close(self) -> None:
+        streams, self._streams = list(self._streams.values()), {}
+        await asyncio.gather(*(s.close(self._peers._timeout) for s in streams))
+
+    def abort(self) -> None:
+        streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            stream.abort(PeerUnavailable(stream.node_id, "the upload ended"))
 
 
 def _translate(exc: grpc.aio.AioRpcError, node_id: str, chunk_id: str) -> DfsError:

@@ -16,6 +16,7 @@ import grpc
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, InvalidRequest
 from peer.repair.index import BUCKETS
+from peer.rpc import wire
 from peer.rpc.status import abort_with
 from peer.storage.chunkstore import ChunkStore, check_chunk_id
 from proto import dfs_pb2 as pb
@@ -24,6 +25,7 @@ from proto import dfs_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 MAX_IDS = 10_000
+STREAM_WRITES = 4  # chunks of one PutChunkStream being written at once; more wait in gRPC's flow control
 
 
 def _ids(msg: pb.ChunkIds) -> list[str]:
@@ -43,13 +45,64 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         self._stats = stats
         self._node_id = node_id
 
-    async def PutChunk(self, request: pb.Chunk, context: grpc.aio.ServicerContext) -> pb.PutChunksReply:  # noqa: N802
+    async def PutChunk(  # noqa: N802
+        self, request: wire.ChunkData | wire.Malformed, context: grpc.aio.ServicerContext
+    ) -> pb.PutChunksReply:
+        """`add_to_server` registers `wire.decode_chunk` as this method's deserializer: the data is a
+        view of the received message, hashed and written without another copy."""
         try:
+            if isinstance(request, wire.Malformed):
+                raise InvalidRequest("the request could not be parsed as a Chunk")
             check_chunk_id(request.chunk_id)
             await asyncio.to_thread(self._store.put, request.chunk_id, request.data)
         except DfsError as exc:
             await abort_with(context, exc)
         return pb.PutChunksReply(stored=[request.chunk_id])
+
+    async def PutChunkStream(  # noqa: N802
+        self, request_iterator: AsyncIterator[wire.ChunkData | wire.Malformed], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PutChunksReply]:
+        """Writes up to STREAM_WRITES chunks of the stream at once and acknowledges each once durable;
+        the first chunk that cannot be stored ends the stream with its error."""
+        acks: asyncio.Queue[str | DfsError | None] = asyncio.Queue()
+        receiver = asyncio.create_task(self._store_stream(request_iterator, acks))
+        try:
+            while (ack := await acks.get()) is not None:
+                if isinstance(ack, DfsError):
+                    await abort_with(context, ack)
+                yield pb.PutChunksReply(stored=[ack])
+            await receiver
+        finally:
+            receiver.cancel()
+
+    async def _store_stream(
+        self, requests: AsyncIterator[wire.ChunkData | wire.Malformed], acks: asyncio.Queue[str | DfsError | None]
+    ) -> None:
+        slots = asyncio.Semaphore(STREAM_WRITES)
+
+        async def store(chunk: wire.ChunkData) -> None:
+            try:
+                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data)
+                acks.put_nowait(chunk.chunk_id)
+            except DfsError as exc:
+                acks.put_nowait(exc)
+            finally:
+                slots.release()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for chunk in requests:
+                    try:
+                        if isinstance(chunk, wire.Malformed):
+                            raise InvalidRequest("a message could not be parsed as a Chunk")
+                        check_chunk_id(chunk.chunk_id)
+                    except DfsError as exc:
+                        acks.put_nowait(exc)
+                        break
+                    await slots.acquire()
+                    group.create_task(store(chunk))
+        finally:
+            acks.put_nowait(None)
 
     async def PutChunks(  # noqa: N802 - gRPC method names
         self, request_iterator: AsyncIterator[pb.Chunk], context: grpc.aio.ServicerContext
@@ -66,7 +119,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
     async def GetChunks(  # noqa: N802
         self, request: pb.ChunkIds, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.Chunk]:
+    ) -> AsyncIterator[wire.ChunkData]:
         try:
             ids = _ids(request)
         except DfsError as exc:
@@ -76,7 +129,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
                 data = await asyncio.to_thread(self._store.get, chunk_id)
             except (ChunkNotFound, ChunkCorrupt):
                 continue
-            yield pb.Chunk(chunk_id=chunk_id, data=data)
+            yield wire.ChunkData(chunk_id, memoryview(data))  # framed by wire.encode_chunk_data
 
     async def HasChunks(self, request: pb.ChunkIds, context: grpc.aio.ServicerContext) -> pb.ChunkIds:  # noqa: N802
         try:
@@ -109,3 +162,27 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.PeerStats:  # noqa: N802
         return pb.PeerStats(node_id=self._node_id, **self._stats())
+
+
+def add_to_server(servicer: PeerChunksServicer, server: grpc.aio.Server) -> None:
+    """Registers the PeerChunks service: the generated handlers, except that PutChunk and
+    PutChunkStream requests and GetChunks replies go through `wire` (no protobuf copies of chunk data)."""
+    recorder = wire.HandlerRecorder()
+    pb_grpc.add_PeerChunksServicer_to_server(servicer, recorder)
+    handlers = dict(recorder.handlers)
+    handlers["PutChunk"] = grpc.unary_unary_rpc_method_handler(
+        servicer.PutChunk,
+        request_deserializer=wire.decode_chunk,
+        response_serializer=pb.PutChunksReply.SerializeToString,
+    )
+    handlers["PutChunkStream"] = grpc.stream_stream_rpc_method_handler(
+        servicer.PutChunkStream,
+        request_deserializer=wire.decode_chunk,
+        response_serializer=pb.PutChunksReply.SerializeToString,
+    )
+    handlers["GetChunks"] = grpc.unary_stream_rpc_method_handler(
+        servicer.GetChunks,
+        request_deserializer=pb.ChunkIds.FromString,
+        response_serializer=wire.encode_chunk_data,
+    )
+    recorder.register(server, handlers)

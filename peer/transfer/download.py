@@ -5,12 +5,16 @@ record says hold it and the ring's owners (usable ones first), then from any oth
 is checked against its SHA-256 before a byte of it is sent; a corrupt or missing copy is skipped.
 When no intact copy exists the stream fails with DataLoss, never with wrong bytes. Up to `window`
 chunks are fetched ahead of the one being sent, so several owners serve one download at once.
+
+There is no whole-file hash here: the chunk list comes from the committed version record and every
+chunk is content-addressed, so once each chunk matches its id the bytes sent are exactly the file
+that was stored (the record's SHA-256 was computed over the same chunks at upload). The SDK hashes
+the whole file again on its side and compares it with the record, end to end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
@@ -23,8 +27,6 @@ from peer.storage.chunkstore import ChunkStore, sha256_hex
 from peer.transfer.peers import ChunkPeers, ClusterView
 
 log = logging.getLogger(__name__)
-
-HASH_BATCH_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -67,23 +69,20 @@ class DownloadService:
 
     async def open(
         self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int
-    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[bytes]]:
+    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[bytes | memoryview]]:
         record = await self._metadata.get_version(ref, version)
         rng = resolve_range(record.size, offset, length)
         return record, rng, self._stream(record, rng)
 
-    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[bytes]:
-        whole = rng.offset == 0 and rng.length == record.size
-        file_hash = hashlib.sha256() if whole else None
+    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[bytes | memoryview]:
         todo = iter(_chunks_in_range(record.chunks, rng))
-        ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes]]] = deque()
+        ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes | memoryview]]] = deque()
 
         def fetch_next() -> None:
             item = next(todo, None)
             if item is not None:
                 ahead.append((*item, asyncio.ensure_future(self.fetch_chunk(item[0]))))
 
-        unhashed: list[bytes] = []  # the whole-file hash is fed in batches: one thread hop per few MiB
         try:
             for _ in range(self._window):
                 fetch_next()
@@ -91,23 +90,14 @@ class DownloadService:
                 ref, start, task = ahead.popleft()
                 data = await task
                 fetch_next()
-                if file_hash is not None:
-                    unhashed.append(data)
-                    if len(unhashed) >= HASH_BATCH_CHUNKS:
-                        await asyncio.to_thread(_feed, file_hash, unhashed)
-                        unhashed = []
                 lo = max(rng.offset - start, 0)
                 hi = min(rng.end - start, ref.size)
                 yield data if (lo, hi) == (0, ref.size) else data[lo:hi]
         finally:
             for _ref, _start, pending in ahead:
                 pending.cancel()
-        if file_hash is not None:
-            await asyncio.to_thread(_feed, file_hash, unhashed)
-            if file_hash.hexdigest() != record.sha256:
-                raise DataLoss(f"{record.name} v{record.version}: file SHA-256 does not match its record")
 
-    async def fetch_chunk(self, ref: ChunkRef) -> bytes:
+    async def fetch_chunk(self, ref: ChunkRef) -> bytes | memoryview:
         """An intact copy of one chunk from wherever one can be found."""
         view = self._view
         order = read_order(view.ring, ref.chunk_id, self._replicas, ref.peers, view.is_usable)
@@ -124,7 +114,7 @@ class DownloadService:
         log.error("no intact copy of chunk %s: %s", ref.chunk_id, "; ".join(failures))
         raise DataLoss(f"no intact copy of chunk {ref.chunk_id} found on {len(order)} peers")
 
-    async def _fetch_from(self, node: str, chunk_id: str) -> bytes:
+    async def _fetch_from(self, node: str, chunk_id: str) -> bytes | memoryview:
         if node == self._view.local_id:
             return await asyncio.to_thread(self._store.get, chunk_id)
         data = await self._peers.get(node, chunk_id)
@@ -132,11 +122,6 @@ class DownloadService:
             log.warning("peer %s sent a corrupt copy of chunk %s; trying another", node[:8], chunk_id)
             raise ChunkCorrupt(chunk_id, f"peer {node[:8]}")
         return data
-
-
-def _feed(file_hash: hashlib._Hash, pieces: list[bytes]) -> None:
-    for piece in pieces:
-        file_hash.update(piece)
 
 
 def _chunks_in_range(chunks: tuple[ChunkRef, ...], rng: ByteRange) -> list[tuple[ChunkRef, int]]:

@@ -22,12 +22,32 @@ class DigestAnswer:
     differing: Mapping[int, list[str]] = field(default_factory=dict)
 
 
-class ChunkPeers(Protocol):
-    async def put(self, node_id: str, chunk_id: str, data: bytes) -> None:
+class ChunkWriter(Protocol):
+    """The chunk puts of one upload, which may share long-lived streams to each target peer."""
+
+    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview) -> None:
         """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt."""
         ...
 
-    async def get(self, node_id: str, chunk_id: str) -> bytes:
+    async def close(self) -> None:
+        """After the last put: ends the streams gracefully."""
+        ...
+
+    def abort(self) -> None:
+        """When the upload fails or is cancelled: ends the streams at once."""
+        ...
+
+
+class ChunkPeers(Protocol):
+    def writer(self) -> ChunkWriter:
+        """A writer for the puts of one upload; close() or abort() it when the upload ends."""
+        ...
+
+    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview) -> None:
+        """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt."""
+        ...
+
+    async def get(self, node_id: str, chunk_id: str) -> bytes | memoryview:
         """The bytes node_id holds for chunk_id, unverified; raises ChunkNotFound or PeerUnavailable."""
         ...
 

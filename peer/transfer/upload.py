@@ -22,7 +22,7 @@ from peer.metadata.store import AsyncMetadata, ChunkRef, NewVersion, VersionReco
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.budget import ByteBudget
 from peer.transfer.chunker import chunk_stream
-from peer.transfer.peers import ChunkPeers, ClusterView
+from peer.transfer.peers import ChunkPeers, ChunkWriter, ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class UploadSpec:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-def _hash_chunk(chunk: bytes, file_hash: hashlib._Hash) -> str:
+def _hash_chunk(chunk: bytes | memoryview, file_hash: hashlib._Hash) -> str:
     file_hash.update(chunk)
     return hashlib.sha256(chunk).hexdigest()
 
@@ -66,7 +66,10 @@ class UploadService:
         self._budget = budget or ByteBudget(window * chunk_size)
 
     async def upload(
-        self, spec: UploadSpec, pieces: AsyncIterator[bytes], check: Callable[[int, str], None] | None = None
+        self,
+        spec: UploadSpec,
+        pieces: AsyncIterator[bytes | memoryview],
+        check: Callable[[int, str], None] | None = None,
     ) -> VersionRecord:
         """Stores `pieces` as a new version. `check(size, sha256)` runs once every chunk is durable and
         before the commit; whatever it raises leaves no version (the edge uses it to refuse a stream
@@ -76,6 +79,7 @@ class UploadService:
         slots = asyncio.Semaphore(self._window)
         pending: list[tuple[str, int, asyncio.Task[tuple[str, ...]]]] = []
         size = 0
+        writer = self._peers.writer()
         try:
             async with asyncio.TaskGroup() as group:
                 async for chunk in chunk_stream(pieces, self._chunk_size):
@@ -84,15 +88,18 @@ class UploadService:
                     release = self._release_slot(slots, len(chunk))
                     try:
                         chunk_id = await asyncio.to_thread(_hash_chunk, chunk, file_hash)
-                        task = group.create_task(self._replicate(chunk_id, chunk))
+                        task = group.create_task(self._replicate(writer, chunk_id, chunk))
                     except BaseException:  # the shared budget must not leak when a client goes away
                         release(None)
                         raise
                     task.add_done_callback(release)
                     pending.append((chunk_id, len(chunk), task))
                     size += len(chunk)
+            await writer.close()
         except BaseExceptionGroup as group_error:
             raise _first_domain_error(group_error) from group_error
+        finally:
+            writer.abort()  # a no-op after close(); on failure it ends the replication streams at once
         if check is not None:
             check(size, file_hash.hexdigest())
         chunks = tuple(ChunkRef(cid, n, task.result()) for cid, n, task in pending)
@@ -121,13 +128,13 @@ class UploadService:
         if available < self._replicas:
             raise InsufficientReplicas(self._replicas, available)
 
-    async def _replicate(self, chunk_id: str, chunk: bytes) -> tuple[str, ...]:
+    async def _replicate(self, writer: ChunkWriter, chunk_id: str, chunk: bytes | memoryview) -> tuple[str, ...]:
         """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
         view = self._view
         candidates = iter([n for n in view.ring.preference(chunk_id) if view.is_usable(n)])
         running: dict[asyncio.Task[None], str] = {}
         for node in islice(candidates, self._replicas):
-            running[asyncio.create_task(self._put(node, chunk_id, chunk))] = node
+            running[asyncio.create_task(self._put(writer, node, chunk_id, chunk))] = node
         stored: list[str] = []
         errors: list[str] = []
         try:
@@ -142,7 +149,7 @@ class UploadService:
                     errors.append(f"{node[:8]}: {exc}")
                     log.warning("write of chunk %s to %s failed: %s", chunk_id[:12], node[:8], exc)
                     for nxt in islice(candidates, 1):
-                        running[asyncio.create_task(self._put(nxt, chunk_id, chunk))] = nxt
+                        running[asyncio.create_task(self._put(writer, nxt, chunk_id, chunk))] = nxt
         finally:
             for task in running:
                 task.cancel()
@@ -150,11 +157,11 @@ class UploadService:
             raise InsufficientReplicas(self._replicas, len(stored), "; ".join(errors[-3:]))
         return tuple(stored)
 
-    async def _put(self, node: str, chunk_id: str, chunk: bytes) -> None:
+    async def _put(self, writer: ChunkWriter, node: str, chunk_id: str, chunk: bytes | memoryview) -> None:
         if node == self._view.local_id:
             await asyncio.to_thread(self._store.put, chunk_id, chunk, True)
         else:
-            await self._peers.put(node, chunk_id, chunk)
+            await writer.put(node, chunk_id, chunk)
 
 
 def _first_domain_error(group: BaseExceptionGroup) -> BaseException:

@@ -25,7 +25,8 @@ from peer.errors import GossipDecodeError, InvalidRequest
 from peer.membership import codec
 from peer.metadata.store import VersionRecord
 from peer.rpc import validation as v
-from peer.rpc.client_service import FileStoreServicer
+from peer.rpc import wire
+from peer.rpc.client_service import FileStoreServicer, UploadItem
 from peer.transfer.upload import UploadSpec
 from proto import dfs_pb2 as pb
 
@@ -299,14 +300,14 @@ class Outcome:
 
 
 async def run_upload(messages: Sequence[bytes], **servicer_kwargs: Any) -> Outcome:
-    """The real FileStoreServicer.Upload over `messages`, each parsed as grpc's deserializer would
-    when the handler reads it (so a DecodeError surfaces from the request iterator)."""
+    """The real FileStoreServicer.Upload over `messages`, each parsed by the request deserializer the
+    peer registers for Upload (data as a view of the bytes, junk as `wire.Malformed`)."""
     uploads = RecordingUploads()
     servicer = FileStoreServicer(uploads, None, None, None, **servicer_kwargs)  # type: ignore[arg-type]
 
-    async def requests() -> AsyncIterator[pb.UploadRequest]:
+    async def requests() -> AsyncIterator[UploadItem]:
         for raw in messages:
-            yield pb.UploadRequest.FromString(raw)
+            yield wire.decode_upload_request(raw)
 
     try:
         reply = await servicer.Upload(requests(), AbortingContext())  # type: ignore[arg-type]
