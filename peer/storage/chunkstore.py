@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from peer.errors import ChunkCorrupt, ChunkNotFound, InvalidRequest, StorageFull
+from peer.storage import directio
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def sha256_hex(data: bytes | bytearray | memoryview) -> str:
 
 
 def write_durable(path: Path, data: bytes | bytearray | memoryview, replace: bool = True) -> bool:
-    """Temp file in the target directory, write, fsync, rename, fsync the directory.
+    """Temp file in the target directory, write (past the page cache where possible: directio), fsync,
+    rename, fsync the directory.
 
     With replace=False the temp file is published with link(), which fails when the target exists,
     so of two concurrent writers of one content-addressed chunk exactly one reports that it created
@@ -47,12 +49,9 @@ def write_durable(path: Path, data: bytes | bytearray | memoryview, replace: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd, direct = directio.open_new(tmp, len(data))
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            directio.write_all(fd, data, direct)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -162,7 +161,7 @@ class ChunkStore:
         """Whether an intact copy is already in place; a wrong one is quarantined so a new write
         can replace it (an upload must never count a rotten copy as one of its R replicas)."""
         try:
-            if path.stat().st_size == size and sha256_hex(path.read_bytes()) == chunk_id:
+            if path.stat().st_size == size and sha256_hex(directio.read_all(path)) == chunk_id:
                 return True
         except FileNotFoundError:
             return False
@@ -174,7 +173,7 @@ class ChunkStore:
         """Returns the chunk's bytes after checking their SHA-256; a corrupt copy is quarantined."""
         path = self.path(chunk_id)
         try:
-            data = path.read_bytes()
+            data = directio.read_all(path)
         except FileNotFoundError:
             with self._lock:
                 self._forget(chunk_id, path, unlink=False)

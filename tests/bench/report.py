@@ -51,7 +51,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row("baselines", "disk write, same, 2 writers at once", f"{d['write_2_writers_mb_s']:.1f} MB/s"))
         out.append(Row("baselines", "upload ceiling set by the disk (R=2: 2 writes/byte)",
                        f"{d['r2_upload_ceiling_mb_s']:.1f} MB/s"))
-        out.append(Row("baselines", "disk read (page cache)", f"{d['read_mb_s']:.1f} MB/s"))
+        out.append(Row("baselines", "disk read, same files (chunk-store recipe)", f"{d['read_mb_s']:.1f} MB/s"))
 
     large = results.get("large_file")
     if large:
