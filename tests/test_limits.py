@@ -20,6 +20,10 @@ pytestmark = pytest.mark.timeout(120)
 MAX_FILE = 3 * 1024 * 1024
 IDLE_S = 1.0
 MAX_RPCS = 16
+MAX_STREAMS = 3
+# grpc shares one connection among a process's channels to the same address unless told otherwise;
+# each of these stands for a separate client, so each gets its own connection.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,7 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeerProc]:
     cluster = Cluster(tmp_path_factory.mktemp("limits"), replicas=1, extra=[
         "--max-file-size", str(MAX_FILE), "--max-metadata-bytes", "100",
         "--client-idle-timeout", str(IDLE_S), "--max-concurrent-rpcs", str(MAX_RPCS),
+        "--max-streams-per-client", str(MAX_STREAMS),
     ])
     try:
         cluster.start(1)
@@ -111,19 +116,24 @@ def test_a_download_nobody_reads_is_cancelled_after_the_idle_timeout(peer: PeerP
     still_serves(peer, tmp_path)
 
 
+def held_upload(name: str, release: threading.Event) -> Iterator[pb.UploadRequest]:
+    """An upload kept open (inside the idle timeout) until `release` is set, then ended without a trailer."""
+    yield pb.UploadRequest(header=pb.UploadHeader(name=name))
+    while not release.wait(IDLE_S / 4):
+        yield pb.UploadRequest(data=b"x")
+
+
 def test_calls_beyond_the_concurrency_limit_are_refused_not_queued(peer: PeerProc, tmp_path: Path) -> None:
     release = threading.Event()
 
     def held(i: int) -> Iterator[pb.UploadRequest]:
-        yield pb.UploadRequest(header=pb.UploadHeader(name=f"limits/held-{i}"))
-        while not release.wait(IDLE_S / 4):  # keeps the call alive, inside the idle timeout
-            yield pb.UploadRequest(data=b"x")
+        return held_upload(f"limits/held-{i}", release)
 
-    channels = [grpc.insecure_channel(peer.grpc_addr) for _ in range(MAX_RPCS)]
+    channels = [grpc.insecure_channel(peer.grpc_addr, options=OWN_CONNECTION) for _ in range(MAX_RPCS)]
     futures = [pb_grpc.FileStoreStub(ch).Upload.future(held(i), timeout=60) for i, ch in enumerate(channels)]
     refused: list[grpc.RpcError] = []
     try:
-        with grpc.insecure_channel(peer.grpc_addr) as extra:
+        with grpc.insecure_channel(peer.grpc_addr, options=OWN_CONNECTION) as extra:
             stub = pb_grpc.FileStoreStub(extra)
 
             def one_more_is_refused() -> bool:
@@ -143,4 +153,33 @@ def test_calls_beyond_the_concurrency_limit_are_refused_not_queued(peer: PeerPro
         for ch in channels:
             ch.close()
     assert names(peer, "limits/held-") == []  # the held uploads ended without a trailer
+    still_serves(peer, tmp_path)
+
+
+def test_one_connection_gets_at_most_its_stream_limit_while_others_are_served(peer: PeerProc, tmp_path: Path) -> None:
+    """HTTP/2 streams per client connection are capped (DFS_MAX_STREAMS_PER_CLIENT): a client holding
+    that many calls open gets no further call served on that connection, and nobody else notices."""
+    release = threading.Event()
+    with grpc.insecure_channel(peer.grpc_addr, options=OWN_CONNECTION) as greedy:
+        stub = pb_grpc.FileStoreStub(greedy)
+        futures = [stub.Upload.future(held_upload(f"limits/streams-{i}", release), timeout=60)
+                   for i in range(MAX_STREAMS)]
+        try:
+            def one_more_waits() -> bool:
+                try:
+                    stub.List(pb.ListRequest(), timeout=1.0)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED, exc
+                    return True
+                return False  # the held calls have not all been opened yet
+
+            wait_for(one_more_waits, 30, "a call beyond the stream limit to wait")
+            with grpc.insecure_channel(peer.grpc_addr, options=OWN_CONNECTION) as other:
+                assert pb_grpc.FileStoreStub(other).List(pb.ListRequest(), timeout=5) is not None
+        finally:
+            release.set()
+            for f in futures:
+                f.exception(timeout=30)
+        assert stub.List(pb.ListRequest(), timeout=5) is not None, "the connection is served again"
+    assert names(peer, "limits/streams-") == []
     still_serves(peer, tmp_path)
