@@ -88,7 +88,7 @@ def grpc_baseline(workdir: Path, total: int, repeats: int) -> dict[str, Any]:
         "bytes": total,
         "message_bytes": raw.PIECE,
         "server_max_message": raw.PEER_MAX_MESSAGE,
-        "server": "grpc.aio in a subprocess, peer channel_options, no storage",
+        "server": "grpc.aio in a subprocess, the peer's server_options, no storage",
         "repeats": repeats,
         "upload_s": [round(s, 4) for s in uploads],
         "download_s": [round(s, 4) for s in downloads],

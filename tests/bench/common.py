@@ -308,7 +308,7 @@ class UniqueData:
         tag = self._TAG.pack(self.stream, self.count, self.nonce)
         if size <= len(tag):
             return tag[:size]
-        return tag + self.base[len(tag):size]
+        return b"".join((tag, memoryview(self.base)[len(tag):size]))  # one copy, not two
 
     def pieces(self, total: int, piece_size: int = MIB, digest: hashlib._Hash | None = None) -> Iterator[bytes]:
         """`total` bytes as pieces of `piece_size`, optionally fed to `digest` as they are produced."""

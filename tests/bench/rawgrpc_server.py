@@ -1,6 +1,6 @@
 """A storage-free gRPC server for the transport baseline: `python -m tests.bench.rawgrpc_server PORT_FILE`.
 
-Same server flavour (grpc.aio), same server options (`channel_options` with the peer's maximum message
+Same server flavour (grpc.aio), same server options (`server_options` with the peer's maximum message
 size) and the same wire messages as a peer, but nothing is stored: `Sink` drops every UploadRequest
 and `Source` streams DownloadReply messages of 1 MiB until `length` bytes have been sent. Runs in its
 own process so client and server use separate cores, as with a real peer.
@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from peer.config import MIB
-from peer.rpc.peer_client import channel_options
+from peer.rpc.peer_client import server_options
 from proto import dfs_pb2 as pb
 
 SINK = "/dfsbench.Raw/Sink"
@@ -49,7 +49,7 @@ async def _source(request: pb.DownloadRequest, context: Context) -> AsyncIterato
 
 
 async def serve(port_file: Path) -> None:
-    server = grpc.aio.server(options=channel_options(PEER_MAX_MESSAGE))
+    server = grpc.aio.server(options=server_options(PEER_MAX_MESSAGE))
     handler = grpc.method_handlers_generic_handler("dfsbench.Raw", {
         "Sink": grpc.stream_unary_rpc_method_handler(
             _sink, request_deserializer=pb.UploadRequest.FromString,
