@@ -12,7 +12,9 @@ import asyncio
 import dataclasses
 import json
 import logging
+import queue
 import sys
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +42,19 @@ class NodeFilter(logging.Filter):
         return True
 
 
-def _setup_logging(level: str, node_id: str) -> None:
+def _setup_logging(level: str, node_id: str) -> QueueListener:
+    """Log records are queued and written by a listener thread: a write to stderr (a pipe a container
+    runtime may drain slowly) never blocks the event loop. Stop the listener to flush at exit."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(NodeFilter(node_id))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [QueueHandler(records)]
     root.setLevel(level.upper())
+    listener = QueueListener(records, handler)
+    listener.start()
+    return listener
 
 
 def _fail(message: str, code: int) -> None:
@@ -240,14 +248,19 @@ def serve(print_config: bool, **opts: Any) -> None:
     except (DfsError, OSError) as exc:
         _fail(str(exc), EXIT_CONFIG)
         return
-    _setup_logging(config.log_level, node.node_id)
+    listener = _setup_logging(config.log_level, node.node_id)
     tune_allocator()
+    failure: DfsError | OSError | KeyboardInterrupt | None = None
     try:
         asyncio.run(node.run())
-    except (DfsError, OSError) as exc:
-        _fail(str(exc), EXIT_RUNTIME)
-    except KeyboardInterrupt:
+    except (DfsError, OSError, KeyboardInterrupt) as exc:
+        failure = exc
+    finally:
+        listener.stop()  # the peer's last log lines come before the error line
+    if isinstance(failure, KeyboardInterrupt):
         sys.exit(130)
+    if failure is not None:
+        _fail(str(failure), EXIT_RUNTIME)
 
 
 @main.group()
