@@ -133,17 +133,21 @@ class UploadFeed:
 
     def verify(self, stored: VersionInfo) -> None:
         """Raises IntegrityError unless the peer stored exactly the bytes this client sent."""
-        local = self._hash.hexdigest()
-        if stored.sha256 != local:
-            raise IntegrityError(
-                f"{stored.name} version {stored.version}: the peer stored sha256 {stored.sha256 or '(none)'}"
-                f" but this client sent {local}"
-            )
-        if stored.size != self.sent:
-            raise IntegrityError(
-                f"{stored.name} version {stored.version}: the peer stored {stored.size} bytes"
-                f" but this client sent {self.sent}"
-            )
+        verify_stored(stored, self._hash.hexdigest(), self.sent)
+
+
+def verify_stored(stored: VersionInfo, sha256: str, size: int) -> None:
+    """Raises IntegrityError unless the version the peer stored has the SHA-256 and size sent."""
+    if stored.sha256 != sha256:
+        raise IntegrityError(
+            f"{stored.name} version {stored.version}: the peer stored sha256 {stored.sha256 or '(none)'}"
+            f" but this client sent {sha256}"
+        )
+    if stored.size != size:
+        raise IntegrityError(
+            f"{stored.name} version {stored.version}: the peer stored {stored.size} bytes"
+            f" but this client sent {size}"
+        )
 
 
 class DownloadStream:

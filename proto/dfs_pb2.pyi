@@ -59,6 +59,16 @@ class UploadRequest(_message.Message):
     trailer: UploadTrailer
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[UploadTrailer, _Mapping]] = ...) -> None: ...
 
+class PutRequest(_message.Message):
+    __slots__ = ("header", "data", "trailer")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    data: bytes
+    trailer: UploadTrailer
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[UploadTrailer, _Mapping]] = ...) -> None: ...
+
 class ChunkPlacement(_message.Message):
     __slots__ = ("chunk_id", "size", "peers")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]

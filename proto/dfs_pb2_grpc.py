@@ -41,6 +41,11 @@ class FileStoreStub:
                 request_serializer=proto_dot_dfs__pb2.UploadRequest.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.UploadReply.FromString,
                 _registered_method=True)
+        self.Put = channel.unary_unary(
+                '/dfs.v1.FileStore/Put',
+                request_serializer=proto_dot_dfs__pb2.PutRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.UploadReply.FromString,
+                _registered_method=True)
         self.Download = channel.unary_stream(
                 '/dfs.v1.FileStore/Download',
                 request_serializer=proto_dot_dfs__pb2.DownloadRequest.SerializeToString,
@@ -100,6 +105,14 @@ class FileStoreServicer:
 
     def Upload(self, request_iterator, context):
         """Client stream: one UploadRequest with `header`, then any number with `data`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Put(self, request, context):
+        """A whole small file in one message (up to the peer's message size limit): the same checks and
+        the same result as Upload, at the cost of one unary call instead of a stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +187,11 @@ def add_FileStoreServicer_to_server(servicer, server):
             'Upload': grpc.stream_unary_rpc_method_handler(
                     servicer.Upload,
                     request_deserializer=proto_dot_dfs__pb2.UploadRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.UploadReply.SerializeToString,
+            ),
+            'Put': grpc.unary_unary_rpc_method_handler(
+                    servicer.Put,
+                    request_deserializer=proto_dot_dfs__pb2.PutRequest.FromString,
                     response_serializer=proto_dot_dfs__pb2.UploadReply.SerializeToString,
             ),
             'Download': grpc.unary_stream_rpc_method_handler(
@@ -255,6 +273,33 @@ class FileStore:
             target,
             '/dfs.v1.FileStore/Upload',
             proto_dot_dfs__pb2.UploadRequest.SerializeToString,
+            proto_dot_dfs__pb2.UploadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Put(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/Put',
+            proto_dot_dfs__pb2.PutRequest.SerializeToString,
             proto_dot_dfs__pb2.UploadReply.FromString,
             options,
             channel_credentials,

@@ -32,7 +32,7 @@ AUTHORIZATION_KEY = "authorization"
 METHOD_ROLES = {
     "Download": "read", "Stat": "read", "List": "read", "ListVersions": "read",
     "ClusterStatus": "read", "WhoAmI": "read",
-    "Upload": "write", "Delete": "write",
+    "Upload": "write", "Put": "write", "Delete": "write",
     "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
 }
 

@@ -184,6 +184,17 @@ class UploadStream:
                                  "cut short; nothing was stored")
 
 
+async def _put_messages(request: pb.PutRequest) -> AsyncIterator[UploadItem]:
+    """A Put's data and trailer as the Upload stream after its header would bring them."""
+    yield memoryview(request.data)
+    yield pb.UploadRequest(trailer=request.trailer)
+
+
+def _upload_reply(record: VersionRecord) -> pb.UploadReply:
+    peers = sorted({p for c in record.chunks for p in c.peers})
+    return pb.UploadReply(version=version_info(record, with_chunks=True), peers=peers)
+
+
 def token_info(rec: TokenRecord) -> pb.TokenInfo:
     return pb.TokenInfo(token_id=rec.token_id, role=rec.role, name=rec.name, created_at=rec.created_at,
                         revoked_at=rec.revoked_at or 0.0)
@@ -248,17 +259,30 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
                 raise _not_data(first)
             if not isinstance(first, pb.UploadRequest) or first.WhichOneof("msg") != "header":
                 raise InvalidRequest("the first upload message must be a header")
-            spec = UploadSpec(
-                name=v.check_name(first.header.name),
-                content_type=v.check_content_type(first.header.content_type),
-                metadata=v.check_metadata(first.header.metadata, self._limits.max_metadata_bytes),
-            )
-            stream = UploadStream(requests, first.header, self._limits)
-            record = await self._uploads.upload(spec, stream.pieces(), stream.check_complete)
+            record = await self._store(first.header, requests)
         except DfsError as exc:
             await abort_with(context, exc)
-        peers = sorted({p for c in record.chunks for p in c.peers})
-        return pb.UploadReply(version=version_info(record, with_chunks=True), peers=peers)
+        return _upload_reply(record)
+
+    async def Put(self, request: pb.PutRequest, context: grpc.aio.ServicerContext) -> pb.UploadReply:  # noqa: N802
+        """An Upload in one message: the same rules, applied to the data and trailer it carries."""
+        try:
+            self._require_metadata()
+            if not request.HasField("trailer"):
+                raise InvalidRequest("a Put needs a trailer (the size and SHA-256 of its data); nothing was stored")
+            record = await self._store(request.header, _put_messages(request))
+        except DfsError as exc:
+            await abort_with(context, exc)
+        return _upload_reply(record)
+
+    async def _store(self, header: pb.UploadHeader, requests: AsyncIterator[UploadItem]) -> VersionRecord:
+        spec = UploadSpec(
+            name=v.check_name(header.name),
+            content_type=v.check_content_type(header.content_type),
+            metadata=v.check_metadata(header.metadata, self._limits.max_metadata_bytes),
+        )
+        stream = UploadStream(requests, header, self._limits)
+        return await self._uploads.upload(spec, stream.pieces(), stream.check_complete)
 
     async def Download(  # noqa: N802
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
