@@ -335,6 +335,33 @@ async def test_upload_servicer_in_process(stream: list[bytes], max_file_size: in
     targets.check_upload_outcome(expected, outcome)
 
 
+@st.composite
+def put_requests(draw: st.DrawFn) -> pb.PutRequest:
+    """Put requests around the valid ones: any header the Upload fuzzing draws, any data, and a
+    trailer that is right, wrong in size or SHA-256, drawn at random, or missing."""
+    head = pb.UploadRequest.FromString(draw(st.one_of(valid_headers, headers))).header
+    data = draw(st.binary(max_size=64))
+    right = pb.UploadTrailer(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    trailer = draw(st.sampled_from(["right", "size-only", "random", "none"]))
+    request = pb.PutRequest(header=head, data=data)
+    if trailer == "right":
+        request.trailer.CopyFrom(right)
+    elif trailer == "size-only":
+        request.trailer.size = len(data)
+    elif trailer == "random":
+        request.trailer.CopyFrom(pb.UploadRequest.FromString(draw(trailers)).trailer)
+    return request
+
+
+@fuzz(300)
+@given(put_requests(), st.sampled_from([targets.MAX_FILE_SIZE, 0, 3, 100]))
+async def test_put_servicer_in_process(request: pb.PutRequest, max_file_size: int) -> None:
+    expected = targets.expected_put(request, max_file_size=max_file_size)
+    event("valid" if expected.ok else "invalid")
+    outcome = await targets.run_put(request, limits=ClientLimits(max_file_size=max_file_size))
+    targets.check_upload_outcome(expected, outcome)
+
+
 # ---------------------------------------------------------------------- one real peer on real sockets
 
 

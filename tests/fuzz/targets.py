@@ -316,6 +316,26 @@ async def run_upload(messages: Sequence[bytes], **servicer_kwargs: Any) -> Outco
     return Outcome(reply=reply, code=grpc.StatusCode.OK, committed=tuple(uploads.committed))
 
 
+def expected_put(request: pb.PutRequest, **limits: Any) -> Expected:
+    """Put is the Upload contract applied to header, data and trailer at once; the trailer is required."""
+    if not request.HasField("trailer"):
+        return Expected(False, "a Put without a trailer")
+    stream = [pb.UploadRequest(header=request.header).SerializeToString(), data_msg(request.data),
+              pb.UploadRequest(trailer=request.trailer).SerializeToString()]
+    return expected_upload(stream, **limits)
+
+
+async def run_put(request: pb.PutRequest, **servicer_kwargs: Any) -> Outcome:
+    """The real FileStoreServicer.Put on one request."""
+    uploads = RecordingUploads()
+    servicer = FileStoreServicer(uploads, None, None, None, **servicer_kwargs)  # type: ignore[arg-type]
+    try:
+        reply = await servicer.Put(request, AbortingContext())  # type: ignore[arg-type]
+    except Aborted as exc:
+        return Outcome(code=exc.code, details=exc.details, committed=tuple(uploads.committed))
+    return Outcome(reply=reply, code=grpc.StatusCode.OK, committed=tuple(uploads.committed))
+
+
 def check_upload_outcome(expected: Expected, outcome: Outcome) -> None:
     """A valid stream commits exactly its header and data; any other fails with INVALID_ARGUMENT
     (undecodable messages included) and commits nothing."""
