@@ -56,6 +56,7 @@ ENV_TLS_CA = "DFS_TLS_CA"
 ENV_TOKEN = "DFS_TOKEN"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 PIECE_SIZE = 1024 * 1024
+GET_MAX_BYTES = PIECE_SIZE  # a range up to this size is fetched with one unary Get
 UPLOAD_METHOD = "/dfs.v1.FileStore/Upload"
 DOWNLOAD_METHOD = "/dfs.v1.FileStore/Download"
 
@@ -93,6 +94,7 @@ class DfsClient:
             request_serializer=encode_upload_request,
             response_deserializer=dfs_pb2.UploadReply.FromString,
         )
+        self._get_supported = True
         self._download: Any = self._channel.unary_stream(
             DOWNLOAD_METHOD,
             request_serializer=dfs_pb2.DownloadRequest.SerializeToString,
@@ -196,6 +198,10 @@ class DfsClient:
 
         def start(file_ref: dfs_pb2.FileRef) -> DownloadStream:
             request = dfs_pb2.DownloadRequest(file=file_ref, offset=offset, length=length, **selector)
+            if self._get_supported:
+                small = self._get(request)
+                if small is not None:
+                    return small
             call = self._download(request, **self._options())
             try:
                 first = next(call)
@@ -210,6 +216,22 @@ class DfsClient:
             return DownloadStream(call, first.header, self.peer)
 
         return self._resolve(ref, start)
+
+    def _get(self, request: dfs_pb2.DownloadRequest) -> DownloadStream | None:
+        """A small range in one unary Get (a fraction of a streamed download's cost for both sides).
+        For a larger one the peer sends only the header, and `request` is narrowed to that version,
+        so the Download that follows reads the very version this call found. None: use Download."""
+        try:
+            reply = self._stub.Get(dfs_pb2.GetRequest(request=request, max_bytes=GET_MAX_BYTES), **self._options())
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            self._get_supported = False  # a peer that predates Get
+            return None
+        if not reply.HasField("data"):
+            request.version.CopyFrom(dfs_pb2.VersionSelector(version_id=reply.header.version.version_id))
+            return None
+        return DownloadStream(_OneReply(reply.data), reply.header, self.peer)
 
     def download(
         self,
@@ -346,6 +368,19 @@ class DfsClient:
                     continue
                 raise error from exc
         raise AssertionError("file_ref_candidates returned no candidate")
+
+
+class _OneReply:
+    """The replies of a download that arrived whole in one Get, as DownloadStream iterates a call."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._data
+
+    def cancel(self) -> None:
+        pass
 
 
 def _open_channel(peer: str, ca_path: str) -> grpc.Channel:

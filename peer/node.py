@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from peer.clock import Clock, SystemClock
-from peer.config import PeerConfig, advertised, split_hostport
+from peer.config import MIB, PeerConfig, advertised, split_hostport
 from peer.errors import ConfigError, DfsError, MetadataUnavailable
 from peer.gossip_http.client import HttpGossipTransport, resolve_seeds
 from peer.gossip_http.server import build_app, start_http
@@ -246,7 +246,8 @@ class Node:
                               lambda: self._require_metadata(metadata.backend),
                               auth=ClientAuth(verifier),
                               limits=ClientLimits(cfg.max_file_size, cfg.max_metadata_bytes,
-                                                  cfg.client_idle_timeout_s)),
+                                                  cfg.client_idle_timeout_s,
+                                                  max_get_bytes=max(0, min(4 * MIB, max_message - MIB)))),
             server,
         )
         add_peer_chunks(

@@ -134,6 +134,22 @@ class DownloadRequest(_message.Message):
     length: int
     def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
+class GetRequest(_message.Message):
+    __slots__ = ("request", "max_bytes")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    request: DownloadRequest
+    max_bytes: int
+    def __init__(self, request: _Optional[_Union[DownloadRequest, _Mapping]] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class GetReply(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: DownloadHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class DownloadHeader(_message.Message):
     __slots__ = ("version", "offset", "length")
     VERSION_FIELD_NUMBER: _ClassVar[int]

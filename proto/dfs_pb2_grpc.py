@@ -51,6 +51,11 @@ class FileStoreStub:
                 request_serializer=proto_dot_dfs__pb2.DownloadRequest.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.DownloadReply.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/dfs.v1.FileStore/Get',
+                request_serializer=proto_dot_dfs__pb2.GetRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.GetReply.FromString,
+                _registered_method=True)
         self.Stat = channel.unary_unary(
                 '/dfs.v1.FileStore/Stat',
                 request_serializer=proto_dot_dfs__pb2.StatRequest.SerializeToString,
@@ -120,6 +125,15 @@ class FileStoreServicer:
 
     def Download(self, request, context):
         """Server stream: one DownloadReply with `header`, then `data` messages in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Get(self, request, context):
+        """A small file (or range) in one reply, with Download's checks: the header, and the data when the
+        range is at most `max_bytes` (capped by the peer); otherwise the header alone, and the caller
+        downloads that version with Download.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +212,11 @@ def add_FileStoreServicer_to_server(servicer, server):
                     servicer.Download,
                     request_deserializer=proto_dot_dfs__pb2.DownloadRequest.FromString,
                     response_serializer=proto_dot_dfs__pb2.DownloadReply.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=proto_dot_dfs__pb2.GetRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.GetReply.SerializeToString,
             ),
             'Stat': grpc.unary_unary_rpc_method_handler(
                     servicer.Stat,
@@ -328,6 +347,33 @@ class FileStore:
             '/dfs.v1.FileStore/Download',
             proto_dot_dfs__pb2.DownloadRequest.SerializeToString,
             proto_dot_dfs__pb2.DownloadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/Get',
+            proto_dot_dfs__pb2.GetRequest.SerializeToString,
+            proto_dot_dfs__pb2.GetReply.FromString,
             options,
             channel_credentials,
             insecure,

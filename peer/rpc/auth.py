@@ -30,7 +30,7 @@ AUTHORIZATION_KEY = "authorization"
 #: The least role each client method needs. A method missing here is refused, so a new RPC
 #: cannot become reachable without someone deciding who may call it.
 METHOD_ROLES = {
-    "Download": "read", "Stat": "read", "List": "read", "ListVersions": "read",
+    "Download": "read", "Get": "read", "Stat": "read", "List": "read", "ListVersions": "read",
     "ClusterStatus": "read", "WhoAmI": "read",
     "Upload": "write", "Put": "write", "Delete": "write",
     "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
