@@ -3,10 +3,10 @@
 A peer allocates and frees ~1 MiB buffers all the time (received messages, chunk copies, replies).
 glibc serves an allocation that size with a fresh mmap (or, after its dynamic threshold moves, from a
 heap it trims back to the OS as soon as the top is free), so the same megabyte is faulted in again
-and again: about 0.5 ms of kernel time per MiB on the 2-core VMs `make bench` runs on, a sixth of an
-upload's cost there. Pinning the mmap threshold above any chunk and the trim threshold above the
-peer's working set keeps freed buffers in the heap for the next one (`make bench`: page faults per
-uploaded MiB on the entry peer from ~200 to ~0, large downloads +10%). Resident memory stays bounded by
+and again: about 0.5 ms of kernel time per MiB on the 2-core VMs `make bench` runs on. Pinning the
+mmap threshold above any chunk and the trim threshold above the peer's working set keeps freed
+buffers in the heap for the next one (measured: page faults per uploaded MiB on the entry peer from
+~200 to ~0; peak RSS in `make bench`'s memory section unchanged). Resident memory stays bounded by
 the peak of what is in use, which the upload budget bounds, plus what stays free under the trim
 threshold. Worker threads would each get their own arena, where freed buffers stay resident per
 thread; capping the arenas keeps them in a few shared heaps. A no-op where the C library is not glibc.
