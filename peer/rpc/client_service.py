@@ -21,7 +21,7 @@ from peer.metadata.store import AsyncMetadata, FileRefSpec, TokenRecord, Version
 from peer.rpc import validation as v
 from peer.rpc import wire
 from peer.rpc.auth import ClientAuth
-from peer.rpc.status import abort_with
+from peer.rpc.status import abort_with, set_status
 from peer.security.tokens import check_role, check_token_name, new_token
 from peer.transfer.download import DownloadService
 from peer.transfer.upload import UploadService, UploadSpec
@@ -290,9 +290,9 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
     async def Download(  # noqa: N802
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        """Writes with a deadline per message: a client that stops reading holds a stream (and the
-        chunks fetched ahead for it) only until the idle timeout, then the call is cancelled. Data
-        pieces are written as their bytes; `add_to_server` registers the serializer that frames them."""
+        """Writes with a deadline per message: a client that stops reading holds the handler (and
+        the chunks fetched ahead for it) only until the idle timeout. Data pieces are written as
+        their bytes; `add_to_server` registers the serializer that frames them."""
         try:
             self._require_metadata()
             ref, ver = file_ref(request.file), version_spec(request.version)
@@ -301,6 +301,9 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             await self._write(context, pb.DownloadReply(header=header))
             async for piece in data:
                 await self._write(context, piece)
+        except ClientTooSlow as exc:
+            log.warning("%s", exc)
+            set_status(context, exc)  # an abort would wait for the client to read; returning does not
         except DfsError as exc:
             await abort_with(context, exc)
 
@@ -321,12 +324,15 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         return pb.GetReply(header=header, data=b"".join(pieces))
 
     async def _write(self, context: grpc.aio.ServicerContext, reply: pb.DownloadReply | bytes | memoryview) -> None:
+        """A write that flow control holds cannot be cancelled in gRPC (a cancelled await of it
+        goes on waiting for the client), so it runs as its own task and is left behind, to end with
+        the call, when the client reads nothing for the idle timeout."""
         idle_s = self._limits.idle_timeout_s
-        try:
-            async with asyncio.timeout(idle_s):
-                await context.write(reply)
-        except TimeoutError:
-            raise ClientTooSlow(f"the client read nothing for {idle_s:g} s; the download was cancelled") from None
+        write = asyncio.ensure_future(context.write(reply))
+        done, _ = await asyncio.wait([write], timeout=idle_s)
+        if not done:
+            raise ClientTooSlow(f"the client read nothing for {idle_s:g} s; the download was cancelled")
+        write.result()
 
     async def Stat(self, request: pb.StatRequest, context: grpc.aio.ServicerContext) -> pb.VersionInfo:  # noqa: N802
         try:

@@ -46,3 +46,12 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: errors.DfsError) ->
         log.error("internal error: %s", exc)
     await context.abort(code, str(exc), trailing_metadata=((ERROR_KIND_KEY, exc.kind),))
     raise AssertionError("unreachable: abort raises")
+
+
+def set_status(context: grpc.aio.ServicerContext, exc: errors.DfsError) -> None:
+    """The status abort_with would send, set for when the handler returns: for a stream whose
+    client stopped reading, where an abort would wait behind the unsent data for as long as the
+    client likes (gRPC sends the status once the stream drains or the call ends)."""
+    context.set_code(status_of(exc))
+    context.set_details(str(exc))
+    context.set_trailing_metadata(((ERROR_KIND_KEY, exc.kind),))
