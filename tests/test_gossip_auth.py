@@ -347,9 +347,10 @@ def tls_for(directory: Path, peer: int, ca_dir: Path | None = None) -> Tls:
 async def test_peers_gossip_over_mutual_tls(harness: Harness, certs: tuple[Path, Path]) -> None:
     ours, _ = certs
     a = await harness.start("a", secret=None, tls=tls_for(ours, 1))
-    await harness.start("b", [a.addr], secret=None, tls=tls_for(ours, 2))
-    await harness.start("c", [a.addr], secret=None, tls=tls_for(ours, 3))
-    await harness.converged(3)
+    b = await harness.start("b", [a.addr], secret=None, tls=tls_for(ours, 2))
+    c = await harness.start("c", [a.addr], secret=None, tls=tls_for(ours, 3))
+    await harness.converged(3)  # waits until every view has three alive members
+    assert a.member_ids() == b.member_ids() == c.member_ids() == {"a", "b", "c"}
 
 
 async def test_client_without_certificate_gets_403_on_gossip_but_200_on_health(
