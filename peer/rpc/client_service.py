@@ -187,6 +187,11 @@ class UploadStream:
                                  "cut short; nothing was stored")
 
 
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def _put_messages(request: pb.PutRequest) -> AsyncIterator[UploadItem]:
     """A Put's data and trailer as the Upload stream after its header would bring them."""
     yield memoryview(request.data)
@@ -329,6 +334,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         the call, when the client reads nothing for the idle timeout."""
         idle_s = self._limits.idle_timeout_s
         write = asyncio.ensure_future(context.write(reply))
+        write.add_done_callback(_retrieve)  # a write left behind fails when the call ends: not an error to log
         done, _ = await asyncio.wait([write], timeout=idle_s)
         if not done:
             raise ClientTooSlow(f"the client read nothing for {idle_s:g} s; the download was cancelled")
