@@ -241,13 +241,12 @@ class Node:
             chunk_size=cfg.chunk_size, metadata_backend=metadata.backend,
             metadata_health=lambda: (self.health.healthy, self.health.error),
         )
+        limits = ClientLimits(cfg.max_file_size, cfg.max_metadata_bytes, cfg.client_idle_timeout_s,
+                              max_get_bytes=max(0, min(ClientLimits.max_get_bytes, max_message - MIB)))
         add_file_store(
             FileStoreServicer(uploads, downloads, metadata, reporter.snapshot,
                               lambda: self._require_metadata(metadata.backend),
-                              auth=ClientAuth(verifier),
-                              limits=ClientLimits(cfg.max_file_size, cfg.max_metadata_bytes,
-                                                  cfg.client_idle_timeout_s,
-                                                  max_get_bytes=max(0, min(4 * MIB, max_message - MIB)))),
+                              auth=ClientAuth(verifier), limits=limits),
             server,
         )
         add_peer_chunks(

@@ -55,16 +55,25 @@ class _BufferPool:
 _pool = _BufferPool()
 
 
-def open_new(path: os.PathLike[str] | str, size: int) -> tuple[int, bool]:
-    """Creates `path` (which must not exist) for writing `size` bytes: (fd, whether O_DIRECT is on)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    if O_DIRECT and size >= ALIGN:
+def _open(path: os.PathLike[str] | str, flags: int, direct: bool) -> tuple[int, bool]:
+    """(fd, whether O_DIRECT is on): with O_DIRECT when wanted, unless the file system refuses it."""
+    if direct and O_DIRECT:
         try:
             return os.open(path, flags | O_DIRECT, 0o644), True
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
     return os.open(path, flags, 0o644), False
+
+
+def _buffered_from_now(fd: int) -> None:
+    """Clears O_DIRECT on `fd`, for what is not a whole number of aligned blocks."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_DIRECT)
+
+
+def open_new(path: os.PathLike[str] | str, size: int) -> tuple[int, bool]:
+    """Creates `path` (which must not exist) for writing `size` bytes: (fd, whether O_DIRECT is on)."""
+    return _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, size >= ALIGN)
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview, direct: bool) -> None:
@@ -82,7 +91,7 @@ def write_all(fd: int, data: bytes | bytearray | memoryview, direct: bool) -> No
     if bulk == len(view):
         return
     if direct:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_DIRECT)
+        _buffered_from_now(fd)
     _write_buffered(fd, view[bulk:])
 
 
@@ -102,7 +111,7 @@ def _write_buffered(fd: int, view: memoryview) -> None:
 
 def read_all(path: os.PathLike[str] | str) -> bytes:
     """The whole file, read directly into an aligned buffer when it is at least a block long."""
-    fd, direct = _open_read(path)
+    fd, direct = _open(path, os.O_RDONLY, True)
     try:
         size = os.fstat(fd).st_size
         if direct and size >= ALIGN:
@@ -111,20 +120,10 @@ def read_all(path: os.PathLike[str] | str) -> bytes:
                 return data
             os.lseek(fd, 0, os.SEEK_SET)
         if direct:
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_DIRECT)
+            _buffered_from_now(fd)
         return _read_buffered(fd, size)
     finally:
         os.close(fd)
-
-
-def _open_read(path: os.PathLike[str] | str) -> tuple[int, bool]:
-    if O_DIRECT:
-        try:
-            return os.open(path, os.O_RDONLY | O_DIRECT), True
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-    return os.open(path, os.O_RDONLY), False
 
 
 def _read_direct(fd: int, size: int) -> bytes | None:

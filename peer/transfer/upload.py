@@ -48,13 +48,11 @@ class _UploadHashes:
         self._file = hashlib.sha256()
         self._feeding: asyncio.Future[None] | None = None
         self._whole: str | None = None
-        self._chunks = 0
 
     async def chunk_id(self, chunk: bytes | memoryview) -> str:
         if self._whole is not None:
             raise RuntimeError("a chunk after the short one that should have ended the upload")
-        self._chunks += 1
-        if self._chunks == 1 and len(chunk) < self._chunk_size:
+        if self._feeding is None and len(chunk) < self._chunk_size:  # the first chunk, and the last
             self._whole = await asyncio.to_thread(sha256_hex, chunk)
             return self._whole
         if self._feeding is not None:

@@ -7,7 +7,6 @@ not the fast test profile of tests/cluster.py. Every child process is registered
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import signal
@@ -310,13 +309,11 @@ class UniqueData:
             return tag[:size]
         return b"".join((tag, memoryview(self.base)[len(tag):size]))  # one copy, not two
 
-    def pieces(self, total: int, piece_size: int = MIB, digest: hashlib._Hash | None = None) -> Iterator[bytes]:
-        """`total` bytes as pieces of `piece_size`, optionally fed to `digest` as they are produced."""
+    def pieces(self, total: int, piece_size: int = MIB) -> Iterator[bytes]:
+        """`total` bytes as pieces of `piece_size`."""
         left = total
         while left > 0:
             piece = self.piece(min(piece_size, left))
-            if digest is not None:
-                digest.update(piece)
             left -= len(piece)
             yield piece
 
