@@ -381,12 +381,14 @@ class PeerStats(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., under_replicated: _Optional[int] = ..., misplaced: _Optional[int] = ..., repaired: _Optional[int] = ..., handed_off: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ..., scrub_passes: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., gc_deleted: _Optional[int] = ..., last_sync_s: _Optional[float] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("chunk_id", "data")
+    __slots__ = ("chunk_id", "data", "xxh3")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    XXH3_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     data: bytes
-    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    xxh3: int
+    def __init__(self, chunk_id: _Optional[str] = ..., data: _Optional[bytes] = ..., xxh3: _Optional[int] = ...) -> None: ...
 
 class ChunkIds(_message.Message):
     __slots__ = ("ids",)

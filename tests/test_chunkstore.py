@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from peer.errors import ChunkCorrupt, ChunkNotFound
 from peer.storage import directio
-from peer.storage.chunkstore import ChunkStore, write_durable
+from peer.storage.chunkstore import ChunkStore, write_durable, xxh3_64
 
 SIZES = [0, 1, 511, 4095, 4096, 4097, 65536, 1024 * 1024, 1024 * 1024 + 123]
 
@@ -26,11 +27,11 @@ def no_direct_open(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     refused: list[str] = []
     real_open = os.open
 
-    def fake_open(path: str | os.PathLike[str], flags: int, *args: int) -> int:
+    def fake_open(path: str | os.PathLike[str], flags: int, *args: int, **kwargs: int | None) -> int:
         if directio.O_DIRECT and flags & directio.O_DIRECT:
             refused.append(str(path))
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real_open(path, flags, *args)
+        return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", fake_open)
     return refused
@@ -78,14 +79,22 @@ def test_a_device_wanting_another_alignment_gets_a_buffered_write(tmp_path: Path
     assert path.read_bytes() == data
 
 
-def test_other_write_errors_propagate_and_leave_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def broken_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk whose every write fails with EIO."""
     def broken(_fd: int, _view: memoryview) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(directio, "_write_direct", broken)
     monkeypatch.setattr(directio, "_write_buffered", broken)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+@pytest.mark.usefixtures("broken_writes")
+def test_other_write_errors_propagate_and_leave_no_temp_file(tmp_path: Path, replace: bool) -> None:
+    """Both recipes: named temp file (replace=True) and unnamed one where the file system allows."""
     with pytest.raises(OSError, match="Input/output"):
-        write_durable(tmp_path / "chunk", _chunk(8192))
+        write_durable(tmp_path / "chunk", _chunk(8192), replace=replace)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -149,3 +158,62 @@ def test_a_device_refusing_the_direct_read_gets_a_buffered_one(tmp_path: Path, m
 
     monkeypatch.setattr(os, "readv", refuse)
     assert directio.read_all(path) == data
+
+
+def test_a_sender_checksum_stands_in_for_the_hash_and_catches_damage(tmp_path: Path) -> None:
+    store = ChunkStore(tmp_path)
+    data = _chunk(70_000, seed=8)
+    cid = hashlib.sha256(data).hexdigest()
+    damaged = bytearray(data)
+    damaged[123] ^= 0x80
+    with pytest.raises(ChunkCorrupt, match="checksum"):
+        store.put(cid, bytes(damaged), xxh3=xxh3_64(data))
+    assert store.stats == (0, 0)
+    assert store.put(cid, data, xxh3=xxh3_64(data)) is True
+    assert store.get(cid) == data
+
+
+def test_without_unnamed_temp_files_chunks_go_through_named_ones(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """File systems without O_TMPFILE (or without /proc) get the temp-name-and-link recipe."""
+    def refuse(_dir_fd: int, _size: int) -> tuple[int, bool]:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(directio, "open_unnamed", refuse)
+    store = ChunkStore(tmp_path)
+    data = _chunk(3 * 4096 + 5, seed=9)
+    cid = hashlib.sha256(data).hexdigest()
+    assert store.put(cid, data) is True
+    assert store.put(cid, data) is False
+    assert store.get(cid) == data
+    assert [p.name for p in store.path(cid).parent.iterdir()] == [cid], "no temp file left behind"
+
+
+def test_a_file_in_the_way_that_the_index_does_not_know_is_checked(tmp_path: Path) -> None:
+    """A put does not look for a copy the index does not list; the link then fails on whatever is
+    there, which is checked: an intact copy is kept, a rotten one quarantined and replaced."""
+    store = ChunkStore(tmp_path)
+    data = _chunk(5 * 4096, seed=10)
+    cid = hashlib.sha256(data).hexdigest()
+    path = store.path(cid)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"rotten" + data[6:])
+    assert store.put(cid, data) is True
+    assert store.get(cid) == data
+    assert len(list(store.quarantine_dir.iterdir())) == 1
+
+    other = _chunk(4096, seed=11)
+    other_id = hashlib.sha256(other).hexdigest()
+    store.path(other_id).parent.mkdir(parents=True, exist_ok=True)
+    store.path(other_id).write_bytes(other)
+    assert store.put(other_id, other) is False, "an intact copy already in place is kept"
+
+
+def test_concurrent_puts_of_one_chunk_publish_it_once(tmp_path: Path) -> None:
+    store = ChunkStore(tmp_path)
+    data = _chunk(1024 * 1024, seed=12)
+    cid = hashlib.sha256(data).hexdigest()
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda _: store.put(cid, data), range(8)))
+    assert created.count(True) == 1
+    assert store.get(cid) == data and store.stats == (1, len(data))

@@ -37,6 +37,19 @@ def test_decode_chunk_reads_what_protobuf_writes(chunk_id: str, data: bytes) -> 
         assert (parsed.chunk_id, bytes(parsed.data)) == (chunk_id, data)
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.text(min_size=1, max_size=80), st.binary(min_size=1, max_size=300), st.integers(0, 2**64 - 1))
+def test_a_chunk_with_its_transfer_checksum_round_trips(chunk_id: str, data: bytes, xxh3: int) -> None:
+    raw = wire.encode_chunk(chunk_id, data, xxh3)
+    parsed = pb.Chunk.FromString(raw)
+    assert (parsed.chunk_id, parsed.data, parsed.xxh3) == (chunk_id, data, xxh3)
+    for encoded in (raw, pb.Chunk(chunk_id=chunk_id, data=data, xxh3=xxh3).SerializeToString()):
+        chunk = wire.decode_chunk(encoded)
+        assert isinstance(chunk, wire.ChunkData)
+        assert (chunk.chunk_id, bytes(chunk.data), chunk.xxh3) == (chunk_id, data, xxh3)
+    assert wire.decode_chunk(wire.encode_chunk(chunk_id, data)) == wire.ChunkData(chunk_id, memoryview(data), None)
+
+
 def test_decode_chunk_data_is_a_view_of_the_message() -> None:
     raw = wire.encode_chunk("ab" * 32, os.urandom(1024 * 1024))
     parsed = wire.decode_chunk(raw)
@@ -46,7 +59,7 @@ def test_decode_chunk_data_is_a_view_of_the_message() -> None:
 def test_decode_chunk_falls_back_to_protobuf_for_other_encodings() -> None:
     data_first = b"\x12\x03abc" + b"\x0a\x02id"  # fields in the other order
     assert wire.decode_chunk(data_first) == wire.ChunkData("id", memoryview(b"abc"))
-    trailing = wire.encode_chunk("id", b"abc") + b"\x18\x07"  # an unknown field 3 after the data
+    trailing = wire.encode_chunk("id", b"abc") + b"\x20\x07"  # an unknown field 4 after the data
     assert wire.decode_chunk(trailing) == wire.ChunkData("id", memoryview(b"abc"))
 
 

@@ -15,7 +15,7 @@ from peer.errors import ChunkCorrupt
 from peer.rpc import wire
 from peer.rpc.peer_client import UNARY_PUTS, GrpcChunkPeers
 from peer.rpc.peer_service import PeerChunksServicer, add_to_server
-from peer.storage.chunkstore import ChunkStore
+from peer.storage.chunkstore import ChunkStore, xxh3_64
 
 MIB = 1024 * 1024
 NODE = "n" * 32
@@ -75,6 +75,25 @@ async def test_a_corrupt_chunk_fails_its_put_and_the_next_put_opens_a_new_stream
     assert not store.has(bad_id)
     await writer.put(NODE, good_id, good)
     assert store.get(good_id) == good
+    writer.abort()
+
+
+async def test_bytes_damaged_after_the_sender_checked_them_are_refused(
+    peer: tuple[ChunkStore, GrpcChunkPeers],
+) -> None:
+    """An uploading peer sends the XXH3-64 of each chunk it has hashed; the receiver stores the chunk
+    only if the bytes that arrived match it, by unary put and by stream put alike."""
+    store, peers = peer
+    writer = peers.writer()
+    for _ in range(UNARY_PUTS + 2):
+        chunk_id, data = _chunk()
+        damaged = bytearray(data)
+        damaged[len(data) // 2] ^= 0x01
+        with pytest.raises(ChunkCorrupt):
+            await writer.put(NODE, chunk_id, bytes(damaged), xxh3_64(data))
+        assert not store.has(chunk_id)
+        await writer.put(NODE, chunk_id, data, xxh3_64(data))
+        assert store.get(chunk_id) == data
     writer.abort()
 
 

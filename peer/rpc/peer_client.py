@@ -104,10 +104,10 @@ class GrpcChunkPeers:
     def _stub(self, node_id: str) -> pb_grpc.PeerChunksStub:
         return self._channel(node_id).stub
 
-    async def put(self, node_id: str, chunk_id: str, data: Buffer) -> None:
+    async def put(self, node_id: str, chunk_id: str, data: Buffer, xxh3: int | None = None) -> None:
         try:
             await self._channel(node_id).put_chunk(
-                encode_chunk(chunk_id, data), timeout=self._timeout,
+                encode_chunk(chunk_id, data, xxh3), timeout=self._timeout,
                 metadata=self._auth("PutChunk", pb.Chunk(chunk_id=chunk_id)),
             )
         except grpc.aio.AioRpcError as exc:
@@ -189,7 +189,7 @@ class _PutStream:
     def failed(self) -> bool:
         return self._failure is not None
 
-    async def put(self, chunk_id: str, data: Buffer, timeout_s: float) -> None:
+    async def put(self, chunk_id: str, data: Buffer, xxh3: int | None, timeout_s: float) -> None:
         if self._failure is not None:
             raise self._failure
         acked = asyncio.get_running_loop().create_future()
@@ -197,7 +197,7 @@ class _PutStream:
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._send:
-                    await self.call.write(encode_chunk(chunk_id, data))
+                    await self.call.write(encode_chunk(chunk_id, data, xxh3))
                 await acked
         except TimeoutError:
             self.abort(PeerUnavailable(self.node_id, f"chunk {chunk_id[:12]} not acknowledged within {timeout_s} s"))
@@ -267,23 +267,23 @@ class StreamWriter:
         self._streams: dict[str, _PutStream] = {}
         self._puts: dict[str, int] = {}
 
-    async def put(self, node_id: str, chunk_id: str, data: Buffer) -> None:
+    async def put(self, node_id: str, chunk_id: str, data: Buffer, xxh3: int | None = None) -> None:
         peers = self._peers
         channel = peers._channel(node_id)
         addr = peers._resolve(node_id) or ""
         self._puts[node_id] = sent = self._puts.get(node_id, 0) + 1
         if sent <= UNARY_PUTS or addr in peers._unary_only:
-            return await peers.put(node_id, chunk_id, data)
+            return await peers.put(node_id, chunk_id, data, xxh3)
         stream = self._streams.get(node_id)
         if stream is None or stream.failed:
             stream = self._streams[node_id] = _PutStream(channel, node_id, peers._auth("PutChunkStream", None))
         try:
-            await stream.put(chunk_id, data, peers._timeout)
+            await stream.put(chunk_id, data, xxh3, peers._timeout)
         except DfsError:
             if not stream.unimplemented:
                 raise
             peers._unary_only.add(addr)
-            await peers.put(node_id, chunk_id, data)
+            await peers.put(node_id, chunk_id, data, xxh3)
 
     async def close(self) -> None:
         streams, self._streams = list(self._streams.values()), {}

@@ -1,8 +1,10 @@
 """The internal PeerChunks service: other peers put, get, probe and delete chunks here.
 
-A put is acknowledged only after the chunk is durable on this disk, and only if its bytes hash to
-its id (the sender is not trusted with that). A get re-verifies the copy it reads; a corrupt copy
-is quarantined and simply not sent, so the caller moves on to another holder.
+A put is acknowledged only after the chunk is durable on this disk, and only if its bytes are the
+ones the sender checked: against the XXH3-64 the sender sent along when it hashed the chunk itself
+(an uploading peer has), otherwise against the id, by SHA-256 (see ChunkStore.put). A get
+re-verifies the copy it reads; a corrupt copy is quarantined and simply not sent, so the caller
+moves on to another holder.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
             if isinstance(request, wire.Malformed):
                 raise InvalidRequest("the request could not be parsed as a Chunk")
             check_chunk_id(request.chunk_id)
-            await asyncio.to_thread(self._store.put, request.chunk_id, request.data)
+            await asyncio.to_thread(self._store.put, request.chunk_id, request.data, False, request.xxh3)
         except DfsError as exc:
             await abort_with(context, exc)
         return pb.PutChunksReply(stored=[request.chunk_id])
@@ -82,7 +84,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
         async def store(chunk: wire.ChunkData) -> None:
             try:
-                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data)
+                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data, False, chunk.xxh3)
                 acks.put_nowait(chunk.chunk_id)
             except DfsError as exc:
                 acks.put_nowait(exc)

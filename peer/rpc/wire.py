@@ -21,6 +21,7 @@ from proto import dfs_pb2 as pb
 
 _CHUNK_ID_TAG = 0x0A  # field 1, length-delimited
 _DATA_TAG = 0x12  # field 2, length-delimited
+_XXH3_TAG = 0x19  # field 3, 64-bit
 
 Buffer = bytes | bytearray | memoryview
 
@@ -34,10 +35,12 @@ class Malformed:
 
 @dataclass(frozen=True)
 class ChunkData:
-    """A parsed `Chunk`: the id and a view of the data inside the received message."""
+    """A parsed `Chunk`: the id, a view of the data inside the received message, and the sender's
+    XXH3-64 of the data when it sent one."""
 
     chunk_id: str
     data: memoryview
+    xxh3: int | None = None
 
 
 def varint(n: int) -> bytes:
@@ -78,14 +81,16 @@ def encode_data(data: Buffer) -> bytes:
     return b"".join((bytes((_DATA_TAG,)), varint(len(data)), data))
 
 
-def encode_chunk(chunk_id: str, data: Buffer) -> bytes:
-    """A `Chunk` message (chunk_id = 1, data = 2), built with one copy of the data."""
+def encode_chunk(chunk_id: str, data: Buffer, xxh3: int | None = None) -> bytes:
+    """A `Chunk` message (chunk_id = 1, the optional xxh3 = 3, data = 2), built with one copy of the data."""
     key = chunk_id.encode()
-    return b"".join((bytes((_CHUNK_ID_TAG,)), varint(len(key)), key, bytes((_DATA_TAG,)), varint(len(data)), data))
+    check = b"" if xxh3 is None else bytes((_XXH3_TAG,)) + xxh3.to_bytes(8, "little")
+    head = (bytes((_CHUNK_ID_TAG,)), varint(len(key)), key, check, bytes((_DATA_TAG,)), varint(len(data)))
+    return b"".join((*head, data))
 
 
 def encode_chunk_data(chunk: ChunkData) -> bytes:
-    return encode_chunk(chunk.chunk_id, chunk.data)
+    return encode_chunk(chunk.chunk_id, chunk.data, chunk.xxh3)
 
 
 def decode_upload_request(raw: bytes) -> pb.UploadRequest | memoryview | Malformed:
@@ -106,17 +111,20 @@ def decode_chunk(raw: bytes) -> ChunkData | Malformed:
     if len(raw) > 2 and raw[0] == _CHUNK_ID_TAG:
         length, start = _read_varint(raw, 1)
         if 0 <= length <= 256 and start + length <= len(raw):
-            view = _data_field(raw, start + length)
+            pos, xxh3 = start + length, None
+            if pos + 9 <= len(raw) and raw[pos] == _XXH3_TAG:
+                xxh3, pos = int.from_bytes(raw[pos + 1 : pos + 9], "little"), pos + 9
+            view = _data_field(raw, pos)
             if view is not None:
                 try:
-                    return ChunkData(raw[start : start + length].decode(), view)
+                    return ChunkData(raw[start : start + length].decode(), view, xxh3)
                 except UnicodeDecodeError:
                     return Malformed("Chunk")
     try:
         msg = pb.Chunk.FromString(raw)
     except DecodeError:
         return Malformed("Chunk")
-    return ChunkData(msg.chunk_id, memoryview(msg.data))
+    return ChunkData(msg.chunk_id, memoryview(msg.data), msg.xxh3 if msg.HasField("xxh3") else None)
 
 
 def encode_download_reply(reply: pb.DownloadReply | Buffer) -> bytes:

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks, and is the page size the buffers start on
 O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _POOLED = 16  # at most one buffer per I/O thread stays allocated between writes
 
 
@@ -55,15 +56,23 @@ class _BufferPool:
 _pool = _BufferPool()
 
 
-def _open(path: os.PathLike[str] | str, flags: int, direct: bool) -> tuple[int, bool]:
+def _open(path: os.PathLike[str] | str, flags: int, direct: bool, dir_fd: int | None = None) -> tuple[int, bool]:
     """(fd, whether O_DIRECT is on): with O_DIRECT when wanted, unless the file system refuses it."""
     if direct and O_DIRECT:
         try:
-            return os.open(path, flags | O_DIRECT, 0o644), True
+            return os.open(path, flags | O_DIRECT, 0o644, dir_fd=dir_fd), True
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
-    return os.open(path, flags, 0o644), False
+    return os.open(path, flags, 0o644, dir_fd=dir_fd), False
+
+
+def open_unnamed(dir_fd: int, size: int) -> tuple[int, bool]:
+    """An unnamed new file (O_TMPFILE) in the directory `dir_fd`, for writing `size` bytes: (fd,
+    whether O_DIRECT is on). Raises OSError (EOPNOTSUPP, EISDIR) where the file system has none."""
+    if not O_TMPFILE:
+        raise OSError(errno.EOPNOTSUPP, "unnamed temporary files are not supported here")
+    return _open(".", os.O_WRONLY | O_TMPFILE, size >= ALIGN, dir_fd=dir_fd)
 
 
 def _buffered_from_now(fd: int) -> None:

@@ -25,8 +25,11 @@ class DigestAnswer:
 class ChunkWriter(Protocol):
     """The chunk puts of one upload, which may share long-lived streams to each target peer."""
 
-    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview) -> None:
-        """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt."""
+    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview, xxh3: int | None = None) -> None:
+        """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt.
+
+        `xxh3` (chunkstore.xxh3_64 of data) may be given only by a caller that has checked data
+        against chunk_id itself: the receiver then checks that instead of hashing the chunk again."""
         ...
 
     async def close(self) -> None:
@@ -43,8 +46,9 @@ class ChunkPeers(Protocol):
         """A writer for the puts of one upload; close() or abort() it when the upload ends."""
         ...
 
-    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview) -> None:
-        """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt."""
+    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview, xxh3: int | None = None) -> None:
+        """Returns once the chunk is durable on node_id; raises PeerUnavailable or ChunkCorrupt (on
+        `xxh3`, see ChunkWriter.put)."""
         ...
 
     async def get(self, node_id: str, chunk_id: str) -> bytes | memoryview:

@@ -19,7 +19,7 @@ from itertools import islice
 from peer.clock import Clock
 from peer.errors import DfsError, InsufficientReplicas
 from peer.metadata.store import AsyncMetadata, ChunkRef, NewVersion, VersionRecord
-from peer.storage.chunkstore import ChunkStore, sha256_hex
+from peer.storage.chunkstore import ChunkStore, sha256_hex, xxh3_64
 from peer.transfer.budget import ByteBudget
 from peer.transfer.chunker import chunk_stream
 from peer.transfer.peers import ChunkPeers, ChunkWriter, ClusterView
@@ -34,38 +34,62 @@ class UploadSpec:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-class _UploadHashes:
-    """The chunk ids and the whole-file SHA-256 of one upload, hashed in worker threads.
+@dataclass(frozen=True)
+class _Hashed:
+    chunk_id: str
+    xxh3: int  # the transfer checksum the chunk's other owners check instead of hashing it again
 
-    Each chunk is fed to the file hash in one thread while its id is computed in another, so the two
-    hashes of a chunk run in parallel (the entry peer's per-chunk latency halves); the file hash is
-    still fed in order, each feed waiting for the one before. An upload that is one short chunk (the
-    chunker yields a short chunk only last) hashes once: the chunk's id is the file's SHA-256.
+
+class _UploadHashes:
+    """The chunk ids and the whole-file SHA-256 of one upload, hashed in worker threads off the
+    receive path: the upload loop hands each chunk over and goes on receiving the next one while it
+    is hashed (awaiting the hash in the loop would leave the client's stream idle for every hash).
+
+    One thread hop per chunk computes its id, its part of the file hash and its transfer checksum (a
+    hop costs a GIL handover each way, more than running the hashes side by side saves); the hops run
+    in chunk order, one after another, as the file hash needs. An upload that is one short chunk (the
+    chunker yields a short chunk only last) hashes once: its id is the file's SHA-256.
     """
 
     def __init__(self, chunk_size: int) -> None:
         self._chunk_size = chunk_size
         self._file = hashlib.sha256()
-        self._feeding: asyncio.Future[None] | None = None
-        self._whole: str | None = None
+        self._last: asyncio.Future[_Hashed] | None = None
+        self._whole = False  # the upload is one short chunk, whose id is the file's SHA-256
+        self._ended = False
 
-    async def chunk_id(self, chunk: bytes | memoryview) -> str:
-        if self._whole is not None:
+    def start(self, chunk: bytes | memoryview) -> asyncio.Future[_Hashed]:
+        """Starts hashing the next chunk (call in chunk order)."""
+        if self._ended:
             raise RuntimeError("a chunk after the short one that should have ended the upload")
-        if self._feeding is None and len(chunk) < self._chunk_size:  # the first chunk, and the last
-            self._whole = await asyncio.to_thread(sha256_hex, chunk)
-            return self._whole
-        if self._feeding is not None:
-            await self._feeding
-        self._feeding = asyncio.ensure_future(asyncio.to_thread(self._file.update, chunk))
-        return await asyncio.to_thread(sha256_hex, chunk)
+        self._ended = len(chunk) < self._chunk_size
+        if self._last is None and self._ended:
+            self._whole = True
+            self._last = asyncio.ensure_future(asyncio.to_thread(_hash_chunk, chunk))
+        else:
+            self._last = asyncio.ensure_future(self._in_turn(self._last, chunk))
+        return self._last
+
+    async def _in_turn(self, previous: asyncio.Future[_Hashed] | None, chunk: bytes | memoryview) -> _Hashed:
+        if previous is not None:
+            await asyncio.wait([previous])  # not `await previous`: cancelling this must not cancel that
+            if previous.cancelled() or previous.exception() is not None:
+                raise asyncio.CancelledError("an earlier chunk of the upload was not hashed")
+        return await asyncio.to_thread(self._hash_in_file, chunk)
+
+    def _hash_in_file(self, chunk: bytes | memoryview) -> _Hashed:
+        self._file.update(chunk)
+        return _hash_chunk(chunk)
 
     async def file_sha256(self) -> str:
-        if self._whole is not None:
-            return self._whole
-        if self._feeding is not None:
-            await self._feeding
-        return self._file.hexdigest()
+        if self._last is None:
+            return self._file.hexdigest()
+        last = await self._last
+        return last.chunk_id if self._whole else self._file.hexdigest()
+
+
+def _hash_chunk(chunk: bytes | memoryview) -> _Hashed:
+    return _Hashed(sha256_hex(chunk), xxh3_64(chunk))
 
 
 class UploadService:
@@ -106,7 +130,7 @@ class UploadService:
         self._require_replicas()
         hashes = _UploadHashes(self._chunk_size)
         slots = asyncio.Semaphore(self._window)
-        pending: list[tuple[str, int, asyncio.Task[tuple[str, ...]]]] = []
+        pending: list[tuple[int, asyncio.Task[tuple[str, tuple[str, ...]]]]] = []
         size = 0
         writer = self._peers.writer()
         try:
@@ -116,13 +140,12 @@ class UploadService:
                     await self._budget.acquire(len(chunk))
                     release = self._release_slot(slots, len(chunk))
                     try:
-                        chunk_id = await hashes.chunk_id(chunk)
-                        task = group.create_task(self._replicate(writer, chunk_id, chunk))
+                        task = group.create_task(self._store_chunk(writer, hashes.start(chunk), chunk))
                     except BaseException:  # the shared budget must not leak when a client goes away
                         release(None)
                         raise
                     task.add_done_callback(release)
-                    pending.append((chunk_id, len(chunk), task))
+                    pending.append((len(chunk), task))
                     size += len(chunk)
             sha256 = await hashes.file_sha256()
             await writer.close()
@@ -132,7 +155,7 @@ class UploadService:
             writer.abort()  # a no-op after close(); on failure it ends the replication streams at once
         if check is not None:
             check(size, sha256)
-        chunks = tuple(ChunkRef(cid, n, task.result()) for cid, n, task in pending)
+        chunks = tuple(ChunkRef(chunk_id, n, nodes) for n, (chunk_id, nodes) in ((n, t.result()) for n, t in pending))
         new = NewVersion(
             name=spec.name,
             size=size,
@@ -158,13 +181,20 @@ class UploadService:
         if available < self._replicas:
             raise InsufficientReplicas(self._replicas, available)
 
-    async def _replicate(self, writer: ChunkWriter, chunk_id: str, chunk: bytes | memoryview) -> tuple[str, ...]:
+    async def _store_chunk(
+        self, writer: ChunkWriter, hashing: asyncio.Future[_Hashed], chunk: bytes | memoryview
+    ) -> tuple[str, tuple[str, ...]]:
+        """(chunk id, the peers holding it) once the chunk is hashed and R copies are durable."""
+        hashed = await hashing
+        return hashed.chunk_id, await self._replicate(writer, hashed, chunk)
+
+    async def _replicate(self, writer: ChunkWriter, hashed: _Hashed, chunk: bytes | memoryview) -> tuple[str, ...]:
         """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
-        view = self._view
+        view, chunk_id = self._view, hashed.chunk_id
         candidates = iter([n for n in view.ring.preference(chunk_id) if view.is_usable(n)])
         running: dict[asyncio.Task[None], str] = {}
         for node in islice(candidates, self._replicas):
-            running[asyncio.create_task(self._put(writer, node, chunk_id, chunk))] = node
+            running[asyncio.create_task(self._put(writer, node, hashed, chunk))] = node
         stored: list[str] = []
         errors: list[str] = []
         try:
@@ -179,7 +209,7 @@ class UploadService:
                     errors.append(f"{node[:8]}: {exc}")
                     log.warning("write of chunk %s to %s failed: %s", chunk_id[:12], node[:8], exc)
                     for nxt in islice(candidates, 1):
-                        running[asyncio.create_task(self._put(writer, nxt, chunk_id, chunk))] = nxt
+                        running[asyncio.create_task(self._put(writer, nxt, hashed, chunk))] = nxt
         finally:
             for task in running:
                 task.cancel()
@@ -187,11 +217,11 @@ class UploadService:
             raise InsufficientReplicas(self._replicas, len(stored), "; ".join(errors[-3:]))
         return tuple(stored)
 
-    async def _put(self, writer: ChunkWriter, node: str, chunk_id: str, chunk: bytes | memoryview) -> None:
+    async def _put(self, writer: ChunkWriter, node: str, hashed: _Hashed, chunk: bytes | memoryview) -> None:
         if node == self._view.local_id:
-            await asyncio.to_thread(self._store.put, chunk_id, chunk, True)
+            await asyncio.to_thread(self._store.put, hashed.chunk_id, chunk, True)
         else:
-            await writer.put(node, chunk_id, chunk)
+            await writer.put(node, hashed.chunk_id, chunk, hashed.xxh3)
 
 
 def _first_domain_error(group: BaseExceptionGroup) -> BaseException:

@@ -1,0 +1,125 @@
+"""UploadService against fakes of the rest of the peer: the loop receives the next chunk while earlier
+ones are hashed, and still every chunk id, the file's SHA-256 and the committed chunk list come out
+right and in order; a failed chunk leaves no version."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer.clock import ManualClock
+from peer.errors import InsufficientReplicas, PeerUnavailable
+from peer.metadata.open import open_store
+from peer.metadata.store import AsyncMetadata
+from peer.ring.hashring import HashRing
+from peer.storage.chunkstore import ChunkStore, xxh3_64
+from peer.transfer.peers import DigestAnswer
+from peer.transfer.upload import UploadService, UploadSpec
+
+NODES = ["a" * 32, "b" * 32, "c" * 32]
+CHUNK = 64 * 1024
+
+
+class _View:
+    local_id = NODES[0]
+
+    def __init__(self) -> None:
+        self._ring = HashRing.build(NODES, 150)
+
+    @property
+    def ring(self) -> HashRing:
+        return self._ring
+
+    def is_usable(self, node_id: str) -> bool:
+        return True
+
+    def usable_count(self) -> int:
+        return len(NODES)
+
+
+class _Peers:
+    """Records remote puts; each checks what an honest receiver checks (the transfer checksum)."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.puts: list[tuple[str, str]] = []
+        self.fail_on = fail_on
+
+    def writer(self) -> _Peers:
+        return self
+
+    async def put(self, node_id: str, chunk_id: str, data: bytes | memoryview, xxh3: int | None = None) -> None:
+        await asyncio.sleep(0.001 * (len(self.puts) % 3))  # acknowledgements come back out of order
+        if self.fail_on is not None and len(self.puts) >= self.fail_on:
+            raise PeerUnavailable(node_id, "refused by the test")
+        assert xxh3 == xxh3_64(data) and hashlib.sha256(data).hexdigest() == chunk_id
+        self.puts.append((node_id, chunk_id))
+
+    async def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    async def get(self, node_id: str, chunk_id: str) -> bytes:
+        raise NotImplementedError
+
+    async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        raise NotImplementedError
+
+    async def delete(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        raise NotImplementedError
+
+    async def compare_digests(self, node_id: str, from_node: str, ring_digest: str,
+                              digests: Sequence[bytes]) -> DigestAnswer:
+        raise NotImplementedError
+
+    async def stats(self, node_id: str, timeout_s: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+        await asyncio.sleep(0)
+
+
+def _service(tmp_path: Path, peers: _Peers) -> tuple[UploadService, ChunkStore, AsyncMetadata]:
+    store = ChunkStore(tmp_path / "data")
+    metadata = AsyncMetadata(open_store(f"sqlite:///{tmp_path / 'meta.db'}"))
+    service = UploadService(_View(), store, peers, metadata, ManualClock(), replicas=2, chunk_size=CHUNK, window=4)
+    return service, store, metadata
+
+
+@pytest.mark.parametrize(("size", "piece"), [
+    (0, CHUNK), (100, CHUNK), (CHUNK, CHUNK), (CHUNK + 1, 1000), (13 * CHUNK + 7, CHUNK), (9 * CHUNK, 3 * CHUNK + 5),
+])
+async def test_ids_file_hash_and_chunk_order_are_those_of_the_bytes(tmp_path: Path, size: int, piece: int) -> None:
+    peers = _Peers()
+    service, store, _ = _service(tmp_path, peers)
+    data = os.urandom(size)
+    record = await service.upload(UploadSpec(name="f"), _pieces(data, piece))
+    expected = [hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, size, CHUNK)]
+    assert [c.chunk_id for c in record.chunks] == expected
+    assert [c.size for c in record.chunks] == [len(data[i : i + CHUNK]) for i in range(0, size, CHUNK)]
+    assert (record.size, record.sha256) == (size, hashlib.sha256(data).hexdigest())
+    for ref in record.chunks:
+        assert len(set(ref.peers)) == 2
+        for node in ref.peers:
+            if node == NODES[0]:
+                assert store.get(ref.chunk_id)
+            else:
+                assert (node, ref.chunk_id) in peers.puts
+
+
+async def test_a_chunk_that_cannot_be_placed_leaves_no_version(tmp_path: Path) -> None:
+    peers = _Peers(fail_on=3)
+    service, _, metadata = _service(tmp_path, peers)
+    with pytest.raises(InsufficientReplicas):
+        await service.upload(UploadSpec(name="f"), _pieces(os.urandom(20 * CHUNK), CHUNK))
+    assert (await metadata.list_files("", 10, "")).files == ()
