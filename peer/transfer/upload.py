@@ -45,47 +45,46 @@ class _UploadHashes:
     receive path: the upload loop hands each chunk over and goes on receiving the next one while it
     is hashed (awaiting the hash in the loop would leave the client's stream idle for every hash).
 
-    One thread hop per chunk computes its id, its part of the file hash and its transfer checksum (a
-    hop costs a GIL handover each way, more than running the hashes side by side saves); the hops run
-    in chunk order, one after another, as the file hash needs. An upload that is one short chunk (the
-    chunker yields a short chunk only last) hashes once: its id is the file's SHA-256.
+    A chunk's id (and its transfer checksum) is computed in one thread hop and its replication starts
+    as soon as that is done; feeding the chunk to the whole-file hash is a second hop, chained after
+    the previous chunk's, since that hash must see the chunks in order. The feeds run in `group`, so
+    the file hash is complete once the group is. An upload that is one short chunk (the chunker
+    yields a short chunk only last) hashes once: its id is the file's SHA-256.
     """
 
-    def __init__(self, chunk_size: int) -> None:
+    def __init__(self, chunk_size: int, group: asyncio.TaskGroup) -> None:
         self._chunk_size = chunk_size
+        self._group = group
         self._file = hashlib.sha256()
-        self._last: asyncio.Future[_Hashed] | None = None
-        self._whole = False  # the upload is one short chunk, whose id is the file's SHA-256
+        self._fed: asyncio.Task[None] | None = None
+        self._whole: asyncio.Future[_Hashed] | None = None  # the one short chunk, whose id is the file's hash
         self._ended = False
 
-    def start(self, chunk: bytes | memoryview) -> asyncio.Future[_Hashed]:
-        """Starts hashing the next chunk (call in chunk order)."""
+    def start(self, chunk: bytes | memoryview) -> tuple[asyncio.Future[_Hashed], asyncio.Task[None] | None]:
+        """Starts hashing the next chunk (call in chunk order): (its id and checksum, its feed to the
+        file hash, if it needs one)."""
         if self._ended:
             raise RuntimeError("a chunk after the short one that should have ended the upload")
         self._ended = len(chunk) < self._chunk_size
-        if self._last is None and self._ended:
-            self._whole = True
-            self._last = asyncio.ensure_future(asyncio.to_thread(_hash_chunk, chunk))
-        else:
-            self._last = asyncio.ensure_future(self._in_turn(self._last, chunk))
-        return self._last
+        hashed = asyncio.ensure_future(asyncio.to_thread(_hash_chunk, chunk))
+        if self._fed is None and self._ended:
+            self._whole = hashed
+            return hashed, None
+        self._fed = self._group.create_task(self._feed_in_turn(self._fed, chunk))
+        return hashed, self._fed
 
-    async def _in_turn(self, previous: asyncio.Future[_Hashed] | None, chunk: bytes | memoryview) -> _Hashed:
+    async def _feed_in_turn(self, previous: asyncio.Task[None] | None, chunk: bytes | memoryview) -> None:
         if previous is not None:
             await asyncio.wait([previous])  # not `await previous`: cancelling this must not cancel that
             if previous.cancelled() or previous.exception() is not None:
                 raise asyncio.CancelledError("an earlier chunk of the upload was not hashed")
-        return await asyncio.to_thread(self._hash_in_file, chunk)
+        await asyncio.to_thread(self._file.update, chunk)
 
-    def _hash_in_file(self, chunk: bytes | memoryview) -> _Hashed:
-        self._file.update(chunk)
-        return _hash_chunk(chunk)
-
-    async def file_sha256(self) -> str:
-        if self._last is None:
-            return self._file.hexdigest()
-        last = await self._last
-        return last.chunk_id if self._whole else self._file.hexdigest()
+    def file_sha256(self) -> str:
+        """Once the group is done."""
+        if self._whole is not None:
+            return self._whole.result().chunk_id
+        return self._file.hexdigest()
 
 
 def _hash_chunk(chunk: bytes | memoryview) -> _Hashed:
@@ -128,26 +127,26 @@ class UploadService:
         before the commit; whatever it raises leaves no version (the edge uses it to refuse a stream
         that was cut short)."""
         self._require_replicas()
-        hashes = _UploadHashes(self._chunk_size)
         slots = asyncio.Semaphore(self._window)
         pending: list[tuple[int, asyncio.Task[tuple[str, tuple[str, ...]]]]] = []
         size = 0
         writer = self._peers.writer()
         try:
             async with asyncio.TaskGroup() as group:
+                hashes = _UploadHashes(self._chunk_size, group)
                 async for chunk in chunk_stream(pieces, self._chunk_size):
                     await slots.acquire()
                     await self._budget.acquire(len(chunk))
                     release = self._release_slot(slots, len(chunk))
                     try:
-                        task = group.create_task(self._store_chunk(writer, hashes.start(chunk), chunk))
+                        task = group.create_task(self._store_chunk(writer, *hashes.start(chunk), chunk))
                     except BaseException:  # the shared budget must not leak when a client goes away
                         release(None)
                         raise
                     task.add_done_callback(release)
                     pending.append((len(chunk), task))
                     size += len(chunk)
-            sha256 = await hashes.file_sha256()
+            sha256 = hashes.file_sha256()
             await writer.close()
         except BaseExceptionGroup as group_error:
             raise _first_domain_error(group_error) from group_error
@@ -182,11 +181,16 @@ class UploadService:
             raise InsufficientReplicas(self._replicas, available)
 
     async def _store_chunk(
-        self, writer: ChunkWriter, hashing: asyncio.Future[_Hashed], chunk: bytes | memoryview
+        self, writer: ChunkWriter, hashing: asyncio.Future[_Hashed], fed: asyncio.Task[None] | None,
+        chunk: bytes | memoryview,
     ) -> tuple[str, tuple[str, ...]]:
-        """(chunk id, the peers holding it) once the chunk is hashed and R copies are durable."""
+        """(chunk id, the peers holding it) once the chunk is hashed and R copies are durable, and not
+        before the file hash has taken it too: the chunk's slot in the window is its memory."""
         hashed = await hashing
-        return hashed.chunk_id, await self._replicate(writer, hashed, chunk)
+        stored = await self._replicate(writer, hashed, chunk)
+        if fed is not None:
+            await asyncio.wait([fed])  # its failure is the group's to report
+        return hashed.chunk_id, stored
 
     async def _replicate(self, writer: ChunkWriter, hashed: _Hashed, chunk: bytes | memoryview) -> tuple[str, ...]:
         """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
