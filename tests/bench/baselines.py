@@ -1,15 +1,21 @@
-"""Section 1, baselines measured in the same run: raw loopback gRPC and the local disk.
+"""Section 1, baselines measured in the same run: raw loopback gRPC, the local disk and hashing.
 
 gRPC: one stream of 1 MiB messages to/from `rawgrpc_server` (a subprocess with the peer's server
 options, no storage), through a channel with the SDK's client options. Disk: 1 MiB chunk files written
 with the chunk store's recipe (temp file, O_DIRECT write, fsync, link, fsync dir), then read back with
-its read recipe (O_DIRECT), so neither figure is the page cache's.
+its read recipe (O_DIRECT), so neither figure is the page cache's. Hashing: SHA-256 and XXH3-64 of
+1 MiB pieces on one thread, the CPU each verified byte costs.
+
+From the CPU the gRPC runs spent per MiB (client and server together) and the SHA-256 cost, `floors`
+gives the CPU a large transfer cannot do without, per MiB, on this machine: the loopback gRPC hops and
+the SHA-256 passes the design makes (see `FLOORS`). Divided into the cores, that is the fastest a
+large upload or download could go here even if everything else were free.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +27,7 @@ from typing import Any
 import grpc
 
 from client.sdk import MAX_MESSAGE_BYTES
-from peer.storage.chunkstore import write_durable
+from peer.storage.chunkstore import write_durable, xxh3_64
 from peer.storage.directio import read_all
 from proto import dfs_pb2 as pb
 from tests.bench import rawgrpc_server as raw
@@ -136,7 +142,6 @@ def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:
     for path in paths:
         read += len(read_all(path))
     read_s = time.perf_counter() - t0
-    shutil.rmtree(root, ignore_errors=True)
     latencies.sort()
 
     root2 = workdir / "chunks2"
@@ -152,7 +157,9 @@ def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:
     for w in writers:
         w.join()
     write2_s = time.perf_counter() - t0
-    shutil.rmtree(root2, ignore_errors=True)
+    # The files stay until the run's directory goes at the end: on ext4 without a journal, inodes
+    # freed in the last minute are skipped (and scanned past) by every new file's allocation, which
+    # would tax the next sections for this section's clean-up.
     return {
         "bytes": total,
         "files": len(paths),
@@ -167,6 +174,51 @@ def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:
     }
 
 
+# Per MiB of a large transfer through 3 peers at R=2, where the peer the client talks to owns 2 of
+# every 3 chunks: (gRPC hops, SHA-256 passes).
+#   upload:   client -> entry, and entry -> the other owner for 4/3 copies: 7/3 hops; SHA-256 by the
+#             client (end to end) and twice by the entry (the chunk id, the file's SHA-256): 3 passes.
+#             (The other owners check XXH3-64 only.)
+#   download: entry -> client, and holder -> entry for the 1/3 of chunks the entry lacks: 4/3 hops;
+#             SHA-256 on every read from disk (1 pass), on arrival of a chunk from a holder (1/3), and by
+#             the client (end to end): 7/3 passes.
+FLOORS = {"upload": (7 / 3, 3.0), "download": (4 / 3, 7 / 3)}
+
+
+def hash_baseline(total: int) -> dict[str, Any]:
+    """Single-thread SHA-256 and XXH3-64 of `total` bytes in 1 MiB pieces (both release the GIL)."""
+    piece = os.urandom(MIB)
+    out: dict[str, Any] = {}
+    for name, digest in (("sha256", lambda b: hashlib.sha256(b).digest()), ("xxh3_64", xxh3_64)):
+        digest(piece)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(total // MIB):
+            digest(piece)
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        out[f"{name}_mb_s"] = round(mb_per_s(total, wall), 1)
+        out[f"{name}_ms_per_mib"] = round(1000 * cpu / (total // MIB), 3)
+    return out
+
+
+def cpu_floors(grpc: dict[str, Any], hashing: dict[str, Any], cores: int) -> dict[str, Any]:
+    """The CPU per MiB that the gRPC hops and SHA-256 passes of FLOORS cost at the rates measured here,
+    and the throughput that leaves on `cores` cores with nothing else costing anything."""
+    out: dict[str, Any] = {"cores": cores, "sha256_ms_per_mib": hashing["sha256_ms_per_mib"]}
+    for way, (hops, passes) in FLOORS.items():
+        mib_s = grpc[f"{way}_mb_s"] * 1e6 / MIB
+        cpu = grpc[f"cpu_pct_{way}"]
+        hop_ms = 10 * (cpu["client"] + cpu["server"]) / mib_s  # % of a core -> ms of CPU per second
+        floor_ms = hops * hop_ms + passes * hashing["sha256_ms_per_mib"]
+        out[way] = {
+            "grpc_hop_ms_per_mib": round(hop_ms, 3),
+            "hops": round(hops, 2),
+            "sha256_passes": round(passes, 2),
+            "floor_ms_per_mib": round(floor_ms, 2),
+            "ceiling_mb_s": round(cores * 1000 / floor_ms * MIB / 1e6, 1),
+        }
+    return out
+
+
 def run(workdir: Path, quick: bool) -> dict[str, Any]:
     total = 32 * MIB if quick else 256 * MIB
     progress(f"baselines: raw gRPC single stream, {total // MIB} MiB up and down (subprocess server)")
@@ -176,4 +228,6 @@ def run(workdir: Path, quick: bool) -> dict[str, Any]:
     d = disk_baseline(workdir / "disk", total)
     progress(f"baselines: disk write {d['write_mb_s']} MB/s (2 writers: {d['write_2_writers_mb_s']} MB/s), "
              f"read {d['read_mb_s']} MB/s")
-    return {"grpc": g, "disk": d}
+    h = hash_baseline(total)
+    progress(f"baselines: SHA-256 {h['sha256_mb_s']} MB/s, XXH3-64 {h['xxh3_64_mb_s']} MB/s (one thread)")
+    return {"grpc": g, "disk": d, "hashing": h, "floors": cpu_floors(g, h, os.cpu_count() or 1)}

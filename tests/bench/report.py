@@ -52,6 +52,19 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row("baselines", "upload ceiling set by the disk (R=2: 2 writes/byte)",
                        f"{d['r2_upload_ceiling_mb_s']:.1f} MB/s"))
         out.append(Row("baselines", "disk read, same files (chunk-store recipe)", f"{d['read_mb_s']:.1f} MB/s"))
+    h, floors = base.get("hashing"), base.get("floors")
+    if h:
+        out.append(Row("baselines", "SHA-256, one thread, 1 MiB pieces",
+                       f"{h['sha256_mb_s']:.1f} MB/s ({h['sha256_ms_per_mib']:.2f} ms CPU per MiB)"))
+        out.append(Row("baselines", "XXH3-64 (replicas' transfer check), same",
+                       f"{h['xxh3_64_mb_s']:.1f} MB/s ({h['xxh3_64_ms_per_mib']:.3f} ms CPU per MiB)"))
+    if floors:
+        for way in ("upload", "download"):
+            f = floors[way]
+            metric = f"{way} CPU floor: {f['hops']:.2f} gRPC hops + {f['sha256_passes']:.2f} SHA-256 passes"
+            value = (f"{f['floor_ms_per_mib']:.2f} ms per MiB -> at most {f['ceiling_mb_s']:.0f} MB/s"
+                     f" on {floors['cores']} cores")
+            out.append(Row("baselines", metric, value))
 
     large = results.get("large_file")
     if large:
