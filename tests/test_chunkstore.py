@@ -173,11 +173,12 @@ def test_a_sender_checksum_stands_in_for_the_hash_and_catches_damage(tmp_path: P
     assert store.get(cid) == data
 
 
-def test_without_unnamed_temp_files_chunks_go_through_named_ones(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """File systems without O_TMPFILE (or without /proc) get the temp-name-and-link recipe."""
+@pytest.mark.parametrize("refusal", [errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL])
+def test_without_unnamed_temp_files_chunks_go_through_named_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 refusal: int) -> None:
+    """File systems without O_TMPFILE get the temp-name-and-link recipe."""
     def refuse(_dir_fd: int, _size: int) -> tuple[int, bool]:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        raise OSError(refusal, os.strerror(refusal))
 
     monkeypatch.setattr(directio, "open_unnamed", refuse)
     store = ChunkStore(tmp_path)

@@ -84,7 +84,7 @@ def _publish_unnamed(path: Path, data: bytes | bytearray | memoryview) -> bool |
         try:
             fd, direct = directio.open_unnamed(dir_fd, len(data))
         except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR):
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # no O_TMPFILE on this file system
                 return None
             raise
         try:
