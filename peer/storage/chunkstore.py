@@ -48,6 +48,9 @@ def xxh3_64(data: bytes | bytearray | memoryview) -> int:
     return xxhash.xxh3_64_intdigest(data)
 
 
+_UNNAMED = bool(directio.O_TMPFILE) and os.path.isdir("/proc/self/fd")  # link() of an open fd needs /proc
+
+
 def write_durable(path: Path, data: bytes | bytearray | memoryview, replace: bool = True) -> bool:
     """Temp file in the target directory, write (past the page cache where possible: directio), fsync,
     rename, fsync the directory.
@@ -68,9 +71,6 @@ def write_durable(path: Path, data: bytes | bytearray | memoryview, replace: boo
         if exc.errno == errno.ENOSPC:
             raise StorageFull(f"no space left for {path.name}") from exc
         raise
-
-
-_UNNAMED = bool(directio.O_TMPFILE) and os.path.isdir("/proc/self/fd")  # link() of an open fd needs /proc
 
 
 def _publish_unnamed(path: Path, data: bytes | bytearray | memoryview) -> bool | None:
@@ -135,6 +135,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _check_received(chunk_id: str, data: bytes | bytearray | memoryview, xxh3: int | None) -> None:
+    if xxh3 is not None:
+        if xxh3_64(data) != xxh3:
+            raise ChunkCorrupt(chunk_id, "the transfer (bytes do not match the sender's checksum)")
+    elif sha256_hex(data) != chunk_id:
+        raise ChunkCorrupt(chunk_id, "the sender (bytes do not match the chunk id)")
+
+
 class ChunkStore:
     """Chunks of one peer. An in-memory index (id -> size) mirrors the directory so that repair,
     scrub and GC rounds list what is held without walking the disk; one lock orders every change
@@ -193,21 +201,16 @@ class ChunkStore:
         `verified` means the caller has just hashed `data` itself. `xxh3` comes from a sender that has
         (an uploading peer): `data` is checked against it, for damage in transfer, instead of being
         hashed again. Otherwise it is hashed here, since a chunk must never be stored under an id its
-        bytes do not match. Re-putting a held chunk renews
-        its modification time: garbage collection only takes chunks untouched for its grace period,
-        so an upload that re-uses a chunk protects it until its version is committed.
+        bytes do not match. Re-putting a held chunk renews its modification time: garbage collection
+        only takes chunks untouched for its grace period, so an upload that re-uses a chunk protects
+        it until its version is committed.
 
         A chunk the index does not list is written without looking for a copy first (the common case
         costs no stat); should a file be in the way after all, the link fails and that file is checked.
         """
         path = self.path(chunk_id)
-        if verified:
-            pass
-        elif xxh3 is not None:
-            if xxh3_64(data) != xxh3:
-                raise ChunkCorrupt(chunk_id, "the transfer (bytes do not match the sender's checksum)")
-        elif sha256_hex(data) != chunk_id:
-            raise ChunkCorrupt(chunk_id, "the sender (bytes do not match the chunk id)")
+        if not verified:
+            _check_received(chunk_id, data, xxh3)
         if chunk_id in self._sizes and self._renew_if_intact(chunk_id, path, len(data)):
             return False
         while not write_durable(path, data, replace=False):

@@ -1,7 +1,7 @@
 """Upload: stream -> chunks -> R durable copies on distinct peers -> version metadata.
 
 Ordering is the durability argument: a version record is committed only after every chunk has been
-acknowledged durable (fsync + rename) by R distinct peers, so a visible version never points at
+acknowledged durable (fsync + link into place) by R distinct peers, so a visible version never points at
 missing bytes. Memory is bounded by `window` chunks in flight. Hashing runs in worker threads.
 If the client goes away mid-stream, the task group cancels every in-flight write and nothing is
 committed; chunks already written are unreferenced and left for garbage collection.
