@@ -97,6 +97,16 @@ async def test_bytes_damaged_after_the_sender_checked_them_are_refused(
     writer.abort()
 
 
+async def test_a_holder_sends_the_transfer_checksum_of_what_it_read(
+    peer: tuple[ChunkStore, GrpcChunkPeers],
+) -> None:
+    store, peers = peer
+    chunk_id, data = _chunk()
+    store.put(chunk_id, data)
+    fetched = await peers.get(NODE, chunk_id)
+    assert bytes(fetched.data) == data and fetched.xxh3 == xxh3_64(data)
+
+
 async def test_peers_without_the_stream_method_get_unary_puts(tmp_path: Path) -> None:
     def unary_only(servicer: PeerChunksServicer, server: grpc.aio.Server) -> None:
         handlers = {"PutChunk": grpc.unary_unary_rpc_method_handler(

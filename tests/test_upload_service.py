@@ -19,7 +19,7 @@ from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata
 from peer.ring.hashring import HashRing
 from peer.storage.chunkstore import ChunkStore, xxh3_64
-from peer.transfer.peers import DigestAnswer
+from peer.transfer.peers import DigestAnswer, FetchedChunk
 from peer.transfer.upload import UploadService, UploadSpec
 
 NODES = ["a" * 32, "b" * 32, "c" * 32]
@@ -66,7 +66,7 @@ class _Peers:
     def abort(self) -> None:
         pass
 
-    async def get(self, node_id: str, chunk_id: str) -> bytes:
+    async def get(self, node_id: str, chunk_id: str) -> FetchedChunk:
         raise NotImplementedError
 
     async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:

@@ -24,7 +24,7 @@ from peer.errors import DfsError, MetadataUnavailable
 from peer.metadata.store import AsyncMetadata
 from peer.repair.index import PlacementIndex, bucket_digests, build_index
 from peer.repair.stats import RepairStats
-from peer.storage.chunkstore import ChunkStore, sha256_hex
+from peer.storage.chunkstore import ChunkStore
 from peer.transfer.peers import ChunkPeers, ClusterView
 
 log = logging.getLogger(__name__)
@@ -165,11 +165,8 @@ class AntiEntropy:
 
     async def _pull(self, peer: str, chunk_id: str) -> None:
         try:
-            data = await self._peers.get(peer, chunk_id)
-            if await asyncio.to_thread(sha256_hex, data) != chunk_id:
-                log.warning("peer %s sent a corrupt copy of chunk %s; not stored", peer[:8], chunk_id)
-                return
-            await asyncio.to_thread(self._store.put, chunk_id, data, True)
+            fetched = await self._peers.get(peer, chunk_id)
+            await asyncio.to_thread(self._store.put, chunk_id, fetched.data, False, fetched.xxh3)  # checks it
         except (DfsError, OSError) as exc:
             log.warning("could not fetch chunk %s from %s: %s", chunk_id[:12], peer[:8], exc)
             return

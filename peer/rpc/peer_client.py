@@ -18,7 +18,7 @@ from peer.rpc.auth import PEER_AUTH_KEY, PEERCHUNKS, peer_payload
 from peer.rpc.tls import PEER_CHANNEL_OPTIONS, TlsFiles
 from peer.rpc.wire import Buffer, ChunkData, decode_chunk, encode_chunk
 from peer.security.peerauth import PeerSigner
-from peer.transfer.peers import DigestAnswer
+from peer.transfer.peers import DigestAnswer, FetchedChunk
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
 
@@ -116,14 +116,14 @@ class GrpcChunkPeers:
     def writer(self) -> StreamWriter:
         return StreamWriter(self)
 
-    async def get(self, node_id: str, chunk_id: str) -> memoryview:
+    async def get(self, node_id: str, chunk_id: str) -> FetchedChunk:
         try:
             request = pb.ChunkIds(ids=[chunk_id])
             call = self._channel(node_id).get_chunks(request, timeout=self._timeout,
                                                      metadata=self._auth("GetChunks", request))
             async for chunk in call:
                 if isinstance(chunk, ChunkData) and chunk.chunk_id == chunk_id:
-                    return chunk.data
+                    return FetchedChunk(chunk.data, chunk.xxh3)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, node_id, chunk_id) from exc
         raise ChunkNotFound(chunk_id)

@@ -3,8 +3,9 @@
 A put is acknowledged only after the chunk is durable on this disk, and only if its bytes are the
 ones the sender checked: against the XXH3-64 the sender sent along when it hashed the chunk itself
 (an uploading peer has), otherwise against the id, by SHA-256 (see ChunkStore.put). A get
-re-verifies the copy it reads; a corrupt copy is quarantined and simply not sent, so the caller
-moves on to another holder.
+re-verifies the copy it reads (a corrupt copy is quarantined and simply not sent, so the caller
+moves on to another holder) and sends its XXH3-64 along, which the caller checks the bytes that
+arrive against instead of hashing them again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, InvalidRequest
 from peer.repair.index import BUCKETS
 from peer.rpc import wire
 from peer.rpc.status import abort_with
-from peer.storage.chunkstore import ChunkStore, check_chunk_id
+from peer.storage.chunkstore import ChunkStore, check_chunk_id, xxh3_64
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
 
@@ -128,10 +129,14 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
             await abort_with(context, exc)
         for chunk_id in ids:
             try:
-                data = await asyncio.to_thread(self._store.get, chunk_id)
+                data, xxh3 = await asyncio.to_thread(self._read_for_sending, chunk_id)
             except (ChunkNotFound, ChunkCorrupt):
                 continue
-            yield wire.ChunkData(chunk_id, memoryview(data))  # framed by wire.encode_chunk_data
+            yield wire.ChunkData(chunk_id, memoryview(data), xxh3)  # framed by wire.encode_chunk_data
+
+    def _read_for_sending(self, chunk_id: str) -> tuple[bytes, int]:
+        data = self._store.get(chunk_id)  # verified against its id
+        return data, xxh3_64(data)
 
     async def HasChunks(self, request: pb.ChunkIds, context: grpc.aio.ServicerContext) -> pb.ChunkIds:  # noqa: N802
         try:

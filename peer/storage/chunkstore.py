@@ -135,7 +135,9 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _check_received(chunk_id: str, data: bytes | bytearray | memoryview, xxh3: int | None) -> None:
+def check_received(chunk_id: str, data: bytes | bytearray | memoryview, xxh3: int | None) -> None:
+    """Raises ChunkCorrupt unless `data` arrived as its sender had it: against the sender's XXH3-64
+    when it sent one (a sender that has checked the bytes against the id itself), else against the id."""
     if xxh3 is not None:
         if xxh3_64(data) != xxh3:
             raise ChunkCorrupt(chunk_id, "the transfer (bytes do not match the sender's checksum)")
@@ -210,7 +212,7 @@ class ChunkStore:
         """
         path = self.path(chunk_id)
         if not verified:
-            _check_received(chunk_id, data, xxh3)
+            check_received(chunk_id, data, xxh3)
         if chunk_id in self._sizes and self._renew_if_intact(chunk_id, path, len(data)):
             return False
         while not write_durable(path, data, replace=False):

@@ -2,7 +2,9 @@
 
 Each chunk is fetched from the local disk when this peer holds it, else from the peers that the
 record says hold it and the ring's owners (usable ones first), then from any other peer. Every copy
-is checked against its SHA-256 before a byte of it is sent; a corrupt or missing copy is skipped.
+is checked against its SHA-256 before a byte of it is sent: by this peer on a local read, by the
+holder on its read (which sends an XXH3-64 transfer checksum along, checked here on arrival); a
+corrupt or missing copy is skipped.
 When no intact copy exists the stream fails with DataLoss, never with wrong bytes. Up to `window`
 chunks are fetched ahead of the one being sent, so several owners serve one download at once.
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from peer.errors import ChunkCorrupt, DataLoss, DfsError, InvalidRequest
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, VersionRecord, VersionSpec
 from peer.ring.placement import read_order
-from peer.storage.chunkstore import ChunkStore, sha256_hex
+from peer.storage.chunkstore import ChunkStore, check_received
 from peer.transfer.peers import ChunkPeers, ClusterView
 
 log = logging.getLogger(__name__)
@@ -117,11 +119,13 @@ class DownloadService:
     async def _fetch_from(self, node: str, chunk_id: str) -> bytes | memoryview:
         if node == self._view.local_id:
             return await asyncio.to_thread(self._store.get, chunk_id)
-        data = await self._peers.get(node, chunk_id)
-        if await asyncio.to_thread(sha256_hex, data) != chunk_id:
+        fetched = await self._peers.get(node, chunk_id)
+        try:
+            await asyncio.to_thread(check_received, chunk_id, fetched.data, fetched.xxh3)
+        except ChunkCorrupt:
             log.warning("peer %s sent a corrupt copy of chunk %s; trying another", node[:8], chunk_id)
-            raise ChunkCorrupt(chunk_id, f"peer {node[:8]}")
-        return data
+            raise ChunkCorrupt(chunk_id, f"peer {node[:8]}") from None
+        return fetched.data
 
 
 def _chunks_in_range(chunks: tuple[ChunkRef, ...], rng: ByteRange) -> list[tuple[ChunkRef, int]]:

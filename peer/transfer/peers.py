@@ -15,6 +15,15 @@ from peer.ring.hashring import HashRing
 
 
 @dataclass(frozen=True)
+class FetchedChunk:
+    """What a peer sent for a chunk, unverified: the bytes, and the peer's XXH3-64 of them when it sent
+    one (a holder sends it only after checking the bytes against the id on reading them from disk)."""
+
+    data: bytes | memoryview
+    xxh3: int | None = None
+
+
+@dataclass(frozen=True)
 class DigestAnswer:
     """A peer's reply to our bucket digests: the ids it holds in every bucket that differs."""
 
@@ -51,8 +60,9 @@ class ChunkPeers(Protocol):
         `xxh3`, see ChunkWriter.put)."""
         ...
 
-    async def get(self, node_id: str, chunk_id: str) -> bytes | memoryview:
-        """The bytes node_id holds for chunk_id, unverified; raises ChunkNotFound or PeerUnavailable."""
+    async def get(self, node_id: str, chunk_id: str) -> FetchedChunk:
+        """What node_id sends for chunk_id, unverified (chunkstore.check_received checks it); raises
+        ChunkNotFound or PeerUnavailable."""
         ...
 
     async def has_many(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]: ...
