@@ -14,32 +14,14 @@ import pytest
 from peer.errors import DataLoss
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, ChunkRef
-from peer.ring.hashring import HashRing
 from peer.storage.chunkstore import ChunkStore, xxh3_64
 from peer.transfer.download import DownloadService
 from peer.transfer.peers import FetchedChunk
+from tests.fakes import NODES, AllAliveView
 
-NODES = ["a" * 32, "b" * 32, "c" * 32]
 DATA = os.urandom(300_000)
 CHUNK_ID = hashlib.sha256(DATA).hexdigest()
 DAMAGED = DATA[:1000] + bytes([DATA[1000] ^ 0x10]) + DATA[1001:]
-
-
-class _View:
-    local_id = NODES[0]  # holds nothing: every copy comes from another peer
-
-    def __init__(self) -> None:
-        self._ring = HashRing.build(NODES, 150)
-
-    @property
-    def ring(self) -> HashRing:
-        return self._ring
-
-    def is_usable(self, node_id: str) -> bool:
-        return True
-
-    def usable_count(self) -> int:
-        return len(NODES)
 
 
 class _Holders:
@@ -56,7 +38,8 @@ class _Holders:
 
 def _service(tmp_path: Path, holders: _Holders) -> DownloadService:
     metadata = AsyncMetadata(open_store(f"sqlite:///{tmp_path / 'meta.db'}"))
-    return DownloadService(_View(), ChunkStore(tmp_path / "data"), holders, metadata,  # type: ignore[arg-type]
+    # This peer (NODES[0]) holds nothing: every copy comes from a holder.
+    return DownloadService(AllAliveView(), ChunkStore(tmp_path / "data"), holders, metadata,  # type: ignore[arg-type]
                            replicas=2, window=4)
 
 

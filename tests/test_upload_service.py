@@ -17,30 +17,12 @@ from peer.clock import ManualClock
 from peer.errors import InsufficientReplicas, PeerUnavailable
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata
-from peer.ring.hashring import HashRing
 from peer.storage.chunkstore import ChunkStore, xxh3_64
 from peer.transfer.peers import DigestAnswer, FetchedChunk
 from peer.transfer.upload import UploadService, UploadSpec
+from tests.fakes import NODES, AllAliveView
 
-NODES = ["a" * 32, "b" * 32, "c" * 32]
 CHUNK = 64 * 1024
-
-
-class _View:
-    local_id = NODES[0]
-
-    def __init__(self) -> None:
-        self._ring = HashRing.build(NODES, 150)
-
-    @property
-    def ring(self) -> HashRing:
-        return self._ring
-
-    def is_usable(self, node_id: str) -> bool:
-        return True
-
-    def usable_count(self) -> int:
-        return len(NODES)
 
 
 class _Peers:
@@ -92,7 +74,8 @@ async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
 def _service(tmp_path: Path, peers: _Peers) -> tuple[UploadService, ChunkStore, AsyncMetadata]:
     store = ChunkStore(tmp_path / "data")
     metadata = AsyncMetadata(open_store(f"sqlite:///{tmp_path / 'meta.db'}"))
-    service = UploadService(_View(), store, peers, metadata, ManualClock(), replicas=2, chunk_size=CHUNK, window=4)
+    service = UploadService(AllAliveView(), store, peers, metadata, ManualClock(),
+                            replicas=2, chunk_size=CHUNK, window=4)
     return service, store, metadata
 
 
