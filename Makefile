@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 ## run: start a local 3-peer cluster (gRPC 127.0.0.1:50051-50053), run a demo, serve until Ctrl-C
 run: $(STAMP)
-	$(BIN)/dfs-peer cluster up --peers 3 --dir .dfs-cluster --demo
+	$(BIN)/dfs-peer cluster up --peers 3 --dir .dfs-cluster --demo --foreground
 
 ## test: lint, type-check, layer contracts, then the whole test suite
 test: lint typecheck

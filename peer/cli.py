@@ -13,16 +13,18 @@ import dataclasses
 import json
 import logging
 import queue
+import signal
 import sys
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from peer.config import PeerConfig
 from peer.errors import DfsError
 from peer.healthcheck import health_command
+from peer.localcluster.ports import DEFAULT_BASE_PORT
 from peer.memory import tune_allocator
 from peer.security.certs import certs_command
 
@@ -57,7 +59,7 @@ def _setup_logging(level: str, node_id: str) -> QueueListener:
     return listener
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"dfs-peer: error: {message}", err=True)
     sys.exit(code)
 
@@ -72,6 +74,9 @@ def _serve_options(fn: Any) -> Any:
     options = [
         click.option("--data-dir", envvar="DFS_DATA_DIR", default="./dfs-data", show_default=True,
                      type=click.Path(file_okay=False), help="Chunks, node id and ready.json."),
+        click.option("--node-id", envvar="DFS_NODE_ID", default="",
+                     help="This peer's id on the ring (letters, digits, . _ -; at most 64)  "
+                          "[default: the id in DATA_DIR/node.json, else a new random one]"),
         click.option("--grpc-addr", envvar="DFS_GRPC_ADDR", default=d.grpc_addr, show_default=True,
                      help="gRPC listen HOST:PORT (port 0: any free port)."),
         click.option("--gossip-addr", envvar="DFS_GOSSIP_ADDR", default=d.gossip_addr, show_default=True,
@@ -170,6 +175,7 @@ def _serve_options(fn: Any) -> Any:
 def config_from_options(opts: dict[str, Any]) -> PeerConfig:
     return PeerConfig(
         data_dir=Path(opts["data_dir"]),
+        node_id=opts["node_id"],
         grpc_addr=opts["grpc_addr"],
         gossip_addr=opts["gossip_addr"],
         advertise_grpc=opts["advertise_grpc"],
@@ -268,35 +274,163 @@ def cluster() -> None:
     """Run several local peers on this host (development and demos)."""
 
 
+def _dir_option(fn: Any) -> Any:
+    return click.option("--dir", "base_dir", envvar="DFS_CLUSTER_DIR", default=".dfs-cluster", show_default=True,
+                        type=click.Path(file_okay=False), help="The cluster's directory (state, data, logs).")(fn)
+
+
+def _json_option(fn: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
+
+
 @cluster.command("up")
 @click.option("--peers", "count", envvar="DFS_CLUSTER_PEERS", default=3, show_default=True,
               type=click.IntRange(1, 64))
-@click.option("--dir", "base_dir", envvar="DFS_CLUSTER_DIR", default=".dfs-cluster", show_default=True,
-              type=click.Path(file_okay=False))
-@click.option("--grpc-port", envvar="DFS_CLUSTER_GRPC_PORT", default=50051, show_default=True, type=int,
-              help="First peer's gRPC port.")
-@click.option("--gossip-port", envvar="DFS_CLUSTER_GOSSIP_PORT", default=7946, show_default=True, type=int,
-              help="First peer's gossip port.")
-@click.option("--replicas", envvar="DFS_CLUSTER_REPLICAS", default=2, show_default=True, type=int)
-@click.option("--demo/--no-demo", envvar="DFS_CLUSTER_DEMO", default=False,
-              help="Upload, list and download a sample file once up.")
+@_dir_option
+@click.option("--replicas", envvar="DFS_CLUSTER_REPLICAS", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Copies of every chunk; at most --peers (never lowered to fit).")
+@click.option("--base-port", "--grpc-port", "base_port", envvar="DFS_CLUSTER_BASE_PORT", default=DEFAULT_BASE_PORT,
+              show_default=True, type=int,
+              help="Peer K serves gRPC on BASE+K-1, gossip on BASE+64+K-1, internal TLS gRPC on BASE+128+K-1.")
 @click.option("--tls", is_flag=True, envvar="DFS_CLUSTER_TLS", default=False,
               help="TLS for clients and mutual TLS between peers, with certificates from DIR/certs "
                    "(created with a development CA if missing).")
 @click.option("--auth/--no-auth", envvar="DFS_CLUSTER_AUTH", default=False, show_default=True,
               help="Require client tokens; an admin token is written to DIR/admin.token.")
-def cluster_up(count: int, base_dir: str, grpc_port: int, gossip_port: int, replicas: int, demo: bool,
-               tls: bool, auth: bool) -> None:
-    """Start COUNT peers sharing one SQLite metadata file; Ctrl-C stops them all.
+@click.option("--demo/--no-demo", envvar="DFS_CLUSTER_DEMO", default=False,
+              help="Upload, list and download a sample file once up.")
+@click.option("--foreground", is_flag=True, envvar="DFS_CLUSTER_FOREGROUND", default=False,
+              help="Stay attached: report peers that die, stop them all on Ctrl-C.")
+@_json_option
+def cluster_up(count: int, base_dir: str, replicas: int, base_port: int, tls: bool, auth: bool, demo: bool,
+               foreground: bool, as_json: bool) -> None:
+    """Start COUNT peers sharing one SQLite metadata file and return once they agree on one ring.
 
-    Peers authenticate each other with mutual TLS (--tls) or a cluster secret generated into
-    DIR/cluster.secret."""
-    from peer.localcluster import LocalCluster
+    Prints each peer's gRPC address, one per line. The peers run in the background, logging to
+    DIR/peerK/peer.log, until `dfs-peer cluster down`; with --foreground, until Ctrl-C."""
+    from peer.localcluster.cluster import LocalCluster
+    from peer.localcluster.demo import run_demo
 
+    local = LocalCluster(Path(base_dir))
     try:
-        LocalCluster(Path(base_dir), count, grpc_port, gossip_port, min(replicas, count), tls=tls, auth=auth).run(demo)
+        local.check_layout(count, replicas, base_port)
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        state, ready, digest = local.up(count, replicas, base_port, tls=tls, auth=auth, tied=foreground)
+        if as_json:
+            click.echo(json.dumps(_up_document(local, state, ready, digest), indent=2))
+        else:
+            for r in ready:
+                click.echo(r["grpc_addr"])
+        _note(f"{count} peers up (replicas {replicas}, TLS {'on' if tls else 'off'}, auth {'on' if auth else 'off'}),"
+              f" ring digest {digest}; logs in {local.base}/peerK/peer.log")
+        addrs = [r["grpc_addr"] for r in ready]
+        if demo:
+            run_demo(local.base, lambda addr: local.client(addr, state), addrs, _note)
+        _note(f"try: dfs --peer {addrs[0]}{local.client_flags(state)} status")
+        if not foreground:
+            _note(f"stop: dfs-peer cluster down --dir {base_dir}")
+            return
+        _note("Ctrl-C stops the cluster")
+        local.supervise(_note)
+    except KeyboardInterrupt:
+        if foreground:
+            _note("stopping peers...")
+            local.down()
+        sys.exit(130 if not foreground else 0)
     except (DfsError, OSError) as exc:
         _fail(str(exc), EXIT_RUNTIME)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _note(text: str) -> None:
+    """Human commentary goes to stderr, so stdout carries only what scripts read."""
+    click.echo(text, err=True)
+
+
+def _up_document(local: Any, state: Any, ready: list[dict[str, Any]], digest: str) -> dict[str, Any]:
+    return {
+        "dir": str(local.base), "ring_digest": digest, "replicas": state.replicas, "tls": state.tls,
+        "auth": state.auth, "base_port": state.base_port,
+        "peers": [{"index": k, "pid": r.get("pid"), "node_id": r["node_id"], "grpc_addr": r["grpc_addr"],
+                   "gossip_addr": r["gossip_addr"], "peer_addr": r.get("peer_addr") or r["grpc_addr"],
+                   "log": str(local.base / f"peer{k}" / "peer.log")}
+                  for k, r in enumerate(ready, start=1)],
+    }
+
+
+@cluster.command("down")
+@_dir_option
+def cluster_down(base_dir: str) -> None:
+    """Stop every peer of DIR gracefully (SIGTERM: each announces it leaves; SIGKILL after a timeout)."""
+    from peer.localcluster.cluster import LocalCluster
+
+    try:
+        stopped = LocalCluster(Path(base_dir)).down()
+    except (DfsError, OSError) as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    _note(f"stopped peers {', '.join(map(str, stopped))}" if stopped else "no peer was running")
+
+
+@cluster.command("status")
+@_dir_option
+@_json_option
+def cluster_status(base_dir: str, as_json: bool) -> None:
+    """Each peer's index, pid, addresses, whether it runs, and its state as the cluster sees it."""
+    from peer.localcluster.cluster import LocalCluster
+
+    try:
+        rows = LocalCluster(Path(base_dir)).status()
+    except (DfsError, OSError) as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    if as_json:
+        click.echo(json.dumps({"dir": str(Path(base_dir).resolve()), "peers": [r.to_dict() for r in rows]}, indent=2))
+        return
+    header = ("PEER", "PID", "PROCESS", "CLUSTER VIEW", "GRPC", "GOSSIP", "NODE")
+    table = [header] + [(str(r.index), str(r.pid or "-"), "running" if r.running else "stopped", r.state or "-",
+                         r.grpc_addr, r.gossip_addr, r.node_id[:12] or "-") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _peer_option(fn: Any) -> Any:
+    return click.option("--peer", "index", required=True, type=click.IntRange(1, 64),
+                        help="The peer's index K (from 1, as in the port scheme).")(fn)
+
+
+@cluster.command("stop")
+@_dir_option
+@_peer_option
+def cluster_stop(base_dir: str, index: int) -> None:
+    """Stop one peer gracefully; its data directory and ports stay its own."""
+    from peer.localcluster.cluster import LocalCluster
+
+    try:
+        was_running = LocalCluster(Path(base_dir)).stop_peer(index)
+    except (DfsError, OSError) as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    _note(f"stopped peer {index}" if was_running else f"peer {index} was not running")
+
+
+@cluster.command("start")
+@_dir_option
+@_peer_option
+def cluster_start(base_dir: str, index: int) -> None:
+    """Start one stopped peer again on its own data directory and ports; returns once the ring agrees."""
+    from peer.localcluster.cluster import LocalCluster
+
+    try:
+        ready = LocalCluster(Path(base_dir)).start_peer(index)
+    except (DfsError, OSError) as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    click.echo(ready["grpc_addr"])
+    _note(f"started peer {index} (pid {ready.get('pid')}), the cluster agrees on its ring")
 
 
 def _store_options(fn: Any) -> Any:

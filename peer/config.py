@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peer.errors import ConfigError
+from peer.identity import check_node_id
 
 MIB = 1024 * 1024
 
@@ -22,6 +23,9 @@ MIB = 1024 * 1024
 class PeerConfig:
     # DFS_DATA_DIR: chunks, node id and ready.json live here; a restart on it keeps identity and chunks.
     data_dir: Path
+    # DFS_NODE_ID: this peer's id on the ring; empty: the id kept in DATA_DIR/node.json, or a new
+    # random one. A data directory that already belongs to another id is refused.
+    node_id: str = ""
     # DFS_GRPC_ADDR: public and internal gRPC listener, HOST:PORT (port 0 picks a free port).
     grpc_addr: str = "127.0.0.1:50051"
     # DFS_GOSSIP_ADDR: aiohttp gossip and /health listener, HOST:PORT.
@@ -203,6 +207,8 @@ class PeerConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.node_id:
+            check_node_id(self.node_id)
         for name in ("grpc_addr", "gossip_addr"):
             split_hostport(getattr(self, name), name)
         if self.peer_grpc_addr:

@@ -75,7 +75,8 @@ class InsufficientReplicas(DfsError):
     kind = "insufficient_replicas"
 
     def __init__(self, required: int, available: int, detail: str = "") -> None:
-        msg = f"not enough peers for replication: {required} replicas required, {available} available"
+        msg = (f"not enough peers for replication: {required} replicas required (--replicas {required}), "
+               f"{available} available")
         super().__init__(f"{msg} ({detail})" if detail else msg)
         self.required = required
         self.available = available

@@ -94,7 +94,8 @@ def _check_bindable(addr: str, what: str) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        raise ConfigError(f"cannot listen for {what} on {addr}: {exc.strerror or exc}") from exc
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # not create_server's own wording
+        raise ConfigError(f"cannot listen for {what} on {addr}: {reason}") from exc
 
 
 class LiveCluster:
@@ -153,7 +154,7 @@ class Node:
         self.clock = clock or SystemClock()
         self._injected_metadata = metadata
         self._handle_signals = handle_signals
-        self.identity: Identity = load_identity(config.data_dir)
+        self.identity: Identity = load_identity(config.data_dir, config.node_id)
         self.stop_event = asyncio.Event()
         self.health = MetadataHealth()
 
@@ -218,7 +219,8 @@ class Node:
                 idle_timeout_s=cfg.connection_idle_timeout_s,
             )
         except OSError as exc:
-            raise ConfigError(f"cannot listen for gossip on {cfg.gossip_addr}: {exc.strerror or exc}") from exc
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"cannot listen for gossip on {cfg.gossip_addr}: {reason}") from exc
         view.set_local_addrs(grpc_adv, advertised(f"{gossip_host}:{bound_gossip}", cfg.advertise_gossip), peer_adv)
         cluster = LiveCluster(self.node_id, view, cfg.vnodes, cfg.dead_grace_s, self.clock)
         gossiper.subscribe(lambda _events: cluster.refresh())

@@ -42,3 +42,33 @@ def test_invalid_settings(tmp_path: Path) -> None:
     assert_one_line_error(serve(tmp_path, "--replicas", "0"), "DFS_REPLICAS")
     assert_one_line_error(serve(tmp_path, "--grpc-addr", "nonsense"), "HOST:PORT")
     assert_one_line_error(serve(tmp_path, "--metadata", "postgres://x"), "DFS_METADATA")
+
+
+def test_node_id_is_validated(tmp_path: Path) -> None:
+    assert_one_line_error(serve(tmp_path, "--node-id", "has space"), "DFS_NODE_ID", "invalid")
+    assert_one_line_error(serve(tmp_path, "--node-id", "x" * 65), "DFS_NODE_ID")
+
+
+def test_explicit_node_id_is_kept_and_a_foreign_data_dir_refused(tmp_path: Path) -> None:
+    """The id comes from --node-id or DFS_NODE_ID; a data directory keeps the id it was first given."""
+    import json
+    import os
+    import signal
+
+    from tests.waiting import wait_until_sync
+
+    data = tmp_path / "data"
+    env = {**os.environ, "DFS_NODE_ID": "rack1-peer.a"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peer", "serve", "--data-dir", str(data), "--no-auth",
+         "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_sync(lambda: (data / "ready.json").exists() or proc.poll() is not None, 30)
+        assert json.loads((data / "ready.json").read_text())["node_id"] == "rack1-peer.a"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    result = serve(tmp_path, "--node-id", "another", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0")
+    assert_one_line_error(result, "belongs to node rack1-peer.a", "--node-id another")
