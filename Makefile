@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint typecheck proto bench chaos fuzz clean
+.PHONY: all venv run test lint typecheck proto bench chaos fuzz clean settings-table
 
 all: test
 
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 ## proto: regenerate proto/dfs_pb2*.py from proto/dfs.proto
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. proto/dfs.proto
+
+## settings-table: print the README's table of peer settings from their one declaration (peer/config.py)
+settings-table: $(STAMP)
+	@$(BIN)/python -c 'from peer.config import PeerConfig; from peer.settings import settings_table; print(settings_table(PeerConfig))'
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

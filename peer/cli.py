@@ -27,6 +27,7 @@ from peer.healthcheck import health_command
 from peer.localcluster.ports import DEFAULT_BASE_PORT
 from peer.memory import tune_allocator
 from peer.security.certs import certs_command
+from peer.settings import Declared, declared
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -70,156 +71,44 @@ def main() -> None:
 
 
 def _serve_options(fn: Any) -> Any:
-    d = PeerConfig(data_dir=Path("."))
-    options = [
-        click.option("--data-dir", envvar="DFS_DATA_DIR", default="./dfs-data", show_default=True,
-                     type=click.Path(file_okay=False), help="Chunks, node id and ready.json."),
-        click.option("--node-id", envvar="DFS_NODE_ID", default="",
-                     help="This peer's id on the ring (letters, digits, . _ -; at most 64)  "
-                          "[default: the id in DATA_DIR/node.json, else a new random one]"),
-        click.option("--grpc-addr", envvar="DFS_GRPC_ADDR", default=d.grpc_addr, show_default=True,
-                     help="gRPC listen HOST:PORT (port 0: any free port)."),
-        click.option("--gossip-addr", envvar="DFS_GOSSIP_ADDR", default=d.gossip_addr, show_default=True,
-                     help="Gossip/health HTTP listen HOST:PORT."),
-        click.option("--advertise-grpc", envvar="DFS_ADVERTISE_GRPC", default="",
-                     help="gRPC address other peers dial (default: the listen address, with 0.0.0.0 or :: "
-                          "replaced by this host's IP)."),
-        click.option("--advertise-gossip", envvar="DFS_ADVERTISE_GOSSIP", default="",
-                     help="Gossip address other peers dial (default: the listen address, with 0.0.0.0 or :: "
-                          "replaced by this host's IP)."),
-        click.option("--seeds", envvar="DFS_SEEDS", default="", help="Comma-separated gossip HOST:PORT to join."),
-        click.option("--metadata", envvar=["DFS_METADATA", "MONGO_URI"], default="",
-                     help="sqlite:///PATH or mongodb://HOST:PORT/DB; env DFS_METADATA, else MONGO_URI  "
-                          "[default: sqlite:///DATA_DIR/metadata.db]"),
-        click.option("--database", envvar=["DFS_DATABASE", "DATABASE"], default=d.database,
-                     help="MongoDB database; env DFS_DATABASE, else DATABASE  "
-                          "[default: the database in the URI, else filestore]"),
-        click.option("--metadata-write-concern", envvar="DFS_METADATA_WRITE_CONCERN",
-                     default=d.metadata_write_concern, show_default=True,
-                     help='MongoDB write concern: "majority" or a node count.'),
-        click.option("--replicas", envvar="DFS_REPLICAS", default=d.replicas, show_default=True, type=int),
-        click.option("--vnodes", envvar="DFS_VNODES", default=d.vnodes, show_default=True, type=int),
-        click.option("--chunk-size", envvar="DFS_CHUNK_SIZE", default=d.chunk_size, show_default=True, type=int),
-        click.option("--upload-window", envvar="DFS_UPLOAD_WINDOW", default=d.upload_window, show_default=True,
-                     type=int),
-        click.option("--inflight-chunks", envvar="DFS_INFLIGHT_CHUNKS", default=d.inflight_chunks,
-                     show_default=True, type=int, help="Chunks of all uploads in flight (peer memory budget)."),
-        click.option("--download-window", envvar="DFS_DOWNLOAD_WINDOW", default=d.download_window,
-                     show_default=True, type=int),
-        click.option("--gossip-interval", envvar="DFS_GOSSIP_INTERVAL", default=d.gossip_interval_s,
-                     show_default=True, type=float, help="Seconds."),
-        click.option("--gossip-fanout", envvar="DFS_GOSSIP_FANOUT", default=d.gossip_fanout, show_default=True,
-                     type=int),
-        click.option("--suspect-timeout", envvar="DFS_SUSPECT_TIMEOUT", default=d.suspect_timeout_s,
-                     show_default=True, type=float, help="Seconds."),
-        click.option("--dead-timeout", envvar="DFS_DEAD_TIMEOUT", default=d.dead_timeout_s, show_default=True,
-                     type=float, help="Seconds."),
-        click.option("--dead-grace", envvar="DFS_DEAD_GRACE", default=d.dead_grace_s, show_default=True,
-                     type=float, help="Seconds a dead peer stays on the ring."),
-        click.option("--rpc-timeout", envvar="DFS_RPC_TIMEOUT", default=d.rpc_timeout_s, show_default=True,
-                     type=float, help="Seconds."),
-        click.option("--repair-interval", envvar="DFS_REPAIR_INTERVAL", default=d.repair_interval_s,
-                     show_default=True, type=float, help="Seconds between anti-entropy rounds."),
-        click.option("--repair-batch", envvar="DFS_REPAIR_BATCH", default=d.repair_batch, show_default=True,
-                     type=int, help="Chunk copies moved per round at most."),
-        click.option("--scrub-rate", envvar="DFS_SCRUB_RATE", default=d.scrub_bytes_per_s, show_default=True,
-                     type=float, help="Bytes/s the scrubber verifies (0: unlimited)."),
-        click.option("--scrub-interval", envvar="DFS_SCRUB_INTERVAL", default=d.scrub_interval_s,
-                     show_default=True, type=float, help="Seconds between scrub passes."),
-        click.option("--gc-interval", envvar="DFS_GC_INTERVAL", default=d.gc_interval_s, show_default=True,
-                     type=float, help="Seconds between garbage-collection passes."),
-        click.option("--gc-grace", envvar="DFS_GC_GRACE", default=d.gc_grace_s, show_default=True, type=float,
-                     help="Seconds an unreferenced chunk stays before deletion."),
-        click.option("--max-gossip-bytes", envvar="DFS_MAX_GOSSIP_BYTES", default=d.max_gossip_bytes,
-                     show_default=True, type=int),
-        click.option("--tls-cert", envvar="DFS_TLS_CERT", default="", type=click.Path(dir_okay=False),
-                     help="This peer's certificate (PEM); with --tls-key and --tls-ca turns on TLS."),
-        click.option("--tls-key", envvar="DFS_TLS_KEY", default="", type=click.Path(dir_okay=False),
-                     help="This peer's private key (PEM)."),
-        click.option("--tls-ca", envvar="DFS_TLS_CA", default="", type=click.Path(dir_okay=False),
-                     help="Cluster CA (PEM): peers accept peer traffic only from certificates it signed."),
-        click.option("--peer-grpc-addr", envvar="DFS_PEER_GRPC_ADDR", default="",
-                     help="With TLS: internal (mutual TLS) gRPC listen HOST:PORT  [default: gRPC port + 100]"),
-        click.option("--advertise-peer-grpc", envvar="DFS_ADVERTISE_PEER_GRPC", default="",
-                     help="Internal gRPC address other peers dial (default: as --advertise-grpc)."),
-        click.option("--cluster-secret", envvar="DFS_CLUSTER_SECRET", default="", show_default=False,
-                     help="Shared secret (>= 16 characters) signing peer traffic when TLS is off."),
-        click.option("--no-auth", envvar="DFS_NO_AUTH", is_flag=True, default=False,
-                     help="Development only: no client tokens; without TLS or a secret, no peer checks."),
-        click.option("--token-cache", envvar="DFS_TOKEN_CACHE", default=d.token_cache_s, show_default=True,
-                     type=float, help="Seconds a verified token is trusted (revocation delay)."),
-        click.option("--max-file-size", envvar="DFS_MAX_FILE_SIZE", default=d.max_file_size, show_default=True,
-                     type=int, help="Bytes one upload may carry."),
-        click.option("--max-metadata-bytes", envvar="DFS_MAX_METADATA_BYTES", default=d.max_metadata_bytes,
-                     show_default=True, type=int, help="Bytes of user metadata per version."),
-        click.option("--max-message-bytes", envvar="DFS_MAX_MESSAGE_BYTES", default=d.max_message_bytes,
-                     show_default=True, type=int, help="Largest gRPC message (0: chunk size + 1 MiB, >= 8 MiB)."),
-        click.option("--max-streams-per-client", envvar="DFS_MAX_STREAMS_PER_CLIENT",
-                     default=d.max_streams_per_client, show_default=True, type=int,
-                     help="Concurrent calls on one client connection."),
-        click.option("--max-concurrent-rpcs", envvar="DFS_MAX_CONCURRENT_RPCS", default=d.max_concurrent_rpcs,
-                     show_default=True, type=int, help="Calls served at once; more get RESOURCE_EXHAUSTED."),
-        click.option("--client-idle-timeout", envvar="DFS_CLIENT_IDLE_TIMEOUT", default=d.client_idle_timeout_s,
-                     show_default=True, type=float, help="Seconds a call may wait on a stalled client."),
-        click.option("--connection-idle-timeout", envvar="DFS_CONNECTION_IDLE_TIMEOUT",
-                     default=d.connection_idle_timeout_s, show_default=True, type=float,
-                     help="Seconds an idle client connection stays open."),
-        click.option("--log-level", envvar="DFS_LOG_LEVEL", default=d.log_level, show_default=True,
-                     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
+    """One click option per declared PeerConfig setting (peer/settings.py): flag, variables, default, help."""
+    for d in reversed(declared(PeerConfig)):
+        fn = click.option(d.flag, d.name, **_option_kwargs(d))(fn)
     return fn
 
 
+def _option_kwargs(d: Declared) -> dict[str, Any]:
+    s = d.setting
+    envs = ", else ".join(s.env)
+    shown = f"  [default: {s.shown_default.replace('`', '')}]" if s.shown_default else ""
+    kwargs: dict[str, Any] = {
+        "envvar": list(s.env) if len(s.env) > 1 else s.env[0],
+        "help": f"{s.help.replace('`', '')} (env {envs}){shown}",
+        "show_default": not s.shown_default and not s.secret,
+    }
+    if d.type is bool:
+        return {**kwargs, "is_flag": True, "default": d.default}
+    if s.choices:
+        return {**kwargs, "type": click.Choice(list(s.choices), case_sensitive=False), "default": d.default}
+    if d.type in (int, float):
+        return {**kwargs, "type": d.type, "default": d.default}
+    default = ",".join(d.default) if isinstance(d.default, tuple) else str(d.default)
+    return {**kwargs, "type": str, "default": default}
+
+
 def config_from_options(opts: dict[str, Any]) -> PeerConfig:
-    return PeerConfig(
-        data_dir=Path(opts["data_dir"]),
-        node_id=opts["node_id"],
-        grpc_addr=opts["grpc_addr"],
-        gossip_addr=opts["gossip_addr"],
-        advertise_grpc=opts["advertise_grpc"],
-        advertise_gossip=opts["advertise_gossip"],
-        seeds=tuple(s.strip() for s in opts["seeds"].split(",") if s.strip()),
-        metadata=opts["metadata"],
-        database=opts["database"],
-        metadata_write_concern=opts["metadata_write_concern"],
-        replicas=opts["replicas"],
-        vnodes=opts["vnodes"],
-        chunk_size=opts["chunk_size"],
-        upload_window=opts["upload_window"],
-        inflight_chunks=opts["inflight_chunks"],
-        download_window=opts["download_window"],
-        gossip_interval_s=opts["gossip_interval"],
-        gossip_fanout=opts["gossip_fanout"],
-        suspect_timeout_s=opts["suspect_timeout"],
-        dead_timeout_s=opts["dead_timeout"],
-        dead_grace_s=opts["dead_grace"],
-        rpc_timeout_s=opts["rpc_timeout"],
-        repair_interval_s=opts["repair_interval"],
-        repair_batch=opts["repair_batch"],
-        scrub_bytes_per_s=opts["scrub_rate"],
-        scrub_interval_s=opts["scrub_interval"],
-        gc_interval_s=opts["gc_interval"],
-        gc_grace_s=opts["gc_grace"],
-        max_gossip_bytes=opts["max_gossip_bytes"],
-        tls_cert=opts["tls_cert"],
-        tls_key=opts["tls_key"],
-        tls_ca=opts["tls_ca"],
-        peer_grpc_addr=opts["peer_grpc_addr"],
-        advertise_peer_grpc=opts["advertise_peer_grpc"],
-        cluster_secret=opts["cluster_secret"],
-        no_auth=opts["no_auth"],
-        token_cache_s=opts["token_cache"],
-        max_file_size=opts["max_file_size"],
-        max_metadata_bytes=opts["max_metadata_bytes"],
-        max_message_bytes=opts["max_message_bytes"],
-        max_streams_per_client=opts["max_streams_per_client"],
-        max_concurrent_rpcs=opts["max_concurrent_rpcs"],
-        client_idle_timeout_s=opts["client_idle_timeout"],
-        connection_idle_timeout_s=opts["connection_idle_timeout"],
-        log_level=opts["log_level"].upper(),
-    )
+    """The PeerConfig of parsed `serve` options, converting the few types a flag cannot carry."""
+    values: dict[str, Any] = {}
+    for d in declared(PeerConfig):
+        value = opts[d.name]
+        if d.type is Path:
+            value = Path(value)
+        elif d.type == tuple[str, ...]:
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        elif d.setting.choices:
+            value = value.upper()
+        values[d.name] = value
+    return PeerConfig(**values)
 
 
 def config_document(config: PeerConfig) -> dict[str, Any]:

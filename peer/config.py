@@ -15,6 +15,7 @@ from pathlib import Path
 
 from peer.errors import ConfigError
 from peer.identity import check_node_id
+from peer.settings import REQUIRED, setting
 
 MIB = 1024 * 1024
 
@@ -22,113 +23,190 @@ MIB = 1024 * 1024
 @dataclass(frozen=True)
 class PeerConfig:
     # DFS_DATA_DIR: chunks, node id and ready.json live here; a restart on it keeps identity and chunks.
-    data_dir: Path
+    data_dir: Path = setting(REQUIRED, "DFS_DATA_DIR", "chunks, node id, ready.json", cli_default="./dfs-data")
     # DFS_NODE_ID: this peer's id on the ring; empty: the id kept in DATA_DIR/node.json, or a new
     # random one. A data directory that already belongs to another id is refused.
-    node_id: str = ""
+    node_id: str = setting(
+        "",
+        "DFS_NODE_ID",
+        "this peer's id on the ring; a data directory holding another id is refused",
+        shown_default="the id in the data directory, else random",
+    )
     # DFS_GRPC_ADDR: public and internal gRPC listener, HOST:PORT (port 0 picks a free port).
-    grpc_addr: str = "127.0.0.1:50051"
+    grpc_addr: str = setting("127.0.0.1:50051", "DFS_GRPC_ADDR", "gRPC listen address (port 0: any free port)")
     # DFS_GOSSIP_ADDR: aiohttp gossip and /health listener, HOST:PORT.
-    gossip_addr: str = "127.0.0.1:7946"
+    gossip_addr: str = setting("127.0.0.1:7946", "DFS_GOSSIP_ADDR", "gossip and `/health` HTTP listen address")
     # DFS_ADVERTISE_GRPC / DFS_ADVERTISE_GOSSIP: the addresses other peers dial, when the bind
     # address is not reachable as such; default: the bound address, with a wildcard host (0.0.0.0 or
     # ::, as in a container) replaced by this host's name resolved to an IP (see `advertised`).
-    advertise_grpc: str = ""
-    advertise_gossip: str = ""
+    advertise_grpc: str = setting(
+        "",
+        "DFS_ADVERTISE_GRPC",
+        "gRPC address other peers dial (0.0.0.0 is replaced by this host's IP)",
+        shown_default="listen address",
+    )
+    advertise_gossip: str = setting(
+        "", "DFS_ADVERTISE_GOSSIP", "gossip address other peers dial", shown_default="listen address"
+    )
     # DFS_SEEDS: comma-separated gossip HOST:PORT of peers to join through; empty starts a new cluster.
-    seeds: tuple[str, ...] = ()
+    seeds: tuple[str, ...] = setting(
+        (),
+        "DFS_SEEDS",
+        "comma-separated gossip `HOST:PORT`s to join through; a name resolving to several addresses reaches each",
+        shown_default="none",
+    )
     # DFS_METADATA, else MONGO_URI: sqlite:///PATH (peers of one host share the file) or mongodb://...
-    metadata: str = ""
+    metadata: str = setting(
+        "", ("DFS_METADATA", "MONGO_URI"), "metadata store URI", shown_default="`sqlite:///DATA_DIR/metadata.db`"
+    )
     # DFS_DATABASE, else DATABASE: the MongoDB database; empty means the one named in the URI path,
     # else "filestore". Ignored by SQLite.
-    database: str = ""
+    database: str = setting(
+        "", ("DFS_DATABASE", "DATABASE"), "MongoDB database", shown_default="database in the URI, else `filestore`"
+    )
     # DFS_METADATA_WRITE_CONCERN: MongoDB write concern, "majority" or a node count >= 1 (always
     # journaled). "majority" keeps acknowledged uploads through a primary failover. Ignored by SQLite.
-    metadata_write_concern: str = "majority"
+    metadata_write_concern: str = setting("majority", "DFS_METADATA_WRITE_CONCERN", "MongoDB write concern")
     # DFS_REPLICAS: copies of every chunk on distinct peers. Every peer of a cluster must agree.
-    replicas: int = 2
+    replicas: int = setting(2, "DFS_REPLICAS", "copies of every chunk, on distinct peers")
     # DFS_VNODES: virtual nodes per peer on the ring; more evens out load, costs ring memory.
-    vnodes: int = 150
+    vnodes: int = setting(150, "DFS_VNODES", "virtual nodes per peer on the ring")
     # DFS_CHUNK_SIZE: bytes per chunk (1 MiB); also bounds the size of one gRPC message.
-    chunk_size: int = MIB
+    chunk_size: int = setting(MIB, "DFS_CHUNK_SIZE", "bytes per chunk")
     # DFS_UPLOAD_WINDOW: chunks of one upload in flight at once; memory per upload ~ window x chunk.
-    upload_window: int = 4
+    upload_window: int = setting(
+        4, "DFS_UPLOAD_WINDOW", "chunks of one upload in flight (memory per upload ≈ window × chunk)"
+    )
     # DFS_INFLIGHT_CHUNKS: bytes of ALL uploads of this peer in flight at once, in chunk sizes: the
     # peer-wide memory budget, however many clients upload concurrently (small chunks take less).
-    inflight_chunks: int = 6
+    inflight_chunks: int = setting(
+        6,
+        "DFS_INFLIGHT_CHUNKS",
+        "bytes of all uploads in flight at once, in chunk sizes: the peer's upload memory budget",
+    )
     # DFS_DOWNLOAD_WINDOW: chunks of one download fetched ahead of the one being sent.
-    download_window: int = 8
+    download_window: int = setting(8, "DFS_DOWNLOAD_WINDOW", "chunks fetched ahead during a download")
     # DFS_GOSSIP_INTERVAL: seconds between push-pull rounds; each round also bumps our heartbeat.
-    gossip_interval_s: float = 0.5
+    gossip_interval_s: float = setting(0.5, "DFS_GOSSIP_INTERVAL", "seconds between gossip rounds")
     # DFS_GOSSIP_FANOUT: members contacted per round.
-    gossip_fanout: int = 3
+    gossip_fanout: int = setting(3, "DFS_GOSSIP_FANOUT", "members contacted per round")
     # DFS_SUSPECT_TIMEOUT: seconds without heartbeat news before a member is suspect.
-    suspect_timeout_s: float = 3.0
+    suspect_timeout_s: float = setting(3.0, "DFS_SUSPECT_TIMEOUT", "seconds without news before a member is suspect")
     # DFS_DEAD_TIMEOUT: seconds without news before a member is dead (>= suspect timeout).
-    dead_timeout_s: float = 6.0
+    dead_timeout_s: float = setting(6.0, "DFS_DEAD_TIMEOUT", "seconds without news before a member is dead")
     # DFS_DEAD_GRACE: seconds a dead member stays on the ring, so a flapping peer does not reshuffle it.
-    dead_grace_s: float = 60.0
+    dead_grace_s: float = setting(60.0, "DFS_DEAD_GRACE", "seconds a dead member stays on the ring")
     # DFS_RPC_TIMEOUT: seconds for one internal chunk call before another peer is tried.
-    rpc_timeout_s: float = 10.0
+    rpc_timeout_s: float = setting(10.0, "DFS_RPC_TIMEOUT", "seconds for one internal chunk call")
     # DFS_REPAIR_INTERVAL: seconds between anti-entropy rounds (digest comparison with every owner
     # peer, re-replication, hinted handoff). Shorter heals faster, costs more idle traffic.
-    repair_interval_s: float = 10.0
+    repair_interval_s: float = setting(10.0, "DFS_REPAIR_INTERVAL", "seconds between anti-entropy rounds")
     # DFS_REPAIR_BATCH: chunk copies moved per anti-entropy round at most, so repair leaves room
     # for client traffic; a round with more to do runs again at once.
-    repair_batch: int = 256
+    repair_batch: int = setting(256, "DFS_REPAIR_BATCH", "chunk copies moved per round at most")
     # DFS_SCRUB_RATE: bytes per second the scrubber re-reads and verifies (0: unlimited).
-    scrub_bytes_per_s: float = 16 * MIB
+    scrub_bytes_per_s: float = setting(
+        16 * MIB, "DFS_SCRUB_RATE", "bytes/s the scrubber verifies (0: unlimited)", flag="--scrub-rate"
+    )
     # DFS_SCRUB_INTERVAL: seconds between the end of one scrub pass and the start of the next.
-    scrub_interval_s: float = 3600.0
+    scrub_interval_s: float = setting(3600.0, "DFS_SCRUB_INTERVAL", "seconds between scrub passes")
     # DFS_GC_INTERVAL: seconds between garbage-collection passes.
-    gc_interval_s: float = 600.0
+    gc_interval_s: float = setting(600.0, "DFS_GC_INTERVAL", "seconds between garbage-collection passes")
     # DFS_GC_GRACE: seconds an unreferenced chunk must stay untouched before it is deleted. Must
     # exceed the longest upload: chunks are written before their version is committed.
-    gc_grace_s: float = 86400.0
+    gc_grace_s: float = setting(
+        86400.0,
+        "DFS_GC_GRACE",
+        "seconds an unreferenced chunk stays untouched before deletion (must exceed the longest upload)",
+    )
     # DFS_MAX_GOSSIP_BYTES: largest gossip body accepted; larger gets HTTP 413.
-    max_gossip_bytes: int = 4 * MIB
+    max_gossip_bytes: int = setting(4 * MIB, "DFS_MAX_GOSSIP_BYTES", "largest gossip body accepted (larger: HTTP 413)")
     # DFS_TLS_CERT / DFS_TLS_KEY: this peer's certificate and private key (PEM). With DFS_TLS_CA they
     # turn on TLS for clients and mutual TLS between peers; all three or none.
-    tls_cert: str = ""
-    tls_key: str = ""
+    tls_cert: str = setting(
+        "",
+        "DFS_TLS_CERT",
+        "this peer's certificate (PEM); with the key and CA, TLS for clients and mutual TLS between peers",
+        shown_default="none",
+    )
+    tls_key: str = setting("", "DFS_TLS_KEY", "this peer's private key (PEM)", shown_default="none")
     # DFS_TLS_CA: the cluster CA (PEM). Peers accept peer traffic only from certificates it signed.
-    tls_ca: str = ""
+    tls_ca: str = setting(
+        "",
+        "DFS_TLS_CA",
+        "the cluster CA: peer traffic is accepted only from certificates it signed",
+        shown_default="none",
+    )
     # DFS_PEER_GRPC_ADDR: with TLS, the internal chunk service listens here with mutual TLS, apart
     # from the client API; default: the gRPC host, port + 100 (port 0 stays 0). Without TLS the
     # internal service shares the gRPC listener and this setting is ignored.
-    peer_grpc_addr: str = ""
+    peer_grpc_addr: str = setting(
+        "",
+        "DFS_PEER_GRPC_ADDR",
+        "with TLS, the internal (mutual TLS) chunk service listen address",
+        shown_default="gRPC port + 100",
+    )
     # DFS_ADVERTISE_PEER_GRPC: the internal address other peers dial (rules as DFS_ADVERTISE_GRPC).
-    advertise_peer_grpc: str = ""
+    advertise_peer_grpc: str = setting(
+        "", "DFS_ADVERTISE_PEER_GRPC", "internal gRPC address other peers dial", shown_default="listen address"
+    )
     # DFS_CLUSTER_SECRET: shared secret (>= 16 characters) that signs every gossip message and
     # internal call when TLS is off. Required without TLS unless DFS_NO_AUTH is set.
-    cluster_secret: str = field(default="", repr=False)
+    cluster_secret: str = setting(
+        "",
+        "DFS_CLUSTER_SECRET",
+        "shared secret (≥ 16 characters) signing gossip and internal calls when TLS is off",
+        secret=True,
+        shown_default="none",
+    )
     # DFS_NO_AUTH: development only. Clients need no token (every caller is admin) and, without TLS
     # or a cluster secret, peers accept each other unauthenticated. A warning is logged at start.
-    no_auth: bool = False
+    no_auth: bool = setting(
+        False,
+        "DFS_NO_AUTH",
+        "development only: no client tokens (every caller is admin); without TLS or secret, no peer checks",
+    )
     # DFS_TOKEN_CACHE: seconds a verified token is trusted before the metadata store is asked again;
     # a revoked token stops working within this time.
-    token_cache_s: float = 5.0
+    token_cache_s: float = setting(
+        5.0, "DFS_TOKEN_CACHE", "seconds a verified token is trusted; a revocation takes effect within this time"
+    )
     # DFS_MAX_FILE_SIZE: bytes one upload may carry; a larger stream is refused and nothing is committed.
-    max_file_size: int = 1024**4
+    max_file_size: int = setting(1024**4, "DFS_MAX_FILE_SIZE", "bytes one upload may carry (1 TiB)")
     # DFS_MAX_METADATA_BYTES: bytes of user metadata (keys plus values) one version may carry.
-    max_metadata_bytes: int = 8 * 1024
+    max_metadata_bytes: int = setting(8 * 1024, "DFS_MAX_METADATA_BYTES", "bytes of user metadata per version")
     # DFS_MAX_MESSAGE_BYTES: largest gRPC message accepted or sent, at least chunk size + 64 KiB;
     # 0 means chunk size + 1 MiB, and at least 8 MiB.
-    max_message_bytes: int = 0
+    max_message_bytes: int = setting(
+        0, "DFS_MAX_MESSAGE_BYTES", "largest gRPC message (0: chunk size + 1 MiB, at least 8 MiB)"
+    )
     # DFS_MAX_STREAMS_PER_CLIENT: calls one client connection may have open at once (HTTP/2
     # concurrent streams); more wait in the client until one finishes.
-    max_streams_per_client: int = 256
+    max_streams_per_client: int = setting(
+        256, "DFS_MAX_STREAMS_PER_CLIENT", "calls one client connection may have open at once (HTTP/2 streams)"
+    )
     # DFS_MAX_CONCURRENT_RPCS: calls this peer serves at once, all clients together; more are
     # refused with RESOURCE_EXHAUSTED rather than queued without bound.
-    max_concurrent_rpcs: int = 2048
+    max_concurrent_rpcs: int = setting(
+        2048, "DFS_MAX_CONCURRENT_RPCS", "calls served at once; more are refused with RESOURCE_EXHAUSTED"
+    )
     # DFS_CLIENT_IDLE_TIMEOUT: seconds an upload may wait for the client's next message, or a
     # download for the client to read, before the call is cancelled (slow or stalled clients); also
     # bounds reading one gossip body.
-    client_idle_timeout_s: float = 60.0
+    client_idle_timeout_s: float = setting(
+        60.0,
+        "DFS_CLIENT_IDLE_TIMEOUT",
+        "seconds an upload waits for data, or a download for the client to read, before cancelling"
+        " (also a gossip body)",
+    )
     # DFS_CONNECTION_IDLE_TIMEOUT: seconds an idle client connection (gRPC or gossip HTTP) stays open.
-    connection_idle_timeout_s: float = 300.0
+    connection_idle_timeout_s: float = setting(
+        300.0, "DFS_CONNECTION_IDLE_TIMEOUT", "seconds an idle client connection (gRPC or HTTP) stays open"
+    )
     # DFS_LOG_LEVEL
-    log_level: str = "INFO"
+    log_level: str = setting(
+        "INFO", "DFS_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -171,8 +249,7 @@ class PeerConfig:
             (self.download_window >= 1, "DFS_DOWNLOAD_WINDOW must be at least 1"),
             (self.gossip_interval_s > 0, "DFS_GOSSIP_INTERVAL must be positive"),
             (self.gossip_fanout >= 1, "DFS_GOSSIP_FANOUT must be at least 1"),
-            (self.suspect_timeout_s > self.gossip_interval_s,
-             "DFS_SUSPECT_TIMEOUT must exceed DFS_GOSSIP_INTERVAL"),
+            (self.suspect_timeout_s > self.gossip_interval_s, "DFS_SUSPECT_TIMEOUT must exceed DFS_GOSSIP_INTERVAL"),
             (self.dead_timeout_s >= self.suspect_timeout_s, "DFS_DEAD_TIMEOUT must be >= DFS_SUSPECT_TIMEOUT"),
             (self.dead_grace_s >= 0, "DFS_DEAD_GRACE must not be negative"),
             (self.rpc_timeout_s > 0, "DFS_RPC_TIMEOUT must be positive"),
@@ -183,22 +260,34 @@ class PeerConfig:
             (self.gc_interval_s > 0, "DFS_GC_INTERVAL must be positive"),
             (self.gc_grace_s >= 0, "DFS_GC_GRACE must not be negative"),
             (self.max_gossip_bytes >= 64 * 1024, "DFS_MAX_GOSSIP_BYTES must be at least 64 KiB"),
-            (self.metadata_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")),
-             "DFS_METADATA (or MONGO_URI) must be sqlite:///PATH or mongodb://HOST:PORT/..."),
-            (bool(self.metadata_write_concern) and self.metadata_write_concern.strip("0") != "",
-             'DFS_METADATA_WRITE_CONCERN must be "majority" or a node count of at least 1'),
-            (len({bool(self.tls_cert), bool(self.tls_key), bool(self.tls_ca)}) == 1,
-             "DFS_TLS_CERT, DFS_TLS_KEY and DFS_TLS_CA go together: set all three or none"),
-            (not self.cluster_secret or len(self.cluster_secret) >= 16,
-             "DFS_CLUSTER_SECRET must be at least 16 characters"),
-            (self.tls or bool(self.cluster_secret) or self.no_auth,
-             "without TLS, peers need DFS_CLUSTER_SECRET to authenticate each other "
-             "(or DFS_NO_AUTH for local development)"),
+            (
+                self.metadata_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")),
+                "DFS_METADATA (or MONGO_URI) must be sqlite:///PATH or mongodb://HOST:PORT/...",
+            ),
+            (
+                bool(self.metadata_write_concern) and self.metadata_write_concern.strip("0") != "",
+                'DFS_METADATA_WRITE_CONCERN must be "majority" or a node count of at least 1',
+            ),
+            (
+                len({bool(self.tls_cert), bool(self.tls_key), bool(self.tls_ca)}) == 1,
+                "DFS_TLS_CERT, DFS_TLS_KEY and DFS_TLS_CA go together: set all three or none",
+            ),
+            (
+                not self.cluster_secret or len(self.cluster_secret) >= 16,
+                "DFS_CLUSTER_SECRET must be at least 16 characters",
+            ),
+            (
+                self.tls or bool(self.cluster_secret) or self.no_auth,
+                "without TLS, peers need DFS_CLUSTER_SECRET to authenticate each other "
+                "(or DFS_NO_AUTH for local development)",
+            ),
             (self.token_cache_s >= 0, "DFS_TOKEN_CACHE must not be negative"),
             (self.max_file_size >= 1, "DFS_MAX_FILE_SIZE must be at least 1"),
             (0 <= self.max_metadata_bytes <= MIB, "DFS_MAX_METADATA_BYTES must be between 0 and 1 MiB"),
-            (self.max_message_bytes == 0 or self.max_message_bytes >= self.chunk_size + 64 * 1024,
-             "DFS_MAX_MESSAGE_BYTES must be at least DFS_CHUNK_SIZE + 64 KiB"),
+            (
+                self.max_message_bytes == 0 or self.max_message_bytes >= self.chunk_size + 64 * 1024,
+                "DFS_MAX_MESSAGE_BYTES must be at least DFS_CHUNK_SIZE + 64 KiB",
+            ),
             (self.max_streams_per_client >= 1, "DFS_MAX_STREAMS_PER_CLIENT must be at least 1"),
             (self.max_concurrent_rpcs >= 16, "DFS_MAX_CONCURRENT_RPCS must be at least 16"),
             (self.client_idle_timeout_s > 0, "DFS_CLIENT_IDLE_TIMEOUT must be positive"),

@@ -30,3 +30,12 @@ def test_every_cli_command_is_documented() -> None:
 
 def test_readme_shows_the_two_commands() -> None:
     assert "make run" in README and "make test" in README
+
+
+def test_settings_table_is_generated_from_the_one_declaration() -> None:
+    """Every peer setting is declared once (peer/config.py); the README's table must be that declaration.
+    Regenerate it with `make settings-table`."""
+    from peer.config import PeerConfig
+    from peer.settings import settings_table
+
+    assert settings_table(PeerConfig) in README
