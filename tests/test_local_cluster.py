@@ -254,3 +254,20 @@ def test_down_stops_peers_whose_starting_command_is_gone(cluster_dir: Path) -> N
     assert not any(running(pid) for pid in started), f"after {time.monotonic() - t0:.1f} s"
     again = run("down", "--dir", str(cluster_dir))
     assert again.returncode == 0 and "no peer was running" in again.stderr
+
+
+def test_tls_and_auth_cluster_is_reachable_with_the_files_it_wrote(cluster_dir: Path) -> None:
+    base_port = free_base(2)
+    up = run("up", "--peers", "2", "--dir", str(cluster_dir), "--base-port", str(base_port), "--tls", "--auth")
+    assert up.returncode == 0, up.stderr
+    assert f"--tls-ca {cluster_dir.resolve() / 'certs' / 'ca.crt'}" in up.stderr
+    peers = status(cluster_dir)  # status itself needs the CA and the admin token
+    assert {p["state"] for p in peers} == {"alive"}
+    assert [p["peer_addr"] for p in peers] == [f"127.0.0.1:{base_port + 128 + k}" for k in range(2)]
+    token = (cluster_dir / "admin.token").read_text().strip()
+    assert (cluster_dir / "admin.token").stat().st_mode & 0o777 == 0o600
+    ca = str(cluster_dir / "certs" / "ca.crt")
+    with DfsClient(up.stdout.split()[0], timeout=30, tls_ca=ca, token=token) as c:
+        assert c.whoami().role == "admin"
+    with DfsClient(up.stdout.split()[1], timeout=30, tls_ca=ca, token="") as c, pytest.raises(Exception, match="token"):
+        c.status()
