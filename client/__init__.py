@@ -1,10 +1,17 @@
 """Python SDK and `dfs` command line of the dfs file store: talk to any one peer of the mesh.
 
-with DfsClient("127.0.0.1:50051") as dfs:
-    result = dfs.upload("photo.jpg")
-    data = dfs.read(result.version.file_id)
+from client import Client
 
-On a secured cluster: DfsClient(peer, tls_ca="certs/ca.crt", token="dfs_...") (or env DFS_TLS_CA, DFS_TOKEN).
+with Client("127.0.0.1:50051") as dfs:
+    result = dfs.upload("photo.jpg")                      # a path, bytes or a binary file object
+    dfs.download(result.version.file_id, "copy.jpg")      # verified, then renamed into place
+    for piece in dfs.download("photo.jpg"):               # each chunk verified before it is yielded
+        ...
+    for entry in dfs.ls("albums/"):                       # "albums/2024/" (a str) or a VersionInfo
+        ...
+
+On a secured cluster: Client(peer, tls_ca="certs/ca.crt", token="dfs_...") (or env DFS_TLS_CA, DFS_TOKEN).
+`DfsClient` is the same class under its earlier name.
 
 Names are imported on first use (PEP 562), so that `import client.cli` can configure grpc's logging
 before grpc is first imported (see client/_grpc_logging.py).
@@ -37,7 +44,7 @@ if _typing.TYPE_CHECKING:
         VersionInfo,
     )
     from client.refs import is_file_id
-    from client.sdk import DEFAULT_PEER, DfsClient
+    from client.sdk import DEFAULT_PEER, Client, DfsClient
     from client.streams import DownloadStream
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "TOKEN_ROLES",
     "AuthenticationError",
     "ChunkPlacement",
+    "Client",
     "ClusterStatus",
     "ClusterUnavailable",
     "DfsClient",
@@ -67,6 +75,7 @@ __all__ = [
 
 _HOMES = {
     "DEFAULT_PEER": "client.sdk",
+    "Client": "client.sdk",
     "DfsClient": "client.sdk",
     "DownloadStream": "client.streams",
     "is_file_id": "client.refs",

@@ -33,6 +33,8 @@ class DfsClientError(Exception):
 
     exit_code: ClassVar[int] = 1
     retriable: ClassVar[bool] = False
+    error_type: ClassVar[str] = "error"
+    """Stable name of the class of failure, the `type` of the CLI's JSON error document."""
 
     def __init__(self, message: str, *, code: str | None = None, kind: str | None = None) -> None:
         super().__init__(_one_line(message))
@@ -46,12 +48,14 @@ class ServerError(DfsClientError):
     """The peer reported a failure that fits no narrower class."""
 
     exit_code = 1
+    error_type = "server"
 
 
 class InvalidArgument(DfsClientError, ValueError):
     """The request is malformed; retrying it unchanged cannot succeed."""
 
     exit_code = 2
+    error_type = "invalid_argument"
 
 
 class PeerUnreachable(DfsClientError):
@@ -59,16 +63,19 @@ class PeerUnreachable(DfsClientError):
 
     exit_code = 3
     retriable = True
+    error_type = "peer_unreachable"
 
 
 class NotFoundError(DfsClientError):
     exit_code = 4
+    error_type = "not_found"
 
 
 class IntegrityError(DfsClientError):
     """Data failed SHA-256 verification: reported by the peer (DATA_LOSS) or detected by this client."""
 
     exit_code = 5
+    error_type = "integrity"
 
 
 class ClusterUnavailable(DfsClientError):
@@ -76,18 +83,21 @@ class ClusterUnavailable(DfsClientError):
 
     exit_code = 6
     retriable = True
+    error_type = "cluster_unavailable"
 
 
 class AuthenticationError(DfsClientError):
     """The peer did not accept the call's credentials: no token, or a malformed, unknown or revoked one."""
 
     exit_code = 7
+    error_type = "authentication"
 
 
 class PermissionDeniedError(DfsClientError):
     """The peer knows the caller, but the token's role does not allow this operation."""
 
     exit_code = 8
+    error_type = "permission_denied"
 
 
 _KIND_CLASSES: dict[str, type[DfsClientError]] = {

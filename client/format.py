@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from client.models import ClusterStatus, MemberStatus, TokenInfo, VersionInfo
+from client.profiles import Profile
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -21,6 +22,11 @@ def human_size(num_bytes: int) -> str:
         if abs(round(value, 1)) < 1024 or unit == _UNITS[-1]:
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def plural(count: int, noun: str) -> str:
+    """The count and its noun, plural unless the count is exactly one: "1 file", "3 files"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def human_time(epoch_s: float) -> str:
@@ -52,6 +58,19 @@ def table(
 def files_table(files: Sequence[VersionInfo]) -> str:
     rows = [(f.name, f.version, human_size(f.size), human_time(f.created_at), f.file_id) for f in files]
     return table(("NAME", "VERSION", "SIZE", "CREATED", "FILE ID"), rows, right=frozenset({1, 2}))
+
+
+def prefix_lines(prefixes: Sequence[str]) -> str:
+    """The folders of a listing, one "PRE  name/" line each, as `aws s3 ls` shows them."""
+    return "\n".join(f"PRE  {p}" for p in prefixes)
+
+
+def profiles_table(profiles: Sequence[Profile], active: str | None = None) -> str:
+    """Saved profiles, the active one marked "*"; the token is shown only as the file that holds it."""
+    rows = [
+        (p.name + (" *" if p.name == active else ""), p.peer, p.tls_ca or "-", p.token_file or "-") for p in profiles
+    ]
+    return table(("NAME", "PEER", "TLS CA", "TOKEN FILE"), rows)
 
 
 def versions_table(versions: Sequence[VersionInfo]) -> str:

@@ -1,4 +1,4 @@
-"""DfsClient: a synchronous client of one peer's public FileStore API.
+"""Client (also importable as DfsClient): a synchronous client of one peer's public FileStore API.
 
 Any peer of the mesh serves any request, so a client talks to exactly one. Every grpc.RpcError is
 translated by `from_rpc_error` here, at the only place that calls the stub; callers see SDK types only.
@@ -20,8 +20,9 @@ import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
+from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar, overload
 
 import grpc
 import grpc.experimental
@@ -40,14 +41,18 @@ from client.models import (
 )
 from client.refs import file_ref_candidates, version_selector
 from client.streams import (
+    DownloadDest,
     DownloadStream,
+    OneReply,
     Progress,
     UploadFeed,
     UploadSource,
+    check_destination,
     decode_download_reply,
     encode_upload_request,
     open_source,
     verify_stored,
+    write_atomically,
 )
 from proto import dfs_pb2, dfs_pb2_grpc
 
@@ -63,7 +68,7 @@ DOWNLOAD_METHOD = "/dfs.v1.FileStore/Download"
 T = TypeVar("T")
 
 
-class DfsClient:
+class Client:
     """Client of the peer at `peer` ("host:port"); close it, or use it as a context manager.
 
     `tls_ca`: path of the PEM CA certificate that signed the peers' certificates; None reads env
@@ -110,7 +115,7 @@ class DfsClient:
         """Closes the channel, cancelling any call still running on it."""
         self._channel.close()
 
-    def __enter__(self) -> DfsClient:
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(
@@ -119,7 +124,10 @@ class DfsClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"DfsClient(peer={self.peer!r}, timeout={self.timeout!r}, tls={self.tls}, token={self.has_token})"
+        return (
+            f"{type(self).__name__}(peer={self.peer!r}, timeout={self.timeout!r}, tls={self.tls},"
+            f" token={self.has_token})"
+        )
 
     # ------------------------------------------------------------------ data
 
@@ -132,8 +140,11 @@ class DfsClient:
         progress: Progress | None = None,
         piece_size: int = PIECE_SIZE,
     ) -> UploadResult:
-        """Stores `source` as a new version of `name` (default: a path's basename; required for streams).
+        """Stores `source` as a new version of `name`; returns the version and the peers holding it.
 
+        `source` is a local path (str or os.PathLike), the bytes themselves, a binary file object or
+        any iterable of byte pieces; it is read piece by piece, never whole. `name` None means a
+        path's basename, and is required for every other source; an empty name is refused.
         Raises IntegrityError when the SHA-256 or size the peer stored differs from what was sent.
         """
         if not 0 < piece_size <= MAX_MESSAGE_BYTES // 2:
@@ -190,14 +201,17 @@ class DfsClient:
     ) -> DownloadStream:
         """Opens a download and waits for its header, so `.info` is known before any data is written.
 
-        `length` 0 means to the end of the file. Iterate the result for the data pieces; see DownloadStream.
+        `length` 0 means to the end of the file. Iterate the result for the data pieces, each verified
+        as DownloadStream describes; close it (or use `with`) to cancel a download left unfinished.
         """
         if offset < 0 or length < 0:
             raise InvalidArgument("offset and length must not be negative")
-        selector = _version_kwargs(version)
+        selector = version_selector(version)
 
         def start(file_ref: dfs_pb2.FileRef) -> DownloadStream:
-            request = dfs_pb2.DownloadRequest(file=file_ref, offset=offset, length=length, **selector)
+            request = dfs_pb2.DownloadRequest(
+                file=file_ref, version=selector, offset=offset, length=length, chunk_markers=True
+            )
             if self._get_supported:
                 small = self._get(request)
                 if small is not None:
@@ -231,27 +245,60 @@ class DfsClient:
         if not reply.HasField("data"):
             request.version.CopyFrom(dfs_pb2.VersionSelector(version_id=reply.header.version.version_id))
             return None
-        return DownloadStream(_OneReply(reply.data), reply.header, self.peer)
+        return DownloadStream(OneReply(reply), reply.header, self.peer)
+
+    @overload
+    def download(
+        self, ref: str, dest: None = None, *, version: int | str | None = None, offset: int = 0,
+        length: int = 0, progress: Progress | None = None,
+    ) -> DownloadStream: ...
+
+    @overload
+    def download(
+        self, ref: str, dest: DownloadDest, *, version: int | str | None = None, offset: int = 0,
+        length: int = 0, progress: Progress | None = None,
+    ) -> VersionInfo: ...
 
     def download(
         self,
         ref: str,
-        dest: BinaryIO,
+        dest: DownloadDest | None = None,
+        *,
         version: int | str | None = None,
         offset: int = 0,
         length: int = 0,
         progress: Progress | None = None,
-    ) -> VersionInfo:
-        """Writes the file (or the byte range) to `dest` as it arrives and verifies it.
+    ) -> DownloadStream | VersionInfo:
+        """Downloads the file (or the byte range; `length` 0 means to the end), verified.
 
-        On an IntegrityError `dest` already holds the bad bytes: write to a temporary file and keep it
-        only on success (as the CLI does) when that matters.
+        `dest` a path (str or os.PathLike): the data goes to a temporary file in the same directory,
+        which is fsynced and then renamed over the path; on any failure (integrity, network, Ctrl-C)
+        it is removed and a file already at the path is left untouched. Returns the VersionInfo.
+        `dest` a binary file object: the data is written to it as it arrives, so on a failure it
+        holds what arrived before. Returns the VersionInfo.
+        `dest` None: returns the open DownloadStream, an iterator of the data pieces in which each
+        chunk is verified before its bytes are yielded (see DownloadStream for what is checked, and
+        for peers that predate chunk markers); close it, or use it with `with`, to cancel the
+        download when it is not read to the end. The VersionInfo is its `.info`.
+        `progress` is called with the size of each piece delivered.
         """
-        with self.iter_download(ref, version, offset, length) as stream:
-            for piece in stream:
-                dest.write(piece)
-                if progress is not None:
-                    progress(len(piece))
+        if dest is not None and not isinstance(dest, str | os.PathLike) and not hasattr(dest, "write"):
+            raise InvalidArgument(
+                f"cannot download to a {type(dest).__name__}: give a path, a binary file object or None"
+            )
+        path = Path(dest) if isinstance(dest, str | os.PathLike) else None
+        if path is not None:
+            check_destination(path)
+        stream = self.iter_download(ref, version, offset, length)
+        stream.progress = progress
+        if dest is None:
+            return stream
+        with stream:
+            if path is not None:
+                write_atomically(stream, path)
+            elif not isinstance(dest, str | os.PathLike):
+                for piece in stream:
+                    dest.write(piece)
         return stream.info
 
     def read(self, ref: str, version: int | str | None = None, offset: int = 0, length: int = 0) -> bytes:
@@ -262,13 +309,15 @@ class DfsClient:
 
     # -------------------------------------------------------------- metadata
 
-    def stat(self, ref: str, version: int | str | None = None) -> VersionInfo:
+    def info(self, ref: str, version: int | str | None = None) -> VersionInfo:
         """The version (default: the latest) with its chunk placements."""
         selector = _version_kwargs(version)
         reply = self._resolve(
             ref, lambda f: self._stub.Stat(dfs_pb2.StatRequest(file=f, **selector), **self._options())
         )
         return version_from_proto(reply)
+
+    stat = info
 
     def versions(self, ref: str) -> builtins.list[VersionInfo]:
         """Every version of the file, newest first."""
@@ -297,15 +346,41 @@ class DfsClient:
         """
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
-        return self._pages(prefix, page_size)
+        return (version_from_proto(info) for reply in self._pages(prefix, page_size, "") for info in reply.files)
 
-    def _pages(self, prefix: str, page_size: int) -> Iterator[VersionInfo]:
+    def ls(self, prefix: str = "", delimiter: str = "/", page_size: int = 0) -> Iterator[str | VersionInfo]:
+        """One level of the name tree under `prefix`, as a directory listing shows it, fetching pages lazily.
+
+        Yields each common prefix (a str: `prefix` plus the text up to and including the first
+        `delimiter` after it, standing for every name below it) and the latest VersionInfo of each
+        file directly under `prefix`. Each page brings its common prefixes first, then its files,
+        each group in name order (as S3 lists a page); `page_size` (0: the peer's default) counts
+        both. `delimiter` "" lists every file below `prefix`, as `list` does. A peer that predates
+        delimiters returns every name; they are rolled up here then, at the cost of reading them all.
+        RPC errors surface while iterating.
+        """
+        if page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        return self._entries(prefix, delimiter, page_size)
+
+    def _entries(self, prefix: str, delimiter: str, page_size: int) -> Iterator[str | VersionInfo]:
+        rolled = ""  # the last common prefix made here from the names of a peer that did not roll up
+        for reply in self._pages(prefix, page_size, delimiter):
+            yield from reply.common_prefixes
+            for info in reply.files:
+                cut = info.name.find(delimiter, len(prefix)) if delimiter else -1
+                if cut < 0:
+                    yield version_from_proto(info)
+                elif info.name[: cut + len(delimiter)] != rolled:
+                    rolled = info.name[: cut + len(delimiter)]
+                    yield rolled
+
+    def _pages(self, prefix: str, page_size: int, delimiter: str) -> Iterator[dfs_pb2.ListReply]:
         token = ""
         while True:
-            request = dfs_pb2.ListRequest(prefix=prefix, page_size=page_size, page_token=token)
-            reply = self._unary(self._stub.List, request)
-            for info in reply.files:
-                yield version_from_proto(info)
+            request = dfs_pb2.ListRequest(prefix=prefix, page_size=page_size, page_token=token, delimiter=delimiter)
+            reply: dfs_pb2.ListReply = self._unary(self._stub.List, request)
+            yield reply
             if not reply.next_page_token or reply.next_page_token == token:
                 return
             token = reply.next_page_token
@@ -370,17 +445,8 @@ class DfsClient:
         raise AssertionError("file_ref_candidates returned no candidate")
 
 
-class _OneReply:
-    """The replies of a download that arrived whole in one Get, as DownloadStream iterates a call."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self._data
-
-    def cancel(self) -> None:
-        pass
+DfsClient = Client
+"""The name the SDK first shipped under; the same class."""
 
 
 def _open_channel(peer: str, ca_path: str) -> grpc.Channel:

@@ -123,16 +123,18 @@ class UploadReply(_message.Message):
     def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("file", "version", "offset", "length")
+    __slots__ = ("file", "version", "offset", "length", "chunk_markers")
     FILE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_MARKERS_FIELD_NUMBER: _ClassVar[int]
     file: FileRef
     version: VersionSelector
     offset: int
     length: int
-    def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    chunk_markers: bool
+    def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., chunk_markers: _Optional[bool] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("request", "max_bytes")
@@ -143,30 +145,46 @@ class GetRequest(_message.Message):
     def __init__(self, request: _Optional[_Union[DownloadRequest, _Mapping]] = ..., max_bytes: _Optional[int] = ...) -> None: ...
 
 class GetReply(_message.Message):
-    __slots__ = ("header", "data")
+    __slots__ = ("header", "data", "markers")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    MARKERS_FIELD_NUMBER: _ClassVar[int]
     header: DownloadHeader
     data: bytes
-    def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    markers: _containers.RepeatedCompositeFieldContainer[ChunkMarker]
+    def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., markers: _Optional[_Iterable[_Union[ChunkMarker, _Mapping]]] = ...) -> None: ...
 
 class DownloadHeader(_message.Message):
-    __slots__ = ("version", "offset", "length")
+    __slots__ = ("version", "offset", "length", "chunk_markers")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_MARKERS_FIELD_NUMBER: _ClassVar[int]
     version: VersionInfo
     offset: int
     length: int
-    def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    chunk_markers: bool
+    def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., chunk_markers: _Optional[bool] = ...) -> None: ...
+
+class ChunkMarker(_message.Message):
+    __slots__ = ("chunk_id", "size", "offset")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    size: int
+    offset: int
+    def __init__(self, chunk_id: _Optional[str] = ..., size: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class DownloadReply(_message.Message):
-    __slots__ = ("header", "data")
+    __slots__ = ("header", "data", "marker")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
     header: DownloadHeader
     data: bytes
-    def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    marker: ChunkMarker
+    def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., marker: _Optional[_Union[ChunkMarker, _Mapping]] = ...) -> None: ...
 
 class StatRequest(_message.Message):
     __slots__ = ("file", "version")
@@ -177,22 +195,26 @@ class StatRequest(_message.Message):
     def __init__(self, file: _Optional[_Union[FileRef, _Mapping]] = ..., version: _Optional[_Union[VersionSelector, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("prefix", "page_size", "page_token")
+    __slots__ = ("prefix", "page_size", "page_token", "delimiter")
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DELIMITER_FIELD_NUMBER: _ClassVar[int]
     prefix: str
     page_size: int
     page_token: str
-    def __init__(self, prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    delimiter: str
+    def __init__(self, prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., delimiter: _Optional[str] = ...) -> None: ...
 
 class ListReply(_message.Message):
-    __slots__ = ("files", "next_page_token")
+    __slots__ = ("files", "next_page_token", "common_prefixes")
     FILES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COMMON_PREFIXES_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[VersionInfo]
     next_page_token: str
-    def __init__(self, files: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    common_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, files: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., common_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListVersionsRequest(_message.Message):
     __slots__ = ("file",)

@@ -124,7 +124,8 @@ class FileStoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Download(self, request, context):
-        """Server stream: one DownloadReply with `header`, then `data` messages in order.
+        """Server stream: one DownloadReply with `header`, then `data` messages in order; with
+        chunk_markers, a `marker` before the data of each chunk.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

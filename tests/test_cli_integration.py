@@ -14,11 +14,14 @@ import hashlib
 import json
 import os
 import pty
+import re
+import selectors
 import socket
 import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ from tests.cluster import Cluster, PeerProc
 
 DFS = Path(sys.executable).parent / "dfs"
 RUN_TIMEOUT_S = 60
+IEC_RATE = re.compile(rb"\d\.\d (KiB|MiB|GiB)/s")  # how fast depends on the machine, the unit system not
+SI_UNIT = re.compile(rb"\d ?[kMGT]B\b")
 CHUNK_SIZE = 1024 * 1024  # the peers' default --chunk-size
 
 
@@ -54,6 +59,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 @pytest.fixture(scope="module")
 def peer(cluster: Cluster) -> PeerProc:
     return cluster.peers[0]
+
+
+@pytest.fixture(autouse=True)
+def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each run of `dfs` sees a config directory of the test's own and no profile from the developer."""
+    config = tmp_path / "config"
+    monkeypatch.setenv("DFS_CONFIG_DIR", str(config))
+    monkeypatch.delenv("DFS_PROFILE", raising=False)
+    return config
 
 
 @dataclass(frozen=True)
@@ -153,23 +167,33 @@ def run_with_tty_stderr(cmd: Sequence[str]) -> tuple[int, bytes, bytes]:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
     finally:
         os.close(slave)
-    terminal = b""
+    assert proc.stdout is not None
+    stdout_fd = proc.stdout.fileno()
+    outputs = {master: bytearray(), stdout_fd: bytearray()}
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            terminal += data
-        stdout, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+        # Both at once: a command that fills the stdout pipe would otherwise block before closing the terminal.
+        with selectors.DefaultSelector() as selector:
+            for fd in outputs:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map() and time.monotonic() < deadline:
+                for key, _ in selector.select(timeout=1):
+                    try:
+                        data = os.read(key.fd, 65536)
+                    except OSError:  # EIO: the child closed the terminal
+                        data = b""
+                    if data:
+                        outputs[key.fd] += data
+                    else:
+                        selector.unregister(key.fd)
+        proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        proc.stdout.close()
     finally:
         os.close(master)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return proc.returncode, stdout, terminal
+    return proc.returncode, bytes(outputs[stdout_fd]), bytes(outputs[master])
 
 
 # ------------------------------------------------------------------------------- upload and read
@@ -214,15 +238,23 @@ def test_upload_without_json_prints_one_confirmation_and_no_progress_bar(peer: P
 
 
 def test_progress_bar_appears_only_on_a_terminal(peer: PeerProc, tmp_path: Path) -> None:
-    """The control for the test above: the same upload with stderr on a terminal does draw a bar."""
+    """The control for the test above: the same upload with stderr on a terminal does draw a bar,
+    and bar and summary count in IEC units (MiB, MiB/s) like every other size the CLI prints."""
     src = tmp_path / "tty.bin"
-    src.write_bytes(os.urandom(CHUNK_SIZE + 1))
+    src.write_bytes(os.urandom(8 * CHUNK_SIZE + 1))
     code, stdout, terminal = run_with_tty_stderr(
         [str(DFS), "--peer", peer.grpc_addr, "upload", str(src), "--name", "cli/tty.bin"]
     )
     assert code == 0, terminal
-    assert stdout.startswith(b"uploaded cli/tty.bin version 1 ")
-    assert b"%|" in terminal and b"B/s" in terminal, terminal
+    assert stdout.startswith(b"uploaded cli/tty.bin version 1 (8.0 MiB, 9 chunks ")
+    assert b"%|" in terminal and b"/ 8.0 MiB" in terminal and IEC_RATE.search(terminal), terminal
+    assert not SI_UNIT.search(terminal), terminal
+    for command in (["download", "cli/tty.bin", str(tmp_path / "back.bin")], ["cat", "cli/tty.bin"]):
+        code, stdout, terminal = run_with_tty_stderr([str(DFS), "--peer", peer.grpc_addr, *command])
+        assert code == 0, terminal
+        assert b"/ 8.0 MiB" in terminal and IEC_RATE.search(terminal), (command, terminal)
+        assert not SI_UNIT.search(terminal), (command, terminal)
+    assert stdout == src.read_bytes()  # cat: the bytes on stdout, the bar on the terminal
     code, stdout, terminal = run_with_tty_stderr(
         [str(DFS), "--peer", peer.grpc_addr, "--quiet", "upload", str(src), "--name", "cli/tty.bin"]
     )
@@ -242,12 +274,9 @@ def test_upload_from_stdin_needs_a_name(peer: PeerProc) -> None:
     assert (empty["version"]["size"], empty["version"]["sha256"]) == (0, sha256(b""))
     assert ok(dfs(peer, "download", "cli/empty.bin", "-")) == b""
 
-    # A usage error keeps click's format (usage, hint, then the reason on the last line) and exit 2.
-    nameless = dfs(peer, "upload", "-", stdin=b"abc")
-    assert nameless.returncode == 2 and nameless.stdout == b""
-    text = nameless.stderr.decode()
-    assert "Traceback" not in text
-    assert text.splitlines()[-1] == "Error: --name is required when uploading from stdin", text
+    # A usage error: one line with a pointer to the command's help, exit 2.
+    line = fails(dfs(peer, "upload", "-", stdin=b"abc"), 2)
+    assert line == "dfs: error: --name is required when uploading from stdin (see 'dfs upload --help')"
 
 
 def test_list_prefix(peer: PeerProc, report: TwoVersions, tmp_path: Path) -> None:
@@ -442,7 +471,9 @@ def test_insufficient_replicas_exit_6(make_cluster: Callable[..., Cluster], tmp_
     src.write_bytes(b"needs two peers")
     line = fails(dfs(lone, "upload", str(src)), 6)
     assert "2 replicas required" in line and "1 available" in line, line
-    fails(dfs(lone, "--json", "upload", "-", "--name", "wants-two.txt", stdin=b"x"), 6)
+    as_json = dfs(lone, "--json", "upload", "-", "--name", "wants-two.txt", stdin=b"x")
+    assert as_json.returncode == 6 and as_json.stdout == b""
+    assert json.loads(as_json.stderr)["error"]["type"] == "cluster_unavailable"
     fails(dfs(lone, "info", "wants-two.txt"), 4)  # nothing was committed
 
 

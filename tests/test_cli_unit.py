@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,15 +36,25 @@ from client import (
     PermissionDeniedError,
     ServerError,
     from_rpc_error,
+    profiles,
 )
-from client.cli import cli
+from client.cli import cli, hoist_global_options
 from client.errors import ERROR_KIND_KEY
 from client.format import human_size
+from client.profiles import Profile
 from client.refs import file_ref_candidates, version_selector
+from client.sdk import DEFAULT_PEER
+from client.settings import FROM_ENV, FROM_FLAG, Given, resolve
 from proto import dfs_pb2, dfs_pb2_grpc
 
-COMMANDS = ["upload", "download", "list", "info", "versions", "delete", "status", "token", "whoami"]
-SUBCOMMANDS = [["token", "create"], ["token", "list"], ["token", "revoke"]]
+COMMANDS = [
+    "upload", "download", "list", "ls", "cat", "rm", "info", "versions", "delete", "status", "token", "whoami",
+    "profile",
+]  # fmt: skip
+SUBCOMMANDS = [
+    ["token", "create"], ["token", "list"], ["token", "revoke"],
+    ["profile", "set"], ["profile", "list"], ["profile", "show"], ["profile", "delete"], ["profile", "current"],
+]  # fmt: skip
 NODES = ["node-a0000000000000", "node-b0000000000000"]
 
 
@@ -174,6 +185,16 @@ class FakeFileStore(dfs_pb2_grpc.FileStoreServicer):
             node_id=NODES[0], ring_digest="d1g3st", replicas=2, vnodes=8, chunk_size=4096,
             members=members, metadata_backend="sqlite", metadata_healthy=True,
         )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Profiles go to a directory of the test's own; the developer's profile and peer never leak in."""
+    config = tmp_path / "config"
+    monkeypatch.setenv("DFS_CONFIG_DIR", str(config))
+    monkeypatch.delenv("DFS_PROFILE", raising=False)
+    monkeypatch.delenv("DFS_PEER", raising=False)
+    return config
 
 
 @pytest.fixture
@@ -549,4 +570,170 @@ def test_every_json_output_is_one_document(peer: str) -> None:
 
 
 def test_click_is_the_entry_point() -> None:
-    assert isinstance(cli, click.Group) and sorted(cli.commands) == sorted(COMMANDS)
+    assert isinstance(cli, click.Group) and set(COMMANDS) <= set(cli.commands)
+
+
+# ------------------------------------------------------------ command-line shape
+
+
+UNCHANGED: list[str] = []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "json_errors"),
+    [
+        (["upload", "f", "--json"], ["--json", "upload", "f"], True),
+        (["--peer", "h:1", "download", "x", "-", "--quiet"], ["--peer", "h:1", "--quiet", "download", "x", "-"], False),
+        (["list", "--peer=h:2", "--timeout", "3"], ["--peer=h:2", "--timeout", "3", "list"], False),
+        (["token", "create", "--role", "read", "--json"], ["--json", "token", "create", "--role", "read"], True),
+        (["token", "--json", "list"], ["--json", "token", "list"], True),
+        # `profile set` has a --peer and a --tls-ca of its own: only -q is global there.
+        (["profile", "set", "w", "--peer", "h:1", "--tls-ca", "c", "-q"],
+         ["-q", "profile", "set", "w", "--peer", "h:1", "--tls-ca", "c"], False),
+        (["upload", "f", "--name", "--json"], UNCHANGED, False),  # the value of --name, not the flag
+        (["upload", "-", "--name", "n", "--", "--json"], UNCHANGED, False),  # after --, only arguments
+        (["--json", "status"], UNCHANGED, True),
+        (["nosuch", "--json"], ["--json", "nosuch", "--json"], True),  # so even that mistake reports JSON
+    ],
+)  # fmt: skip
+def test_global_options_after_the_command_move_before_it(
+    args: list[str], expected: list[str], json_errors: bool
+) -> None:
+    """`dfs download x - --quiet` must mean what `dfs --quiet download x -` means, as users expect."""
+    assert hoist_global_options(cli, click.Context(cli), args) == (expected or args, json_errors)
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["upload", "f", "--bogus"], "dfs upload"),
+        (["uplod"], "dfs"),
+        ([], "dfs"),
+        (["--timeout", "soon", "status"], "dfs"),
+        (["download"], "dfs download"),
+        (["download", "x", "-", "--offset", "-1"], "dfs download"),
+        (["token"], "dfs token"),
+        (["token", "create"], "dfs token create"),
+        (["token", "create", "--role", "root"], "dfs token create"),
+        (["profile", "set", "w", "--bogus"], "dfs profile set"),
+        (["rm"], "dfs rm"),
+        (["rm", "--recursive", ""], "dfs rm"),
+        (["upload", "f", "--peer"], "dfs"),
+    ],
+)
+def test_every_mistake_is_one_line_with_a_help_hint(args: list[str], command: str) -> None:
+    line = assert_one_error_line(CliRunner().invoke(cli, args), 2)
+    assert line.endswith(f"(see '{command} --help')"), line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--json", "upload", "f", "--bogus"],
+        ["upload", "f", "--bogus", "--json"],
+        ["token", "create", "--json"],
+        ["--json", "nosuch"],
+        ["--json", "--profile", "nowhere", "status"],
+        ["status", "--profile", "nowhere", "--json"],
+    ],
+)
+def test_with_json_a_mistake_is_one_json_object_on_stderr(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "usage" and error["exit_code"] == 2 and error["message"]
+    assert set(error) == {"type", "message", "exit_code"}
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_with_json_a_failure_of_the_peer_is_one_json_object(peer: str, where: str) -> None:
+    args = ["info", "abort:NOT_FOUND:not_found"]
+    args = ["--json", *args] if where == "before" else [*args, "--json"]
+    result = dfs(*args, peer=peer)
+    assert result.exit_code == 4 and result.stdout == ""
+    assert json.loads(result.stderr) == {
+        "error": {"type": "not_found", "message": "boom NOT_FOUND on purpose", "exit_code": 4}
+    }
+
+
+def test_an_empty_name_is_refused_before_reading_the_file(tmp_path: Path) -> None:
+    line = assert_one_error_line(dfs("upload", str(tmp_path / "not-even-there"), "--name", ""), 2)
+    assert "--name" in line and "empty" in line
+
+
+# ------------------------------------------------------------------ profiles
+
+
+def test_each_setting_takes_the_first_layer_that_has_it() -> None:
+    saved = Profile("work", "profile:1", tls_ca="/p/ca.pem", token_file="/p/token")
+    unset = Given(None)
+    from_profile = resolve(peer=unset, tls_ca=unset, token=unset, profile=saved, profile_source=FROM_ENV)
+    assert (from_profile.peer, from_profile.tls_ca, from_profile.token, from_profile.token_file) == (
+        "profile:1", "/p/ca.pem", None, "/p/token"
+    )
+    assert from_profile.sources == {"peer": "profile", "tls_ca": "profile", "token": "profile", "profile": FROM_ENV}
+
+    env = resolve(
+        peer=Given("env:1", FROM_ENV), tls_ca=Given("/e/ca.pem", FROM_ENV), token=Given("t-env", FROM_ENV),
+        profile=saved,
+    )  # fmt: skip
+    assert (env.peer, env.tls_ca, env.token, env.token_file) == ("env:1", "/e/ca.pem", "t-env", None)
+    assert {env.sources[k] for k in ("peer", "tls_ca", "token")} == {FROM_ENV}
+
+    flag = resolve(peer=Given("flag:1"), tls_ca=Given(""), token=Given("t-flag"), profile=saved)
+    assert (flag.peer, flag.tls_ca, flag.token) == ("flag:1", "", "t-flag")  # "" : plain text, whatever the profile
+    assert {flag.sources[k] for k in ("peer", "tls_ca", "token")} == {FROM_FLAG}
+
+    default = resolve(peer=unset, tls_ca=unset, token=unset, profile=None)
+    assert (default.peer, default.tls_ca, default.token, default.token_file) == (DEFAULT_PEER, None, None, None)
+    assert set(default.sources.values()) == {"default"}
+
+
+def test_a_token_file_is_read_only_when_a_client_opens(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    settings = resolve(
+        peer=Given("127.0.0.1:1"), tls_ca=Given(None), token=Given(None),
+        profile=Profile("p", "x:1", token_file=str(token_file)),
+    )  # fmt: skip
+    with pytest.raises(InvalidArgument, match="cannot read the token file"):
+        settings.resolved_token()
+    token_file.write_text("  dfs_secret-token \n")
+    assert settings.resolved_token() == "dfs_secret-token"
+    token_file.write_text("\n")
+    with pytest.raises(InvalidArgument, match="is empty"):
+        settings.resolved_token()
+    assert "dfs_secret" not in repr(settings)
+
+
+def test_profiles_file_is_private_and_replaced_whole(private_config: Path) -> None:
+    path = profiles.save_profile(Profile("a", "h:1"))
+    assert path == private_config / "profiles.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(private_config.stat().st_mode) == 0o700
+    profiles.save_profile(Profile("b", "h:2", tls_ca="/ca.pem"))
+    profiles.save_profile(Profile("a", "h:3"))
+    assert profiles.load_profiles() == {"a": Profile("a", "h:3"), "b": Profile("b", "h:2", tls_ca="/ca.pem")}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(private_config.iterdir()) == [path], "a temporary file was left behind"
+    assert profiles.remove_profile("a") == Profile("a", "h:3")
+    with pytest.raises(profiles.UnknownProfile, match="the profiles are b"):
+        profiles.get_profile("a")
+
+
+def test_the_config_directory_follows_xdg_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DFS_CONFIG_DIR")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert profiles.config_dir() == tmp_path / "xdg" / "dfs"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert profiles.config_dir() == tmp_path / "home" / ".config" / "dfs"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"profiles": []}', '{"profiles": {"a": {"tls_ca": "/x"}}}'])
+def test_a_damaged_profiles_file_is_one_line(private_config: Path, content: str) -> None:
+    private_config.mkdir()
+    (private_config / "profiles.json").write_text(content)
+    line = assert_one_error_line(CliRunner().invoke(cli, ["profile", "list"]), 2)
+    assert str(private_config / "profiles.json") in line
+    assert_one_error_line(CliRunner().invoke(cli, ["--profile", "a", "status"]), 2)

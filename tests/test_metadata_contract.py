@@ -6,6 +6,7 @@ one SQLite file, unopenable paths, an unreachable MongoDB, and commits racing de
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import math
@@ -33,7 +34,7 @@ from peer.errors import (
     TokenNotFound,
     VersionNotFound,
 )
-from peer.metadata.common import decode_token, encode_token, prefix_upper_bound
+from peer.metadata.common import common_prefix, decode_token, encode_token, page_keys, prefix_upper_bound
 from peer.metadata.mongo import MongoStore
 from peer.metadata.open import open_store
 from peer.metadata.sqlite import SqliteStore
@@ -394,6 +395,156 @@ def test_list_files_refuses_bad_limit_and_token(store: MetadataStore) -> None:
         store.list_files("", 0, "")
     with pytest.raises(InvalidRequest):
         store.list_files("", 10, "!!not a token!!")
+
+
+# -- listing with a delimiter ---------------------------------------------------------------------
+
+TREE = [
+    "a", "a/", "a//x", "a/1", "a/b/1", "a/b/2", "a/b/c/1", "a/b/c/d/1", "a/b0", "a/bb/1", "a0", "a0/1",
+    "b/1", "b/2", "b/3/1", "c-1", "c-2/x", "d/", "日本/東京/駅", "日本/大阪", "\U0010ffff/x",
+    *[f"many/{i:03}" for i in range(30)], *[f"many/sub{i}/x" for i in range(5)], "manz",
+]  # fmt: skip
+
+
+def expected_keys(names: list[str], prefix: str, delimiter: str) -> list[str]:
+    """What a delimited listing must return, computed naively over every name."""
+    keys: list[str] = []
+    for name in sorted(names):
+        if name.startswith(prefix):
+            cut = name.find(delimiter, len(prefix))
+            key = name if cut < 0 else name[: cut + len(delimiter)]
+            if not keys or keys[-1] != key:
+                keys.append(key)
+    return keys
+
+
+def listed_keys(store: MetadataStore, prefix: str, limit: int, delimiter: str) -> list[list[str]]:
+    """Every page of a delimited listing as its keys (files and prefixes) in name order."""
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = store.list_files(prefix, limit, token, delimiter)
+        files = [record.name for record in page.files]
+        assert files == sorted(files) and list(page.prefixes) == sorted(page.prefixes)
+        assert all(record.latest for record in page.files)
+        pages.append(sorted([*files, *page.prefixes]))
+        token = page.next_token
+        if not token:
+            return pages
+        assert len(pages) < 1000, "listing never ends"
+
+
+def test_delimiter_rolls_names_up_into_common_prefixes(store: MetadataStore) -> None:
+    for name in TREE:
+        store.commit_version(new(name))
+
+    top = store.list_files("", 1000, "", "/")
+    nested = store.list_files("a/b/", 1000, "", "/")
+
+    assert [r.name for r in top.files] == ["a", "a0", "c-1", "manz"]
+    assert top.prefixes == ("a/", "a0/", "b/", "c-2/", "d/", "many/", "日本/", "\U0010ffff/")
+    assert [r.name for r in nested.files] == ["a/b/1", "a/b/2"] and nested.prefixes == ("a/b/c/",)
+    assert top.next_token == "" and nested.next_token == ""
+
+
+def test_delimited_listing_returns_each_files_latest_version(store: MetadataStore) -> None:
+    for name in ("dir/x", "dir/x", "dir/y", "dir/sub/z"):
+        store.commit_version(new(name))
+
+    page = store.list_files("dir/", 10, "", "/")
+
+    assert page.files == (store.get_version(ref("dir/x"), LATEST), store.get_version(ref("dir/y"), LATEST))
+    assert page.files[0].version == 2 and page.prefixes == ("dir/sub/",)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 1000])
+@pytest.mark.parametrize(
+    ("prefix", "delimiter"),
+    [("", "/"), ("a/", "/"), ("a/b/", "/"), ("a", "/"), ("many/", "/"), ("", "-"), ("", "//"), ("日本/", "/"),
+     ("", "日本"), ("none/", "/")],
+)  # fmt: skip
+def test_delimited_paging_neither_drops_nor_repeats_a_key(
+    store: MetadataStore, limit: int, prefix: str, delimiter: str
+) -> None:
+    for name in TREE:
+        store.commit_version(new(name))
+    want = expected_keys(TREE, prefix, delimiter)
+
+    pages = listed_keys(store, prefix, limit, delimiter)
+
+    assert [key for page in pages for key in page] == want
+    assert all(len(page) == limit for page in pages[:-1])
+    assert len(pages) == max(1, math.ceil(len(want) / limit))
+
+
+def test_delimited_paging_resumes_past_a_prefix_whose_names_were_deleted(store: MetadataStore) -> None:
+    for name in ("a/1", "a/2", "b/1", "c"):
+        store.commit_version(new(name))
+    first = store.list_files("", 1, "", "/")
+    store.delete_file(ref("a/1"))
+    store.delete_file(ref("a/2"))
+    store.commit_version(new("a/3"))  # under the prefix already listed: not listed again
+    store.commit_version(new("a0"))
+
+    rest: list[str] = []
+    token = first.next_token
+    while token:
+        page = store.list_files("", 1, token, "/")
+        rest.extend([*page.prefixes, *(r.name for r in page.files)])
+        token = page.next_token
+
+    assert first.prefixes == ("a/",) and first.files == ()
+    assert rest == ["a0", "b/", "c"]
+
+
+def test_delimited_listing_refuses_bad_limit_and_token(store: MetadataStore) -> None:
+    with pytest.raises(InvalidRequest):
+        store.list_files("", 0, "", "/")
+    with pytest.raises(InvalidRequest):
+        store.list_files("", 10, "!!not a token!!", "/")
+
+
+def test_a_page_skips_a_huge_common_prefix_by_seeking() -> None:
+    names = sorted(["a", *(f"big/{i:06}" for i in range(100_000)), "c", "d/1", "e"])
+    reads: list[int] = []
+
+    def scan(bound: str, inclusive: bool, count: int) -> list[str]:
+        start = bisect.bisect_left(names, bound) if inclusive else bisect.bisect_right(names, bound)
+        batch = names[start : start + count]
+        reads.append(len(batch))
+        return batch
+
+    first = page_keys("", "/", 2, "", scan)
+    second = page_keys("", "/", 2, first.next_token, scan)
+    third = page_keys("", "/", 2, second.next_token, scan)
+
+    assert (first.names, first.prefixes) == (["a"], ["big/"])
+    assert (second.names, second.prefixes) == (["c"], ["d/"]) and (third.names, third.prefixes) == (["e"], [])
+    assert third.next_token == "" and sum(reads) < 20
+
+
+def test_a_page_of_large_common_prefixes_reads_names_in_proportion_to_its_size() -> None:
+    names = sorted(f"{group:04}/{i:04}" for group in range(300) for i in range(500))
+    reads: list[int] = []
+
+    def scan(bound: str, inclusive: bool, count: int) -> list[str]:
+        start = bisect.bisect_left(names, bound) if inclusive else bisect.bisect_right(names, bound)
+        reads.append(count)
+        return names[start : start + count]
+
+    page = page_keys("", "/", 100, "", scan)
+
+    assert page.prefixes == [f"{group:04}/" for group in range(100)] and page.names == []
+    assert sum(reads) < 20 * 100  # not a page-sized read per prefix
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix", "delimiter", "rolled"),
+    [("a/b/c", "", "/", "a/"), ("a/b/c", "a/", "/", "a/b/"), ("a/b", "a/b", "/", None), ("abc", "", "", None),
+     ("x--y--z", "x", "--", "x--"), ("a/", "", "/", "a/"), ("a", "", "/", None)],
+)  # fmt: skip
+def test_common_prefix(name: str, prefix: str, delimiter: str, rolled: str | None) -> None:
+    assert common_prefix(name, prefix, delimiter) == rolled
 
 
 # -- chunk references ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def test_every_peer_flag_and_variable_is_documented() -> None:
             continue
         names = [envvar] if isinstance(envvar, str) else list(envvar)
         missing += [n for n in names if f"`{n}`" not in README]
-        flag = f"`--{param.name.replace('_', '-')}`"  # type: ignore[union-attr]
+        flag = f"`{param.opts[0]}`"
         if param in serve.params and flag not in README:
             missing.append(flag)
     assert not missing, f"README lacks: {missing}"

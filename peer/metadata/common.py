@@ -2,7 +2,8 @@
 
 Both backends compare names by Unicode code point (SQLite BINARY collation on UTF-8, MongoDB's
 simple binary comparison), so a prefix is the half-open range [prefix, prefix_upper_bound(prefix))
-and `%`, `_` or regex characters in a name are never special.
+and `%`, `_` or regex characters in a name are never special. A delimited listing (`page_keys`) is
+written once here over a backend's ordered name scan, so both backends page it the same way.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from peer.errors import InvalidRequest
 from peer.metadata.store import TokenRecord, VersionSpec
@@ -48,6 +51,87 @@ def decode_token(token: str) -> str:
         return base64.urlsafe_b64decode(token.encode("ascii")).decode()
     except (UnicodeError, ValueError, binascii.Error) as exc:
         raise InvalidRequest(f"malformed page token: {token[:40]!r}") from exc
+
+
+def common_prefix(name: str, prefix: str, delimiter: str) -> str | None:
+    """The common prefix `name` (which starts with `prefix`) rolls up into: the prefix plus the text up
+    to and including the first delimiter after it; None when the name is listed as itself."""
+    if not delimiter:
+        return None
+    cut = name.find(delimiter, len(prefix))
+    return None if cut < 0 else name[: cut + len(delimiter)]
+
+
+NameScan = Callable[[str, bool, int], Sequence[str]]
+"""scan(bound, inclusive, count): up to `count` names under the listing's prefix, in name order, from
+`bound` on (`bound` itself only when `inclusive`): one bounded, indexed range read of the backend."""
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    """The keys of one page of a delimited listing, before the backend loads the files' records."""
+
+    names: list[str]  # listed as themselves, in name order
+    prefixes: list[str]  # common prefixes, in name order
+    next_token: str  # "" on the last page
+
+
+_SEEK_SCAN = 16  # names read just past a common prefix, where the next one may begin at once
+
+
+def page_keys(prefix: str, delimiter: str, limit: int, page_token: str, scan: NameScan) -> KeyPage:
+    """One page of at most `limit` keys, files and common prefixes together.
+
+    The page token carries the last key returned. When that key is a common prefix the next page
+    starts at the prefix's upper bound, so a prefix is never repeated and the names under it are
+    skipped by one seek rather than read; within a page, a scan that ends inside the latest common
+    prefix continues past it the same way. A scan after such a seek reads few names (the next one
+    may be another large prefix), and the reads double while they bring keys, up to limit + 1:
+    a page reads O(limit) names however many are rolled up, in O(prefixes + log limit) scans.
+    """
+    check_limit(limit)
+    bound = _resume_bound(prefix, delimiter, decode_token(page_token))
+    names: list[str] = []
+    prefixes: list[str] = []
+    last = ""
+    rolled: str | None = None  # the latest common prefix; the names under it are already covered
+    count = limit + 1
+    while bound is not None:
+        batch = scan(bound[0], bound[1], count)
+        for name in batch:
+            if rolled is not None and name.startswith(rolled):
+                continue
+            if len(names) + len(prefixes) == limit:  # a key beyond the full page: the listing goes on
+                return KeyPage(names, prefixes, encode_token(last))
+            group = common_prefix(name, prefix, delimiter)
+            if group is None:
+                names.append(name)
+                last = name
+            else:
+                prefixes.append(group)
+                rolled = last = group
+        if len(batch) < count:  # the scan reached the end of the prefix's range
+            break
+        tail = batch[-1]
+        if rolled is not None and tail.startswith(rolled):
+            bound, count = _past(rolled), min(_SEEK_SCAN, limit + 1)
+        else:
+            bound, count = (tail, False), min(2 * count, limit + 1)
+    return KeyPage(names, prefixes, "")
+
+
+def _resume_bound(prefix: str, delimiter: str, after: str) -> tuple[str, bool] | None:
+    """Where a listing resumes after the key its token carries; None when nothing can follow it."""
+    if not after:
+        return prefix, True
+    group = common_prefix(after, prefix, delimiter) if after.startswith(prefix) else None
+    return (after, False) if group is None else _past(group)
+
+
+def _past(group: str) -> tuple[str, bool] | None:
+    """The scan bound just past every name that starts with `group`."""
+    upper = prefix_upper_bound(group)
+    return None if upper is None else (upper, True)
 
 
 def check_limit(limit: int) -> int:

@@ -42,6 +42,7 @@ from peer.metadata.common import (
     check_version_spec,
     decode_token,
     encode_token,
+    page_keys,
     prefix_upper_bound,
 )
 from peer.metadata.store import (
@@ -127,7 +128,9 @@ class MongoStore:
         with self._guard():
             return self._find_version(ref, version)
 
-    def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage:
+    def list_files(self, prefix: str, limit: int, page_token: str, delimiter: str = "") -> ListPage:
+        if delimiter:
+            return self._list_rolled_up(prefix, limit, page_token, delimiter)
         check_limit(limit)
         name_range: Doc = {"$gte": prefix, "$gt": decode_token(page_token)}
         upper = prefix_upper_bound(prefix)
@@ -142,6 +145,28 @@ class MongoStore:
         records = [_record(latest[f["file_id"]], latest=True) for f in page if f["file_id"] in latest]
         next_token = encode_token(page[-1]["name"]) if len(files) > limit else ""
         return ListPage(files=tuple(records), next_token=next_token)
+
+    def _list_rolled_up(self, prefix: str, limit: int, page_token: str, delimiter: str) -> ListPage:
+        """Keys from name-only range reads of the files collection (its unique name index), then the
+        latest version of the page's files. As in the plain listing, a file document whose first
+        commit is still in flight is not listed as a file; it may still show as a common prefix."""
+        upper = prefix_upper_bound(prefix)
+        file_ids: dict[str, str] = {}
+
+        def scan(bound: str, inclusive: bool, count: int) -> list[str]:
+            name_range: Doc = {"$gte": max(prefix, bound)} if inclusive else {"$gte": prefix, "$gt": bound}
+            if upper is not None:
+                name_range["$lt"] = upper
+            cursor = self._files.find({"name": name_range}, {"_id": False, "file_id": True, "name": True})
+            docs = list(cursor.sort("name", ASCENDING).limit(count))
+            file_ids.update((doc["name"], doc["file_id"]) for doc in docs)
+            return [doc["name"] for doc in docs]
+
+        with self._guard():
+            keys = page_keys(prefix, delimiter, limit, page_token, scan)
+            latest = self._latest_docs([file_ids[name] for name in keys.names])
+        records = [_record(latest[file_ids[n]], latest=True) for n in keys.names if file_ids[n] in latest]
+        return ListPage(files=tuple(records), next_token=keys.next_token, prefixes=tuple(keys.prefixes))
 
     def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
         with self._guard():

@@ -34,6 +34,7 @@ from peer.metadata.common import (
     check_version_spec,
     decode_token,
     encode_token,
+    page_keys,
     prefix_upper_bound,
 )
 from peer.metadata.store import (
@@ -192,7 +193,9 @@ class SqliteStore:
         with self._transaction("BEGIN") as conn:
             return _find_version(conn, ref, version)
 
-    def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage:
+    def list_files(self, prefix: str, limit: int, page_token: str, delimiter: str = "") -> ListPage:
+        if delimiter:
+            return self._list_rolled_up(prefix, limit, page_token, delimiter)
         check_limit(limit)
         sql, args = _LIST, [prefix, decode_token(page_token)]
         upper = prefix_upper_bound(prefix)
@@ -204,6 +207,23 @@ class SqliteStore:
         records = [_record(row) for row in rows[:limit]]
         next_token = encode_token(records[-1].name) if len(rows) > limit else ""
         return ListPage(files=tuple(records), next_token=next_token)
+
+    def _list_rolled_up(self, prefix: str, limit: int, page_token: str, delimiter: str) -> ListPage:
+        """The keys come from name-only range reads of the files table's unique index, the records
+        of the page's files from one lookup, all in one read snapshot."""
+        upper = prefix_upper_bound(prefix)
+        within = "name >= ?" if upper is None else "name >= ? AND name < ?"
+        limits = [prefix] if upper is None else [prefix, upper]
+        with self._transaction("BEGIN") as conn:
+
+            def scan(bound: str, inclusive: bool, count: int) -> list[str]:
+                sql = f"SELECT name FROM files WHERE {within} AND name {'>=' if inclusive else '>'} ?"
+                rows = conn.execute(f"{sql} ORDER BY name LIMIT ?", [*limits, bound, count])
+                return [row[0] for row in rows]
+
+            keys = page_keys(prefix, delimiter, limit, page_token, scan)
+            records = _latest_named(conn, keys.names)
+        return ListPage(files=tuple(records), next_token=keys.next_token, prefixes=tuple(keys.prefixes))
 
     def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
         with self._transaction("BEGIN") as conn:
@@ -426,6 +446,18 @@ def _find_version(conn: sqlite3.Connection, ref: FileRefSpec, spec: VersionSpec)
     if row is None:
         raise VersionNotFound(str(ref), str(spec))
     return _record(row)
+
+
+def _latest_named(conn: sqlite3.Connection, names: Sequence[str]) -> list[VersionRecord]:
+    """The latest version of each named file, in the order given (name order)."""
+    found: dict[str, VersionRecord] = {}
+    for start in range(0, len(names), _IN_BATCH):
+        batch = names[start : start + _IN_BATCH]
+        marks = ", ".join("?" * len(batch))
+        sql = (f"SELECT {_COLUMNS}, 1 FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
+               f" WHERE v.version = {_MAX_VERSION} AND f.name IN ({marks})")
+        found.update((record.name, record) for record in map(_record, conn.execute(sql, batch)))
+    return [found[name] for name in names if name in found]
 
 
 def _versions_of(conn: sqlite3.Connection, file_id: str) -> list[VersionRecord]:

@@ -88,6 +88,7 @@ class VersionSpec:
 class ListPage:
     files: tuple[VersionRecord, ...]  # latest version of each file, ordered by name
     next_token: str  # "" on the last page
+    prefixes: tuple[str, ...] = ()  # common prefixes of a delimited listing, ordered
 
 
 ROLES = ("read", "write", "admin")  # each role includes the ones before it
@@ -118,7 +119,17 @@ class MetadataStore(Protocol):
 
     def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord: ...
 
-    def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage: ...
+    def list_files(self, prefix: str, limit: int, page_token: str, delimiter: str = "") -> ListPage:
+        """One page of the files whose names start with `prefix`, in name order.
+
+        With a delimiter, a name that contains it after the prefix is not listed: it is rolled up
+        into its common prefix (prefix + the text up to and including that first delimiter), which
+        is listed once, as S3's ListObjectsV2 does. `limit` counts files and prefixes together, and
+        the page token continues after the last key of the page, file or prefix, so paging with any
+        limit neither repeats nor drops a key (common.page_keys). Raises InvalidRequest for a limit
+        below 1 or a malformed token.
+        """
+        ...
 
     def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
         """Every live version, newest first."""
@@ -167,8 +178,8 @@ class AsyncMetadata:
     async def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
         return await asyncio.to_thread(self.store.get_version, ref, version)
 
-    async def list_files(self, prefix: str, limit: int, page_token: str) -> ListPage:
-        return await asyncio.to_thread(self.store.list_files, prefix, limit, page_token)
+    async def list_files(self, prefix: str, limit: int, page_token: str, delimiter: str = "") -> ListPage:
+        return await asyncio.to_thread(self.store.list_files, prefix, limit, page_token, delimiter)
 
     async def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
         return await asyncio.to_thread(self.store.list_versions, ref)

@@ -23,7 +23,7 @@ from peer.rpc import wire
 from peer.rpc.auth import ClientAuth
 from peer.rpc.status import abort_with, set_status
 from peer.security.tokens import check_role, check_token_name, new_token
-from peer.transfer.download import DownloadService
+from peer.transfer.download import DownloadService, Piece
 from peer.transfer.upload import UploadService, UploadSpec
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
@@ -78,6 +78,10 @@ def version_info(rec: VersionRecord, with_chunks: bool = False) -> pb.VersionInf
             pb.ChunkPlacement(chunk_id=c.chunk_id, size=c.size, peers=list(c.peers)) for c in rec.chunks
         )
     return info
+
+
+def chunk_marker(piece: Piece) -> pb.ChunkMarker:
+    return pb.ChunkMarker(chunk_id=piece.chunk.chunk_id, size=piece.chunk.size, offset=piece.start)
 
 
 def member_status(m: MemberSnapshot) -> pb.MemberStatus:
@@ -297,15 +301,22 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
     ) -> None:
         """Writes with a deadline per message: a client that stops reading holds the handler (and
         the chunks fetched ahead for it) only until the idle timeout. Data pieces are written as
-        their bytes; `add_to_server` registers the serializer that frames them."""
+        their bytes; `add_to_server` registers the serializer that frames them. When asked, each
+        chunk's data follows a small marker (its id, size and offset), which lets the client verify
+        chunk by chunk while the header stays the same size for any file."""
         try:
             self._require_metadata()
             ref, ver = file_ref(request.file), version_spec(request.version)
             record, rng, data = await self._downloads.open(ref, ver, request.offset, request.length)
-            header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
+            markers = request.chunk_markers
+            header = pb.DownloadHeader(
+                version=version_info(record), offset=rng.offset, length=rng.length, chunk_markers=markers
+            )
             await self._write(context, pb.DownloadReply(header=header))
             async for piece in data:
-                await self._write(context, piece)
+                if markers:
+                    await self._write(context, pb.DownloadReply(marker=chunk_marker(piece)))
+                await self._write(context, piece.data)
         except ClientTooSlow as exc:
             log.warning("%s", exc)
             set_status(context, exc)  # an abort would wait for the client to read; returning does not
@@ -320,13 +331,17 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             wanted = request.request
             ref, ver = file_ref(wanted.file), version_spec(wanted.version)
             record, rng, data = await self._downloads.open(ref, ver, wanted.offset, wanted.length)
-            header = pb.DownloadHeader(version=version_info(record), offset=rng.offset, length=rng.length)
+            header = pb.DownloadHeader(
+                version=version_info(record), offset=rng.offset, length=rng.length,
+                chunk_markers=wanted.chunk_markers,
+            )
             if rng.length > min(max(request.max_bytes, 0), self._limits.max_get_bytes):
                 return pb.GetReply(header=header)
             pieces = [piece async for piece in data]
         except DfsError as exc:
             await abort_with(context, exc)
-        return pb.GetReply(header=header, data=b"".join(pieces))
+        markers = [chunk_marker(piece) for piece in pieces] if wanted.chunk_markers else []
+        return pb.GetReply(header=header, data=b"".join(piece.data for piece in pieces), markers=markers)
 
     async def _write(self, context: grpc.aio.ServicerContext, reply: pb.DownloadReply | bytes | memoryview) -> None:
         """A write that flow control holds cannot be cancelled in gRPC (a cancelled await of it
@@ -352,10 +367,16 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         try:
             self._require_metadata()
             prefix = v.check_name(request.prefix) if request.prefix else ""
-            page = await self._metadata.list_files(prefix, v.check_page_size(request.page_size), request.page_token)
+            delimiter = v.check_delimiter(request.delimiter)
+            page = await self._metadata.list_files(
+                prefix, v.check_page_size(request.page_size), request.page_token, delimiter
+            )
         except DfsError as exc:
             await abort_with(context, exc)
-        return pb.ListReply(files=[version_info(r) for r in page.files], next_page_token=page.next_token)
+        return pb.ListReply(
+            files=[version_info(r) for r in page.files], next_page_token=page.next_token,
+            common_prefixes=page.prefixes,
+        )
 
     async def ListVersions(  # noqa: N802
         self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext

@@ -17,6 +17,7 @@ MAX_CONTENT_TYPE = 256
 MAX_META_ENTRIES = 64
 MAX_META_BYTES = 8 * 1024
 MAX_PAGE_SIZE = 1000
+MAX_DELIMITER_BYTES = 8
 # fullmatch, not match with ^...$: "$" also matches before a trailing newline.
 HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -80,6 +81,17 @@ def check_version_number(number: int) -> int:
     if number < 1:
         raise InvalidRequest(f"version numbers start at 1, got {number}")
     return number
+
+
+def check_delimiter(delimiter: str) -> str:
+    """A listing delimiter is a short separator such as "/"; "" means none (a flat listing)."""
+    if not delimiter:
+        return ""
+    if len(_utf8(delimiter, "the delimiter")) > MAX_DELIMITER_BYTES:
+        raise InvalidRequest(f"the delimiter must be at most {MAX_DELIMITER_BYTES} bytes")
+    if _has_control(delimiter):
+        raise InvalidRequest("the delimiter contains NUL or control characters")
+    return delimiter
 
 
 def check_page_size(size: int) -> int:

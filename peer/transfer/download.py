@@ -10,8 +10,9 @@ chunks are fetched ahead of the one being sent, so several owners serve one down
 
 There is no whole-file hash here: the chunk list comes from the committed version record and every
 chunk is content-addressed, so once each chunk matches its id the bytes sent are exactly the file
-that was stored (the record's SHA-256 was computed over the same chunks at upload). The SDK hashes
-the whole file again on its side and compares it with the record, end to end.
+that was stored (the record's SHA-256 was computed over the same chunks at upload). Each piece sent
+carries its chunk's id, size and file offset, so the client can check every whole chunk against its
+id end to end, before it uses the chunk's bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ from peer.storage.chunkstore import ChunkStore, check_received
 from peer.transfer.peers import ChunkPeers, ClusterView
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """The part of one chunk inside the requested range: all of it unless the range starts or ends
+    inside the chunk."""
+
+    chunk: ChunkRef
+    start: int  # file offset of the chunk's first byte
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -71,12 +82,12 @@ class DownloadService:
 
     async def open(
         self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int
-    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[bytes | memoryview]]:
+    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[Piece]]:
         record = await self._metadata.get_version(ref, version)
         rng = resolve_range(record.size, offset, length)
         return record, rng, self._stream(record, rng)
 
-    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[bytes | memoryview]:
+    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[Piece]:
         todo = iter(_chunks_in_range(record.chunks, rng))
         ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes | memoryview]]] = deque()
 
@@ -94,7 +105,7 @@ class DownloadService:
                 fetch_next()
                 lo = max(rng.offset - start, 0)
                 hi = min(rng.end - start, ref.size)
-                yield data if (lo, hi) == (0, ref.size) else data[lo:hi]
+                yield Piece(ref, start, data if (lo, hi) == (0, ref.size) else data[lo:hi])
         finally:
             for _ref, _start, pending in ahead:
                 pending.cancel()

@@ -321,9 +321,10 @@ class UniqueData:
 def drain_download(client: DfsClient, name: str) -> tuple[int, str]:
     """Downloads the whole of `name` without keeping it; returns (bytes received, SHA-256 they hash to).
 
-    The SDK hashes every received byte and raises IntegrityError at the end of the stream unless they
-    match the version's SHA-256, so the returned digest is that verified value (the bench does not
-    hash the data a second time, which would add client CPU the product does not spend).
+    The SDK hashes every received chunk against its id and checks that the chunks tile the version
+    (or, from a peer without chunk markers, the whole file's SHA-256), raising IntegrityError
+    otherwise; so the returned digest is the version's verified value (the bench does not hash the
+    data a second time, which would add client CPU the product does not spend).
     """
     received = 0
     with client.iter_download(name) as stream:
