@@ -239,6 +239,7 @@ def test_killing_the_foreground_command_leaves_no_orphans(cluster_dir: Path) -> 
         fg.proc.wait(timeout=10)
         wait_until_sync(lambda: not any(running(pid) for pid in pids(cluster_dir)), 30,
                         describe=lambda: f"orphans: {[p for p in pids(cluster_dir) if running(p)]}")
+        assert not any(running(pid) for pid in pids(cluster_dir))
     finally:
         fg.close()
 
