@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import click
 
+from client.atomic import write_atomically
 from client.cli_params import version_option
 from client.format import human_size, plural
 from client.models import VersionInfo
@@ -138,22 +138,12 @@ def _copy(settings: Settings, stream: DownloadStream, dest: BinaryIO) -> int:
 
 
 def _save_atomically(settings: Settings, stream: DownloadStream, path: Path) -> int:
-    """Writes to a temporary file beside `path` and renames it only once the data is verified.
+    """`path` is either untouched or the complete, verified file (see client.atomic)."""
+    with progress_bar(settings, stream.length, stream.info.name) as bar:
+        return write_atomically(_counted(stream, bar.update), path)
 
-    Any failure (integrity, network, Ctrl-C) removes the temporary file, so `path` is either untouched
-    or the complete, verified file.
-    """
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(2, "directory does not exist", str(parent))
-    tmp = parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
-    try:
-        with tmp.open("xb") as fh:  # a fresh name under the umask, like any file the user creates
-            written = _copy(settings, stream, fh)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return written
+
+def _counted(pieces: Iterable[bytes], update: Callable[[int], object]) -> Iterator[bytes]:
+    for piece in pieces:
+        update(len(piece))
+        yield piece

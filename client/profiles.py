@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from client.atomic import write_atomically
 from client.errors import InvalidArgument
 
 ENV_CONFIG_DIR = "DFS_CONFIG_DIR"
@@ -150,7 +150,7 @@ def _store(profiles: dict[str, Profile]) -> Path:
     }
     try:
         _ensure_dir(path.parent)
-        _write_atomically(path, (json.dumps(document, indent=2) + "\n").encode())
+        write_atomically([(json.dumps(document, indent=2) + "\n").encode()], path, FILE_MODE)
     except OSError as exc:
         raise ProfileError(f"cannot write the profiles file {path}: {exc.strerror or exc}") from exc
     return path
@@ -164,24 +164,3 @@ def _ensure_dir(directory: Path) -> None:
     with suppress(FileExistsError):
         directory.mkdir(mode=DIR_MODE)
         os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """A temporary file in the same directory (created 0600 by mkstemp), fsynced, then renamed over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), FILE_MODE)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, overload
 import grpc
 import grpc.experimental
 
+from client.atomic import check_destination, write_atomically
 from client.errors import DfsClientError, InvalidArgument, NotFoundError, ServerError, from_rpc_error
 from client.models import (
     TOKEN_ROLES,
@@ -47,12 +48,10 @@ from client.streams import (
     Progress,
     UploadFeed,
     UploadSource,
-    check_destination,
     decode_download_reply,
     encode_upload_request,
     open_source,
     verify_stored,
-    write_atomically,
 )
 from proto import dfs_pb2, dfs_pb2_grpc
 

@@ -11,14 +11,12 @@ one copy each instead of three; headers, and any encoding other than the plain o
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import os
 import re
-import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -422,47 +420,3 @@ def _split_by_markers(reply: dfs_pb2.GetReply) -> Iterator[dfs_pb2.DownloadReply
         pos += size
     if pos < len(data):
         yield bytes(data[pos:])
-
-
-def write_atomically(pieces: Iterable[bytes], path: Path) -> int:
-    """Writes `pieces` to a temporary file beside `path`, fsyncs it and renames it over `path`.
-
-    Any failure (integrity, network, Ctrl-C) removes the temporary file, so `path` is either
-    untouched or the complete, verified file; the directory is fsynced so the rename survives a
-    crash. Returns the bytes written.
-    """
-    check_destination(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
-    written = 0
-    try:
-        with tmp.open("xb") as fh:  # a fresh name under the umask, like any file the user creates
-            for piece in pieces:
-                fh.write(piece)
-                written += len(piece)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
-    return written
-
-
-def check_destination(path: Path) -> None:
-    """Raises the OSError a write to `path` would meet, named after `path` rather than the temporary
-    file, before anything is fetched."""
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
-    if not path.parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, "directory does not exist", str(path.parent))
-
-
-def _fsync_directory(directory: Path) -> None:
-    with suppress(OSError):  # not every platform or file system can open or fsync a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -12,9 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+import pytest
 
 from client.sdk import DfsClient
 from tests.waiting import wait_until_sync
@@ -206,3 +209,19 @@ class Cluster:
 
     def tail_logs(self) -> str:
         return "\n".join(f"----- peer{p.index} {p.node_id[:8]} -----\n{p.tail()}" for p in self.peers)
+
+
+@contextmanager
+def shared_cluster(
+    factory: pytest.TempPathFactory, request: pytest.FixtureRequest, name: str, peers: int, replicas: int
+) -> Iterator[Cluster]:
+    """A converged cluster for a module-scoped fixture; its peers' logs are printed if a test failed."""
+    failed_before = request.session.testsfailed
+    cluster = Cluster(factory.mktemp(name), replicas=replicas)
+    try:
+        cluster.start(peers)
+        yield cluster
+    finally:
+        cluster.close()
+        if request.session.testsfailed > failed_before:
+            print(cluster.tail_logs())

@@ -25,6 +25,17 @@ def no_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("DFS_TOKEN", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each run of `dfs` sees a config directory of the test's own; the developer's profile and peer
+    never leak in."""
+    config = tmp_path / "config"
+    monkeypatch.setenv("DFS_CONFIG_DIR", str(config))
+    monkeypatch.delenv("DFS_PROFILE", raising=False)
+    monkeypatch.delenv("DFS_PEER", raising=False)
+    return config
+
+
 @pytest.fixture
 def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Cluster]]:
     """Factory: make_cluster(n, replicas=2, metadata=None, extra=()) -> a converged Cluster."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, PeerProc
+from tests.cluster import Cluster, PeerProc, shared_cluster
 from tests.test_cli_integration import DFS, RUN_TIMEOUT_S, dfs, fails, json_out, ok
 
 # ---------------------------------------------------------------------------------------- fixtures
@@ -27,29 +27,14 @@ from tests.test_cli_integration import DFS, RUN_TIMEOUT_S, dfs, fails, json_out,
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    failed_before = request.session.testsfailed
-    cluster = Cluster(tmp_path_factory.mktemp("cli-commands"), replicas=2)
-    try:
-        cluster.start(2)
+    with shared_cluster(tmp_path_factory, request, "cli-commands", peers=2, replicas=2) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        if request.session.testsfailed > failed_before:
-            print(cluster.tail_logs())
 
 
 @pytest.fixture(scope="module")
 def peer(cluster: Cluster) -> PeerProc:
     return cluster.peers[0]
 
-
-@pytest.fixture(autouse=True)
-def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each run of `dfs` sees a config directory of the test's own and no profile from the developer."""
-    config = tmp_path / "config"
-    monkeypatch.setenv("DFS_CONFIG_DIR", str(config))
-    monkeypatch.delenv("DFS_PROFILE", raising=False)
-    return config
 
 
 def store(peer: PeerProc, files: dict[str, bytes]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import Cluster, PeerProc
+from tests.cluster import PeerProc, shared_cluster
 from tests.test_cli_integration import DFS, dfs, fails, json_out, ok, one_line, run_with_tty_stderr
 
 CHUNK_SIZE = 1024 * 1024  # the peers' default --chunk-size
@@ -26,15 +26,8 @@ CHUNK_SIZE = 1024 * 1024  # the peers' default --chunk-size
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[PeerProc]:
     """A peer of one converged 2-peer cluster (replicas 2) shared by the module."""
-    failed_before = request.session.testsfailed
-    cluster = Cluster(tmp_path_factory.mktemp("copy-cluster"), replicas=2)
-    try:
-        cluster.start(2)
+    with shared_cluster(tmp_path_factory, request, "copy-cluster", peers=2, replicas=2) as cluster:
         yield cluster.peers[0]
-    finally:
-        cluster.close()
-        if request.session.testsfailed > failed_before:
-            print(cluster.tail_logs())
 
 
 # ----------------------------------------------------------------------------------------- helpers

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from client import InvalidArgument
-from tests.cluster import Cluster, PeerProc
+from tests.cluster import Cluster, PeerProc, shared_cluster
 
 DFS = Path(sys.executable).parent / "dfs"
 RUN_TIMEOUT_S = 60
@@ -45,29 +45,14 @@ CHUNK_SIZE = 1024 * 1024  # the peers' default --chunk-size
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """One converged 3-peer cluster (replicas 2) shared by the module; logs are printed if a test failed."""
-    failed_before = request.session.testsfailed
-    cluster = Cluster(tmp_path_factory.mktemp("cli-cluster"), replicas=2)
-    try:
-        cluster.start(3)
+    with shared_cluster(tmp_path_factory, request, "cli-cluster", peers=3, replicas=2) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        if request.session.testsfailed > failed_before:
-            print(cluster.tail_logs())
 
 
 @pytest.fixture(scope="module")
 def peer(cluster: Cluster) -> PeerProc:
     return cluster.peers[0]
 
-
-@pytest.fixture(autouse=True)
-def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each run of `dfs` sees a config directory of the test's own and no profile from the developer."""
-    config = tmp_path / "config"
-    monkeypatch.setenv("DFS_CONFIG_DIR", str(config))
-    monkeypatch.delenv("DFS_PROFILE", raising=False)
-    return config
 
 
 @dataclass(frozen=True)

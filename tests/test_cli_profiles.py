@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from client.sdk import DEFAULT_PEER
-from tests.cluster import Cluster, PeerProc
+from tests.cluster import Cluster, PeerProc, shared_cluster
 from tests.test_cli_integration import dfs, fails, json_out, ok
 
 TOKEN = "dfs_profile-test-token-0123456789"
@@ -26,15 +26,8 @@ TOKEN = "dfs_profile-test-token-0123456789"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    failed_before = request.session.testsfailed
-    cluster = Cluster(tmp_path_factory.mktemp("cli-profiles"), replicas=1)
-    try:
-        cluster.start(2)
+    with shared_cluster(tmp_path_factory, request, "cli-profiles", peers=2, replicas=1) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        if request.session.testsfailed > failed_before:
-            print(cluster.tail_logs())
 
 
 @pytest.fixture(scope="module")

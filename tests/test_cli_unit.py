@@ -187,15 +187,6 @@ class FakeFileStore(dfs_pb2_grpc.FileStoreServicer):
         )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Profiles go to a directory of the test's own; the developer's profile and peer never leak in."""
-    config = tmp_path / "config"
-    monkeypatch.setenv("DFS_CONFIG_DIR", str(config))
-    monkeypatch.delenv("DFS_PROFILE", raising=False)
-    monkeypatch.delenv("DFS_PEER", raising=False)
-    return config
-
 
 @pytest.fixture
 def store() -> FakeFileStore:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from client import copy_plan
+from client.atomic import write_atomically
 from client.cli_copy import ordered_filters
 from client.copying import (
     Action,
@@ -32,7 +33,7 @@ from client.copying import (
 )
 from client.errors import IntegrityError, InvalidArgument
 from client.models import UploadResult, VersionInfo
-from client.streams import Progress, write_atomically
+from client.streams import Progress
 
 # --------------------------------------------------------------------------------------- locations
 
