@@ -42,6 +42,7 @@ if _typing.TYPE_CHECKING:
         TokenInfo,
         UploadResult,
         VersionInfo,
+        WorkerStatus,
     )
     from client.refs import is_file_id
     from client.sdk import DEFAULT_PEER, Client, DfsClient
@@ -69,6 +70,7 @@ __all__ = [
     "TokenInfo",
     "UploadResult",
     "VersionInfo",
+    "WorkerStatus",
     "from_rpc_error",
     "is_file_id",
 ]
@@ -86,7 +88,7 @@ _HOMES = {
     ),
     **dict.fromkeys(
         ["TOKEN_ROLES", "ChunkPlacement", "ClusterStatus", "MemberStatus", "PeerStats", "TokenInfo",
-         "UploadResult", "VersionInfo"],
+         "UploadResult", "VersionInfo", "WorkerStatus"],
         "client.models",
     ),
 }  # fmt: skip

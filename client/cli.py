@@ -34,9 +34,9 @@ from client.cli_profile import (
     profile_set,
     profile_show,
 )
+from client.cli_settings import FROM_ENV, FROM_FLAG, Given, Settings, resolve
 from client.cli_transfer import cat, download, upload
 from client.sdk import DEFAULT_PEER, ENV_TLS_CA, ENV_TOKEN
-from client.settings import FROM_ENV, FROM_FLAG, Given, Settings, resolve
 
 __all__ = [
     "EXIT_BROKEN_PIPE",

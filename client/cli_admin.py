@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 from client.cli_group import DfsGroup
+from client.cli_settings import Settings, pass_settings
 from client.format import cluster_details, token_details, tokens_table
 from client.models import TOKEN_ROLES
-from client.settings import Settings, pass_settings
 
 
 @click.command()

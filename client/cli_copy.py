@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from client.cli_settings import Settings, pass_settings
 from client.copying import (
     DEFAULT_JOBS,
     MAX_JOBS,
@@ -24,7 +25,6 @@ from client.copying import (
     parse_location,
 )
 from client.progress import IecBar, progress_bar
-from client.settings import Settings, pass_settings
 
 FILTERS_KEY = "dfs.copy.filters"
 

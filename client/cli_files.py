@@ -12,11 +12,11 @@ import click
 
 from client.cli_group import EXIT_DECLINED, fail
 from client.cli_params import version_option
+from client.cli_settings import Settings, pass_settings
 from client.errors import NotFoundError
 from client.format import files_table, human_size, plural, prefix_lines, version_details, versions_table
 from client.models import VersionInfo
 from client.sdk import DfsClient
-from client.settings import Settings, pass_settings
 
 
 @click.command(name="list")

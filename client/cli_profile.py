@@ -12,8 +12,8 @@ import click
 
 from client import profiles
 from client.cli_group import DfsGroup
+from client.cli_settings import Settings, pass_settings
 from client.format import key_values, profiles_table
-from client.settings import Settings, pass_settings
 
 PROFILE_ERROR = "dfs.profile_error"  # root context meta: why --profile could not be loaded
 

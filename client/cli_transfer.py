@@ -16,10 +16,10 @@ import click
 
 from client.atomic import write_atomically
 from client.cli_params import version_option
+from client.cli_settings import Settings, pass_settings
 from client.format import human_size, plural
 from client.models import VersionInfo
 from client.progress import progress_bar
-from client.settings import Settings, pass_settings
 from client.streams import DownloadStream
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from client.models import ClusterStatus, MemberStatus, TokenInfo, VersionInfo
+from client.models import ClusterStatus, MemberStatus, TokenInfo, VersionInfo, WorkerStatus
 from client.profiles import Profile
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -100,6 +100,7 @@ def version_details(info: VersionInfo, max_chunks: int = 20) -> str:
         ("size", f"{human_size(info.size)} ({info.size} bytes)"),
         ("sha256", info.sha256),
         ("content type", info.content_type or "-"),
+        ("policy", info.policy or "cluster default"),
         ("created", human_time(info.created_at)),
         ("metadata", metadata),
         ("chunks", str(info.chunk_count)),
@@ -143,7 +144,12 @@ def cluster_details(status: ClusterStatus) -> str:
     ]
     headers = ("NODE", "STATE", "GRPC", "GOSSIP", "RING", "CHUNKS", "BYTES", "LAST SEEN")
     members = table(headers, rows, right=frozenset({5, 6, 7}))
-    return key_values(summary) + "\n\n" + members + "\n\nrepair (each member's own counters)\n" + repair_table(status)
+    return "\n\n".join([
+        key_values(summary),
+        members,
+        "repair (each member's own counters)\n" + repair_table(status),
+        "workers (each member's background work)\n" + workers_table(status),
+    ])  # fmt: skip
 
 
 _REPAIR_HEADERS = (
@@ -177,6 +183,28 @@ def _repair_row(member: MemberStatus, answering: bool) -> tuple[object, ...]:
         s.gc_deleted,
         last_sync,
     )
+
+
+_WORKER_HEADERS = ("NODE", "WORKER", "STATE", "RUNS", "ERRORS", "LAST RUN", "LAST ERROR")
+ERROR_WIDTH = 60  # of a worker's last error in the table; --json carries all of it
+
+
+def workers_table(status: ClusterStatus) -> str:
+    """One row per background worker of each member; one "-" row for a member that did not report them."""
+    rows: list[tuple[object, ...]] = []
+    for m in sorted(status.members, key=lambda m: m.node_id):
+        node = short_id(m.node_id) + (" *" if m.node_id == status.node_id else "")
+        if not m.workers:
+            rows.append((node, *["-"] * (len(_WORKER_HEADERS) - 1)))
+        rows.extend((node, *_worker_cells(w)) for w in m.workers)
+    return table(_WORKER_HEADERS, rows, right=frozenset({3, 4, 5}))
+
+
+def _worker_cells(w: WorkerStatus) -> tuple[object, ...]:
+    last_run = "never" if w.last_run_s < 0 else f"{w.last_run_s:.1f}s ago"
+    first_line = w.last_error.splitlines()[0] if w.last_error else ""
+    last_error = "-" if not first_line else f"{w.last_error_s:.0f}s ago: {first_line[:ERROR_WIDTH]}"
+    return (w.name, w.state, w.runs, w.errors, last_run, last_error)
 
 
 def tokens_table(tokens: Sequence[TokenInfo]) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.descriptor import FieldDescriptor
 
 from proto import dfs_pb2
 
@@ -45,6 +47,9 @@ class VersionInfo(_Serializable):
     """Seconds since the Unix epoch."""
     latest: bool = False
     chunks: list[ChunkPlacement] = field(default_factory=list)
+    policy: str = ""
+    """Redundancy policy the version was stored with, e.g. "rep:2"; "" when its record predates
+    policies (the cluster's policy applies)."""
 
 
 @dataclass(frozen=True)
@@ -54,31 +59,57 @@ class UploadResult(_Serializable):
     """Every node id holding at least one chunk of the new version."""
 
 
-@dataclass(frozen=True)
-class PeerStats(_Serializable):
-    """A member's own self-healing counters, as it reported them to the answering peer."""
+_SCALARS: dict[int, type] = {
+    FieldDescriptor.CPPTYPE_INT32: int,
+    FieldDescriptor.CPPTYPE_INT64: int,
+    FieldDescriptor.CPPTYPE_UINT32: int,
+    FieldDescriptor.CPPTYPE_UINT64: int,
+    FieldDescriptor.CPPTYPE_ENUM: int,
+    FieldDescriptor.CPPTYPE_DOUBLE: float,
+    FieldDescriptor.CPPTYPE_FLOAT: float,
+    FieldDescriptor.CPPTYPE_BOOL: bool,
+    FieldDescriptor.CPPTYPE_STRING: str,
+}
+_STATS_NOT_COPIED = frozenset({"node_id"})  # MemberStatus.node_id already names the member
+_STATS_DEFAULTS: dict[str, Any] = {"last_sync_s": -1.0}  # the wire's 0 would read "synced just now"
 
-    chunk_count: int = 0
-    """Chunks held on the member's disk."""
-    chunk_bytes: int = 0
-    under_replicated: int = 0
-    """Chunks the member owns whose other owners lack them or are down."""
-    misplaced: int = 0
-    """Chunks the member holds but does not own (hinted copies, copies left by a ring change)."""
-    repaired: int = 0
-    """Copies pushed or pulled to restore placement since the member started."""
-    handed_off: int = 0
-    """Misplaced copies handed to their owners and dropped since start."""
-    scrubbed_bytes: int = 0
-    """Bytes verified so far in the current scrub pass."""
-    scrub_passes: int = 0
-    """Completed scrub passes since start."""
-    corrupt_found: int = 0
-    """Corrupt copies found and quarantined since start."""
-    gc_deleted: int = 0
-    """Unreferenced chunks deleted by garbage collection since start."""
-    last_sync_s: float = -1.0
-    """Seconds since the member's last completed anti-entropy round; -1 when it has not completed one."""
+
+def _stats_fields() -> list[tuple[str, type, Any]]:
+    """The scalar fields of the PeerStats message, in wire order, as dataclass fields.
+
+    The message is the one list of statistics the client knows: a statistic the peer adds reaches
+    the SDK, `to_dict()` and `dfs --json status` without a change here. Repeated and message fields
+    are not counters and need models of their own, so they are left out."""
+    fields: list[tuple[str, type, Any]] = []
+    for f in dfs_pb2.PeerStats.DESCRIPTOR.fields:
+        kind = _SCALARS.get(f.cpp_type)
+        if kind is None or f.is_repeated or f.name in _STATS_NOT_COPIED:
+            continue
+        fields.append((f.name, kind, field(default=_STATS_DEFAULTS.get(f.name, f.default_value))))
+    return fields
+
+
+_STATS_FIELDS = _stats_fields()
+_STATS_DOC = """A member's own self-healing counters, as it reported them to the answering peer.
+
+Attributes are the scalar fields of the PeerStats message (proto/dfs.proto documents each), for
+example chunk_count, under_replicated, misplaced, repaired, scrub_passes and last_sync_s (-1 when
+the member has not completed an anti-entropy round)."""
+
+if TYPE_CHECKING:
+
+    class PeerStats(_Serializable):
+        """Typed as an open record: its attributes are only known once the wire message is loaded."""
+
+        def __init__(self, **fields: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    PeerStats = dataclasses.make_dataclass(
+        "PeerStats", _STATS_FIELDS, bases=(_Serializable,), frozen=True,
+        namespace={"__doc__": _STATS_DOC, "__module__": __name__},
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,6 +130,26 @@ class MemberStatus(_Serializable):
     """Seconds since the answering peer last heard news of this member."""
     stats: PeerStats | None = None
     """The member's repair counters; None when it did not answer (dead, or too slow)."""
+    workers: list[WorkerStatus] = field(default_factory=list)
+    """The member's background workers; empty when it did not answer."""
+
+
+@dataclass(frozen=True)
+class WorkerStatus(_Serializable):
+    """One background worker of a member (gossip, housekeeping, anti-entropy, scrub, gc), as it reported it."""
+
+    name: str
+    state: str
+    """busy (working, or more work is waiting), idle (waiting for its interval) or stopped."""
+    runs: int = 0
+    """Units of work done since the member started."""
+    errors: int = 0
+    """Units that failed; the worker logs each and goes on."""
+    last_error: str = ""
+    last_error_s: float = -1.0
+    """Seconds since the latest failure; -1 when there was none."""
+    last_run_s: float = -1.0
+    """Seconds since the latest unit of work ended; -1 before the first."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +203,7 @@ def version_from_proto(msg: dfs_pb2.VersionInfo) -> VersionInfo:
         created_at=msg.created_at,
         latest=msg.latest,
         chunks=[ChunkPlacement(c.chunk_id, c.size, list(c.peers)) for c in msg.chunks],
+        policy=msg.policy,
     )
 
 
@@ -160,18 +212,18 @@ def upload_from_proto(msg: dfs_pb2.UploadReply) -> UploadResult:
 
 
 def stats_from_proto(msg: dfs_pb2.PeerStats) -> PeerStats:
-    return PeerStats(
-        chunk_count=msg.chunk_count,
-        chunk_bytes=msg.chunk_bytes,
-        under_replicated=msg.under_replicated,
-        misplaced=msg.misplaced,
-        repaired=msg.repaired,
-        handed_off=msg.handed_off,
-        scrubbed_bytes=msg.scrubbed_bytes,
-        scrub_passes=msg.scrub_passes,
-        corrupt_found=msg.corrupt_found,
-        gc_deleted=msg.gc_deleted,
-        last_sync_s=msg.last_sync_s,
+    return PeerStats(**{name: getattr(msg, name) for name, _, _ in _STATS_FIELDS})
+
+
+def worker_from_proto(msg: dfs_pb2.WorkerState) -> WorkerStatus:
+    return WorkerStatus(
+        name=msg.name,
+        state=msg.state,
+        runs=msg.runs,
+        errors=msg.errors,
+        last_error=msg.last_error,
+        last_error_s=msg.last_error_s,
+        last_run_s=msg.last_run_s,
     )
 
 
@@ -189,6 +241,7 @@ def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
             on_ring=m.on_ring,
             last_seen_s=m.last_seen_s,
             stats=stats_from_proto(m.stats) if m.HasField("stats") else None,
+            workers=[worker_from_proto(w) for w in m.stats.workers],
         )
         for m in msg.members
     ]

@@ -11,8 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from client.cli_settings import Settings
 from client.format import human_size
-from client.settings import Settings
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {iec}"
 BAR_FORMAT_UNKNOWN_TOTAL = "{desc}: {iec}"

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import queue
+import shlex
 import signal
 import sys
 from logging.handlers import QueueHandler, QueueListener
@@ -21,12 +22,12 @@ from typing import Any, NoReturn
 
 import click
 
+from peer.cli_health import health_command
 from peer.config import PeerConfig
-from peer.errors import DfsError
-from peer.healthcheck import health_command
+from peer.errors import ConfigError, DfsError
 from peer.localcluster.ports import DEFAULT_BASE_PORT
 from peer.memory import tune_allocator
-from peer.security.certs import certs_command
+from peer.security.certs import init_certs
 from peer.settings import Declared, declared
 
 EXIT_CONFIG = 2
@@ -403,7 +404,7 @@ def token_revoke(token_id: str, data_dir: str, metadata: str, database: str) -> 
     """Revoke a token; peers refuse it within DFS_TOKEN_CACHE seconds."""
     import time
 
-    from peer.rpc.validation import check_token_id
+    from peer.files.rules import check_token_id
 
     try:
         store = _open_tokens(data_dir, metadata, database)
@@ -415,6 +416,33 @@ def token_revoke(token_id: str, data_dir: str, metadata: str, database: str) -> 
         _fail(str(exc), EXIT_CONFIG)
         return
     click.echo(f"revoked {token_id}")
+
+
+@click.group("certs")
+def certs_command() -> None:
+    """Development certificates for TLS between peers and clients."""
+
+
+@certs_command.command("init")
+@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path), help="Where to write the files.")
+@click.option("--peers", default=3, show_default=True, type=int, help="Certificates for peer-1..peer-N.")
+@click.option("--host", "hosts", multiple=True, help="Extra SAN on every peer cert: a DNS name or IP (repeatable).")
+@click.option("--days", default=825, show_default=True, type=int, help="Validity of the peer certificates.")
+@click.option("--force", is_flag=True, help="Regenerate the CA and all peer certificates, replacing existing files.")
+def certs_init(directory: Path, peers: int, hosts: tuple[str, ...], days: int, force: bool) -> None:
+    """Create a CA and one certificate per peer; an existing CA is reused and existing peer files kept."""
+    try:
+        written = init_certs(directory, peers, hosts, valid_days=days, force=force)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    for path in written:
+        click.echo(f"wrote {path}")
+    if not written:
+        click.echo(f"nothing to write: the CA and peer-1..peer-{peers} already exist in {directory}")
+
+    cert, key, ca = (shlex.quote(str(directory / name)) for name in ("peer-1.crt", "peer-1.key", "ca.crt"))
+    click.echo(f"start a peer: dfs-peer serve --tls-cert {cert} --tls-key {key} --tls-ca {ca}")
+    click.echo(f"clients verify peers with: dfs --tls-ca {ca} ...")
 
 
 main.add_command(certs_command)

@@ -1,7 +1,7 @@
 """Domain errors of the peer, raised deep down and mapped to a wire status exactly once at each edge.
 
-Callers branch on `retriable`, not on long isinstance chains. This module imports nothing from the
-rest of the peer and nothing from grpc or aiohttp, so every layer may raise these.
+Each edge maps them to its status with one table, keyed by class. This module imports nothing from
+the rest of the peer and nothing from grpc or aiohttp, so every layer may raise these.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import ClassVar
 class DfsError(Exception):
     """Base of every error the peer reports to a client or another peer."""
 
-    retriable: ClassVar[bool] = False
     kind: ClassVar[str] = "internal"
 
 
@@ -71,7 +70,6 @@ class DataLoss(IntegrityError):
 
 
 class InsufficientReplicas(DfsError):
-    retriable = True
     kind = "insufficient_replicas"
 
     def __init__(self, required: int, available: int, detail: str = "") -> None:
@@ -83,7 +81,6 @@ class InsufficientReplicas(DfsError):
 
 
 class PeerUnavailable(DfsError):
-    retriable = True
     kind = "peer_unavailable"
 
     def __init__(self, node_id: str, detail: str = "") -> None:
@@ -92,7 +89,6 @@ class PeerUnavailable(DfsError):
 
 
 class MetadataUnavailable(DfsError):
-    retriable = True
     kind = "metadata_unavailable"
 
     def __init__(self, backend: str, detail: str = "") -> None:
@@ -104,7 +100,6 @@ class MetadataUnavailable(DfsError):
 class VersionConflict(DfsError):
     """Two writers raced for the same version number; retried internally before reaching a client."""
 
-    retriable = True
     kind = "version_conflict"
 
 
@@ -125,7 +120,7 @@ class GossipDecodeError(DfsError):
 
 
 class GossipMismatch(DfsError):
-    """A peer speaks another protocol version or runs another replication factor or vnode count."""
+    """A peer speaks another protocol version or runs another redundancy policy or vnode count."""
 
     kind = "gossip_mismatch"
 

@@ -9,29 +9,20 @@ from typing import Any
 
 from peer.clock import Clock
 from peer.errors import DfsError
+from peer.files.cluster import ClusterSnapshot, MemberSnapshot
 from peer.membership.state import Member, MembershipView, MemberState
-from peer.repair.stats import RepairStats
-from peer.rpc.client_service import ClusterSnapshot, MemberSnapshot
+from peer.metrics import PeerMetrics
+from peer.ring.policy import Policy
 from peer.transfer.peers import ChunkPeers, ClusterView
 
 STATS_TIMEOUT_S = 0.5
 
 
-def stats_dict(stats: RepairStats, chunk_count: int, chunk_bytes: int, now: float) -> dict[str, Any]:
-    """The PeerStats fields of this peer."""
-    return {
-        "chunk_count": chunk_count,
-        "chunk_bytes": chunk_bytes,
-        "under_replicated": stats.under_replicated,
-        "misplaced": stats.misplaced,
-        "repaired": stats.repaired,
-        "handed_off": stats.handed_off,
-        "scrubbed_bytes": stats.scrubbed_bytes,
-        "scrub_passes": stats.scrub_passes,
-        "corrupt_found": stats.corrupt_found,
-        "gc_deleted": stats.gc_deleted,
-        "last_sync_s": -1.0 if stats.last_sync_at < 0 else max(0.0, now - stats.last_sync_at),
-    }
+def stats_dict(metrics: PeerMetrics, now: float) -> dict[str, Any]:
+    """The PeerStats fields of this peer, read from its registry in one collection, so the status
+    and the `/metrics` exposition never disagree; `now` is Unix time."""
+    samples = metrics.samples()
+    return {f.field: f.read(samples, now) for f in metrics.wire}
 
 
 class StatusReporter:
@@ -43,7 +34,7 @@ class StatusReporter:
         local_stats: Callable[[], dict[str, Any]],
         clock: Clock,
         *,
-        replicas: int,
+        policy: Policy,
         vnodes: int,
         chunk_size: int,
         metadata_backend: str,
@@ -54,7 +45,7 @@ class StatusReporter:
         self._peers = peers
         self._local_stats = local_stats
         self._clock = clock
-        self._replicas = replicas
+        self._policy = policy
         self._vnodes = vnodes
         self._chunk_size = chunk_size
         self._backend = metadata_backend
@@ -68,7 +59,7 @@ class StatusReporter:
         local = self._cluster.local_id
         healthy, error = self._health()
         return ClusterSnapshot(
-            node_id=local, ring_digest=self._cluster.ring.digest, replicas=self._replicas, vnodes=self._vnodes,
+            node_id=local, ring_digest=self._cluster.ring.digest, replicas=self._policy.width, vnodes=self._vnodes,
             chunk_size=self._chunk_size, metadata_backend=self._backend, metadata_healthy=healthy,
             metadata_error=error,
             members=tuple(

@@ -80,7 +80,7 @@ class ChunkPlacement(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., size: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("file_id", "version_id", "version", "name", "size", "sha256", "chunk_count", "content_type", "metadata", "created_at", "latest", "chunks")
+    __slots__ = ("file_id", "version_id", "version", "name", "size", "sha256", "chunk_count", "content_type", "metadata", "created_at", "latest", "chunks", "policy")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class VersionInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     version_id: str
     version: int
@@ -112,7 +113,8 @@ class VersionInfo(_message.Message):
     created_at: float
     latest: bool
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkPlacement]
-    def __init__(self, file_id: _Optional[str] = ..., version_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., latest: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkPlacement, _Mapping]]] = ...) -> None: ...
+    policy: str
+    def __init__(self, file_id: _Optional[str] = ..., version_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., latest: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkPlacement, _Mapping]]] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class UploadReply(_message.Message):
     __slots__ = ("version", "peers")
@@ -375,7 +377,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PeerStats(_message.Message):
-    __slots__ = ("node_id", "chunk_count", "chunk_bytes", "under_replicated", "misplaced", "repaired", "handed_off", "scrubbed_bytes", "scrub_passes", "corrupt_found", "gc_deleted", "last_sync_s")
+    __slots__ = ("node_id", "chunk_count", "chunk_bytes", "under_replicated", "misplaced", "repaired", "handed_off", "scrubbed_bytes", "scrub_passes", "corrupt_found", "gc_deleted", "last_sync_s", "workers")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -388,6 +390,7 @@ class PeerStats(_message.Message):
     CORRUPT_FOUND_FIELD_NUMBER: _ClassVar[int]
     GC_DELETED_FIELD_NUMBER: _ClassVar[int]
     LAST_SYNC_S_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     chunk_count: int
     chunk_bytes: int
@@ -400,7 +403,26 @@ class PeerStats(_message.Message):
     corrupt_found: int
     gc_deleted: int
     last_sync_s: float
-    def __init__(self, node_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., under_replicated: _Optional[int] = ..., misplaced: _Optional[int] = ..., repaired: _Optional[int] = ..., handed_off: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ..., scrub_passes: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., gc_deleted: _Optional[int] = ..., last_sync_s: _Optional[float] = ...) -> None: ...
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerState]
+    def __init__(self, node_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., under_replicated: _Optional[int] = ..., misplaced: _Optional[int] = ..., repaired: _Optional[int] = ..., handed_off: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ..., scrub_passes: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., gc_deleted: _Optional[int] = ..., last_sync_s: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerState, _Mapping]]] = ...) -> None: ...
+
+class WorkerState(_message.Message):
+    __slots__ = ("name", "state", "runs", "errors", "last_error", "last_error_s", "last_run_s")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_S_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    runs: int
+    errors: int
+    last_error: str
+    last_error_s: float
+    last_run_s: float
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., runs: _Optional[int] = ..., errors: _Optional[int] = ..., last_error: _Optional[str] = ..., last_error_s: _Optional[float] = ..., last_run_s: _Optional[float] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("chunk_id", "data", "xxh3")

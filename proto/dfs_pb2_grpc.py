@@ -650,11 +650,6 @@ class PeerChunksStub:
                 request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.PutChunksReply.FromString,
                 _registered_method=True)
-        self.PutChunks = channel.stream_unary(
-                '/dfs.v1.PeerChunks/PutChunks',
-                request_serializer=proto_dot_dfs__pb2.Chunk.SerializeToString,
-                response_deserializer=proto_dot_dfs__pb2.PutChunksReply.FromString,
-                _registered_method=True)
         self.GetChunks = channel.unary_stream(
                 '/dfs.v1.PeerChunks/GetChunks',
                 request_serializer=proto_dot_dfs__pb2.ChunkIds.SerializeToString,
@@ -704,15 +699,10 @@ class PeerChunksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PutChunks(self, request_iterator, context):
-        """Stores every chunk of the stream durably; replies once all are durable (batches, repair).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def GetChunks(self, request, context):
-        """Streams the requested chunks that this peer holds; missing ones are listed in trailing metadata.
+        """Streams the requested chunks that this peer holds, each verified against its id as it is read
+        (with its XXH3-64 in `xxh3`); a missing or corrupt one (quarantined) is skipped, so the caller
+        tells what is missing from the ids that came back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -755,11 +745,6 @@ def add_PeerChunksServicer_to_server(servicer, server):
             ),
             'PutChunkStream': grpc.stream_stream_rpc_method_handler(
                     servicer.PutChunkStream,
-                    request_deserializer=proto_dot_dfs__pb2.Chunk.FromString,
-                    response_serializer=proto_dot_dfs__pb2.PutChunksReply.SerializeToString,
-            ),
-            'PutChunks': grpc.stream_unary_rpc_method_handler(
-                    servicer.PutChunks,
                     request_deserializer=proto_dot_dfs__pb2.Chunk.FromString,
                     response_serializer=proto_dot_dfs__pb2.PutChunksReply.SerializeToString,
             ),
@@ -843,33 +828,6 @@ class PeerChunks:
             request_iterator,
             target,
             '/dfs.v1.PeerChunks/PutChunkStream',
-            proto_dot_dfs__pb2.Chunk.SerializeToString,
-            proto_dot_dfs__pb2.PutChunksReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PutChunks(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/dfs.v1.PeerChunks/PutChunks',
             proto_dot_dfs__pb2.Chunk.SerializeToString,
             proto_dot_dfs__pb2.PutChunksReply.FromString,
             options,

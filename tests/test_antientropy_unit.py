@@ -9,9 +9,11 @@ from pathlib import Path
 
 from peer.clock import SystemClock
 from peer.metadata.store import AsyncMetadata
+from peer.metrics import PeerMetrics
 from peer.repair.antientropy import AntiEntropy
-from peer.repair.stats import RepairStats
 from peer.ring.hashring import HashRing
+from peer.ring.placement import Placement
+from peer.ring.policy import Policy
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.peers import DigestAnswer
 
@@ -29,8 +31,9 @@ class View:
     def is_usable(self, node_id: str) -> bool:
         return True
 
-    def usable_count(self) -> int:
-        return len(self.ring)
+    def placement(self) -> Placement:
+        """Placement on whatever ring the view has when asked, as a peer's live cluster does."""
+        return Placement(lambda: self.ring, self.is_usable, Policy.replication(2))
 
 
 class EveryChunkReferenced:
@@ -72,7 +75,7 @@ async def test_a_copy_misplaced_under_the_old_ring_is_kept_when_the_ring_changes
     store = ChunkStore(tmp_path)
     store.put(cid, data)
     worker = AntiEntropy(view, store, RingChangesDuringCompare(view), AsyncMetadata(EveryChunkReferenced()),  # type: ignore[arg-type]
-                         RepairStats(), SystemClock(), replicas=2, batch=256)
+                         PeerMetrics(), SystemClock(), placement=view.placement(), batch=256)
     await worker.work_once()
     assert A in view.ring.owners(cid, 2)
     assert store.has(cid), "an owner must never drop its own copy as misplaced"

@@ -15,8 +15,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from peer.cli import certs_command
 from peer.errors import ConfigError
-from peer.security.certs import PEER_TLS_NAME, certs_command, init_certs
+from peer.security.certs import PEER_TLS_NAME, init_certs
 
 TIMEOUT_S = 5.0
 

@@ -39,12 +39,12 @@ from client import (
     profiles,
 )
 from client.cli import cli, hoist_global_options
+from client.cli_settings import FROM_ENV, FROM_FLAG, Given, resolve
 from client.errors import ERROR_KIND_KEY
 from client.format import human_size
 from client.profiles import Profile
 from client.refs import file_ref_candidates, version_selector
 from client.sdk import DEFAULT_PEER
-from client.settings import FROM_ENV, FROM_FLAG, Given, resolve
 from proto import dfs_pb2, dfs_pb2_grpc
 
 COMMANDS = [

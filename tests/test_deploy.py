@@ -27,10 +27,10 @@ import yaml
 from click.testing import CliRunner, Result
 
 from peer.cli import main, serve
+from peer.cli_health import health_command
 from peer.config import PeerConfig, advertised, split_hostport
 from peer.errors import ConfigError
-from peer.gossip_http.tls import client_ssl_context, server_ssl_context
-from peer.healthcheck import health_command
+from peer.http.tls import client_ssl_context, server_ssl_context
 from peer.security.certs import PEER_TLS_NAME
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """DownloadService.fetch_chunk against fake holders: a copy is taken only if the bytes that arrive are
 the ones the holder read and verified (its XXH3-64 transfer checksum, or the id itself from a holder
 that sends none); a damaged copy sends the peer on to the next holder, and no intact copy anywhere
-is DataLoss, never wrong bytes."""
+is DataLoss, never wrong bytes. A version is read under the policy its record names."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 
 from peer.errors import DataLoss
 from peer.metadata.open import open_store
-from peer.metadata.store import AsyncMetadata, ChunkRef
+from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, NewVersion, VersionSpec
+from peer.ring.policy import InvalidPolicy
 from peer.storage.chunkstore import ChunkStore, xxh3_64
 from peer.transfer.download import DownloadService
 from peer.transfer.peers import FetchedChunk
@@ -39,8 +40,9 @@ class _Holders:
 def _service(tmp_path: Path, holders: _Holders) -> DownloadService:
     metadata = AsyncMetadata(open_store(f"sqlite:///{tmp_path / 'meta.db'}"))
     # This peer (NODES[0]) holds nothing: every copy comes from a holder.
-    return DownloadService(AllAliveView(), ChunkStore(tmp_path / "data"), holders, metadata,  # type: ignore[arg-type]
-                           replicas=2, window=4)
+    view = AllAliveView()
+    return DownloadService(view, ChunkStore(tmp_path / "data"), holders, metadata,  # type: ignore[arg-type]
+                           placement=view.placement, window=4)
 
 
 @pytest.mark.parametrize("damaged", NODES[1:])
@@ -63,3 +65,27 @@ async def test_no_intact_copy_anywhere_is_data_loss(tmp_path: Path) -> None:
     with pytest.raises(DataLoss):
         await _service(tmp_path, holders).fetch_chunk(ChunkRef(CHUNK_ID, len(DATA), tuple(NODES[1:])))
     assert sorted(holders.asked) == sorted(NODES[1:])
+
+
+def _commit(tmp_path: Path, policy: str) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'meta.db'}")
+    store.commit_version(NewVersion("f", len(DATA), CHUNK_ID, (ChunkRef(CHUNK_ID, len(DATA), (NODES[1],)),),
+                                    policy=policy))
+    store.close()
+
+
+@pytest.mark.parametrize("policy", ["", "rep:2", "rep:3"])
+async def test_a_version_is_read_under_its_recorded_policy_or_the_clusters(tmp_path: Path, policy: str) -> None:
+    _commit(tmp_path, policy)
+    holders = _Holders({NODES[1]: FetchedChunk(DATA, xxh3_64(DATA))})
+    record, _, pieces = await _service(tmp_path, holders).open(FileRefSpec(name="f"), VersionSpec(), 0, 0)
+    assert record.policy == policy
+    assert b"".join([bytes(piece.data) async for piece in pieces]) == DATA
+
+
+async def test_a_version_under_a_policy_this_peer_cannot_read_is_refused_before_any_fetch(tmp_path: Path) -> None:
+    _commit(tmp_path, "ec:4+2")
+    holders = _Holders({})
+    with pytest.raises(InvalidPolicy):
+        await _service(tmp_path, holders).open(FileRefSpec(name="f"), VersionSpec(), 0, 0)
+    assert holders.asked == []

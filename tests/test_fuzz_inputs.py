@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from client.sdk import DfsClient
 from peer.config import PeerConfig
 from peer.errors import GossipDecodeError, GossipMismatch, InvalidRequest
+from peer.files import rules as v
 from peer.membership import codec
 from peer.node import Node
-from peer.rpc import validation as v
 from peer.rpc.client_service import ClientLimits
 from peer.storage.chunkstore import check_chunk_id
 from proto import dfs_pb2 as pb
@@ -54,12 +54,21 @@ HUGE_HEADERS = [b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xdb\xff\xff
 short_text = st.text(max_size=24)
 counters = st.integers(0, codec.MAX_COUNTER)
 statuses = st.sampled_from(sorted(codec.STATUSES))
+POLICY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:+._-"
+policies = st.one_of(st.text(POLICY_CHARS, min_size=1, max_size=codec.MAX_POLICY_LEN),
+                     st.sampled_from(["rep:2", "ec:4+2"]))
 wire_entries = st.tuples(
     st.text(min_size=1, max_size=24), short_text, short_text, counters, counters, statuses, counters, counters,
     *[short_text] * (codec.ENTRY_FIELDS - 8),
 )
-gossip_messages = st.builds(codec.GossipMessage, st.text(min_size=1, max_size=24), counters, counters,
-                            st.lists(wire_entries, max_size=4).map(tuple))
+senders, entry_lists = st.text(min_size=1, max_size=24), st.lists(wire_entries, max_size=4).map(tuple)
+gossip_messages = st.one_of(
+    st.builds(codec.GossipMessage, senders, policies, counters, entry_lists,
+              st.tuples(st.just(codec.PROTOCOL_VERSION[0]), counters)),
+    # What this peer still writes for a peer on major 1: a replica count is all that major can say.
+    st.builds(codec.GossipMessage, senders, counters.map(lambda r: f"rep:{r}"), counters, entry_lists,
+              st.just(codec.LEGACY_VERSION)),
+)
 mutations = st.lists(
     st.one_of(
         st.tuples(st.just("flip"), st.integers(0, 4096), st.integers(1, 255)),
@@ -122,6 +131,10 @@ def _counter_ok(x: Any) -> bool:
     return type(x) is int and 0 <= x <= codec.MAX_COUNTER
 
 
+def policy_ok(x: Any) -> bool:
+    return isinstance(x, str) and 1 <= len(x) <= codec.MAX_POLICY_LEN and set(x) <= set(POLICY_CHARS)
+
+
 def slot(kind: str) -> st.SearchStrategy[tuple[Any, bool]]:
     if kind == "counter":
         edge = st.sampled_from([0, 1, codec.MAX_COUNTER, codec.MAX_COUNTER + 1, -1, 2**63, True, False, 1.0])
@@ -129,6 +142,10 @@ def slot(kind: str) -> st.SearchStrategy[tuple[Any, bool]]:
     if kind == "status":
         return st.one_of(st.sampled_from(["alive", "left", "dead", "", "ALIVE"]), JUNK).map(
             lambda x: (x, isinstance(x, str) and x in codec.STATUSES))
+    if kind == "policy":
+        odd = st.sampled_from(["", "rep 2", "rep:2\n", "ec:4+2é", "x" * codec.MAX_POLICY_LEN,
+                               "x" * (codec.MAX_POLICY_LEN + 1)])
+        return st.one_of(policies, odd, JUNK).map(lambda x: (x, policy_ok(x)))
     low, high = (1, codec.MAX_NODE_ID_LEN) if kind == "node_id" else (0, codec.MAX_ADDR_LEN)
     sized = st.sampled_from([low, max(low - 1, 0), high, high + 1]).flatmap(
         lambda n: st.sampled_from(["x", "é", "€"]).map(lambda ch: ch * n))
@@ -136,15 +153,47 @@ def slot(kind: str) -> st.SearchStrategy[tuple[Any, bool]]:
         lambda x: (x, isinstance(x, str) and low <= len(x) <= high))
 
 
+# Values every slot of a kind accepts.
+VALID = {"node_id": st.text(min_size=1, max_size=24), "addr": short_text, "counter": counters, "status": statuses,
+         "policy": policies}
 ENTRY_KINDS = ("node_id", "addr", "addr", "counter", "counter", "status", "counter", "counter", "addr")
-ENTRY_LENGTHS = sorted({getattr(codec, "LEGACY_ENTRY_FIELDS", codec.ENTRY_FIELDS), codec.ENTRY_FIELDS})
+ENTRY_LENGTHS = sorted({codec.LEGACY_ENTRY_FIELDS, codec.ENTRY_FIELDS})
+unknown_keys = st.text(min_size=3, max_size=6).filter(lambda k: k not in ("from", "cluster", "members", "policy"))
+
+
+@st.composite
+def map_entries(draw: st.DrawFn) -> tuple[Any, bool, tuple[Any, ...] | None]:
+    """A current-major entry: (wire value, ok, the WireEntry decode must produce). Optional keys are
+    sometimes left out (read as their default); at most one key is drawn valid or invalid, or left
+    out (a required key then fails); unknown keys of any value are ignored."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(JUNK), False, None
+    suspect = draw(st.integers(0, 2 * len(codec.ENTRY_KEYS) - 1))  # half the time, none
+    wire: dict[str, Any] = {}
+    expected: list[Any] = []
+    ok = True
+    for i, (key, kind) in enumerate(zip(codec.ENTRY_KEYS, ENTRY_KINDS, strict=True)):
+        left_out = draw(st.integers(0, 3)) == 0 if i == suspect or not key.required else False
+        if left_out:
+            ok = ok and not key.required
+            expected.append(key.default)
+            continue
+        value, good = draw(slot(kind)) if i == suspect else (draw(VALID[kind]), True)
+        wire[key.key] = value
+        expected.append(value)
+        ok = ok and good
+    wire.update(draw(st.dictionaries(unknown_keys, JUNK, max_size=4)))
+    return wire, ok, tuple(expected) if ok else None
 
 
 @st.composite
 def entries(draw: st.DrawFn) -> tuple[Any, bool, tuple[Any, ...] | None]:
-    """(wire value, ok, the WireEntry decode must produce)."""
+    """A major-1 entry: (wire value, ok, the WireEntry decode must produce); at most one field is
+    drawn valid or invalid, the others valid."""
     length = draw(st.sampled_from([*ENTRY_LENGTHS, 7, codec.ENTRY_FIELDS + 1]))
-    fields = [draw(slot(ENTRY_KINDS[i % len(ENTRY_KINDS)])) for i in range(length)]
+    suspect = draw(st.integers(0, 2 * length - 1))  # half the time, none
+    kinds = [ENTRY_KINDS[i % len(ENTRY_KINDS)] for i in range(length)]
+    fields = [draw(slot(kind)) if i == suspect else (draw(VALID[kind]), True) for i, kind in enumerate(kinds)]
     values = [x for x, _ in fields]
     if draw(st.integers(0, 9)) == 0:
         return draw(JUNK), False, None
@@ -160,38 +209,63 @@ def msgpack_ok(obj: Any) -> bool:
     if isinstance(obj, list):
         return len(obj) <= codec.MAX_MEMBERS and all(map(msgpack_ok, obj))
     if isinstance(obj, dict):
-        return len(obj) <= 16 and all(isinstance(k, str) and msgpack_ok(k) and msgpack_ok(x) for k, x in obj.items())
+        keys_ok = all(isinstance(k, str) and msgpack_ok(k) for k in obj)
+        return len(obj) <= codec.MAX_MAP_LEN and keys_ok and all(map(msgpack_ok, obj.values()))
     return True
 
 
 @st.composite
 def gossip_bodies(draw: st.DrawFn) -> tuple[Any, codec.GossipMessage | None]:
-    """(msgpack object, the message decode must return, or None when it must refuse)."""
-    version, v_ok = draw(st.one_of(st.just((codec.PROTOCOL_VERSION, True)), st.just((7, True)), slot("counter")))
-    sender, s_ok = draw(slot("node_id"))
-    (replicas, r_ok), (vnodes, n_ok) = draw(slot("counter")), draw(slot("counter"))
-    cluster: Any = {"replicas": replicas, "vnodes": vnodes}
-    c_ok = r_ok and n_ok
-    if draw(st.integers(0, 9)) == 0:
-        cluster, c_ok = draw(st.one_of(JUNK, st.just({"replicas": replicas}))), False
-    drawn = draw(st.lists(entries(), max_size=3))
+    """(msgpack object, the message decode must return, or None when it must refuse). Either major
+    this peer reads, or a foreign one (read no further than `v`, `vm` and `from`). At most one slot of
+    the message is drawn valid or invalid (or its key left out), the others valid, and each member
+    entry has its own such slot: with every slot as likely wrong as right, no message would be valid."""
+    suspect = draw(st.sampled_from([None, None, "v", "vm", "from", "policy", "vnodes", "cluster", "members", "drop"]))
+
+    def pick(name: str, kind: str) -> tuple[Any, bool]:
+        return draw(slot(kind)) if suspect == name else (draw(VALID[kind]), True)
+
+    major = draw(st.sampled_from([codec.PROTOCOL_VERSION[0]] * 2 + [codec.LEGACY_VERSION[0], 7]))
+    version, v_ok = draw(slot("counter")) if suspect == "v" else (major, True)
+    has_minor = draw(st.booleans())  # without "vm" the minor version reads as 0
+    minor, vm_ok = pick("vm", "counter") if has_minor else (0, True)
+    sender, s_ok = pick("from", "node_id")
+    legacy = v_ok and version == codec.LEGACY_VERSION[0]
+    reads = v_ok and version in codec.READABLE_MAJORS
+    vnodes, n_ok = pick("vnodes", "counter")
+    if legacy:
+        replicas, p_ok = pick("policy", "counter")
+        policy, cluster = f"rep:{replicas}", {"replicas": replicas, "vnodes": vnodes}
+    else:
+        policy, p_ok = pick("policy", "policy")
+        cluster = {"policy": policy, "vnodes": vnodes}
+    cluster.update(draw(st.dictionaries(unknown_keys, JUNK, max_size=3)))
+    c_ok = p_ok and n_ok
+    if suspect == "cluster":
+        cluster, c_ok = draw(st.one_of(JUNK, st.just({"replicas": 2}), st.just({"policy": "rep:2"}))), False
+    drawn = draw(st.lists(entries() if legacy else map_entries(), max_size=3))
     members: Any = [e for e, _, _ in drawn]
     m_ok = all(ok for _, ok, _ in drawn)
-    if draw(st.integers(0, 9)) == 0:
-        members, m_ok = draw(JUNK), False
+    if suspect == "members":
+        members, m_ok = draw(JUNK.filter(lambda x: x != [])), False
     body: dict[str, Any] = {"v": version, "from": sender, "cluster": cluster, "members": members}
-    dropped = draw(st.sampled_from([None, None, None, "v", "from", "cluster", "members"]))
+    if has_minor:
+        body["vm"] = minor
+    dropped = draw(st.sampled_from(["v", "from", "cluster", "members"])) if suspect == "drop" else None
     if dropped:
         del body[dropped]
-    extra_keys = st.text(min_size=3, max_size=6).filter(lambda k: k not in ("from", "v", "cluster", "members"))
+    extra_keys = unknown_keys.filter(lambda k: k not in ("v", "vm"))
     body.update(draw(st.dictionaries(extra_keys, JUNK, max_size=14)))
-    reads_members = v_ok and version == codec.PROTOCOL_VERSION
-    ok = (msgpack_ok(body) and v_ok and s_ok and c_ok and dropped in (None, "members" if not reads_members else None)
-          and (m_ok or not reads_members))
+    ok = msgpack_ok(body) and v_ok and vm_ok and s_ok and dropped not in ("v", "from")
+    if reads:
+        ok = ok and c_ok and m_ok and dropped not in ("cluster", "members")
     if not ok:
         return body, None
-    wire = tuple(p for _, _, p in drawn) if reads_members else ()
-    return body, codec.GossipMessage(sender, replicas, vnodes, wire, version)  # type: ignore[arg-type]
+    version_read = (version, minor)
+    if not reads:
+        return body, codec.GossipMessage(sender, "", 0, (), version_read)
+    wire = tuple(p for _, _, p in drawn)
+    return body, codec.GossipMessage(sender, policy, vnodes, wire, version_read)  # type: ignore[arg-type]
 
 
 @fuzz(300)
@@ -610,7 +684,8 @@ def test_gossip_endpoint_refuses_junk(peer: InProcPeer) -> None:
     ))
     def run(body: bytes) -> None:
         try:
-            codec.check_fingerprint(codec.decode(body, config.max_gossip_bytes), config.replicas, config.vnodes)
+            codec.check_fingerprint(codec.decode(body, config.max_gossip_bytes), f"rep:{config.replicas}",
+                                    config.vnodes)
         except GossipDecodeError:
             expected = 400
         except GossipMismatch:

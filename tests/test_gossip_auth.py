@@ -22,17 +22,21 @@ from aiohttp import web
 
 from peer.clock import SystemClock
 from peer.errors import ConfigError
-from peer.gossip_http.client import HttpGossipTransport
-from peer.gossip_http.server import AUTH_HEADER, MSGPACK, REPLY_PURPOSE, build_app, reply_payload, start_http
-from peer.gossip_http.tls import PEER_TLS_NAME, client_ssl_context, server_ssl_context
+from peer.http.gossip import gossip_app
+from peer.http.gossip_client import HttpGossipTransport
+from peer.http.gossip_wire import AUTH_HEADER, MSGPACK, REPLY_PURPOSE, reply_payload
+from peer.http.health import health_app
+from peer.http.server import HttpServer, Mount
+from peer.http.tls import PEER_TLS_NAME, client_ssl_context, server_ssl_context
 from peer.membership.codec import GossipMessage, WireEntry, encode
 from peer.membership.gossiper import Gossiper
 from peer.membership.state import MemberEvent, MembershipView, MemberState
 from peer.security.certs import init_certs
 from peer.security.peerauth import PeerSigner
+from tests.fakes import run_gossiper
 from tests.waiting import wait_until
 
-REPLICAS, VNODES = 2, 150
+POLICY, VNODES = "rep:2", 150
 MAX_BYTES = 64 * 1024
 INTERVAL_S, SUSPECT_S, DEAD_S = 0.05, 0.5, 1.0
 CONVERGE_S = 5.0
@@ -45,7 +49,7 @@ class Peer:
     node_id: str
     gossiper: Gossiper
     transport: HttpGossipTransport
-    runner: web.AppRunner
+    server: HttpServer
     addr: str
     stop: asyncio.Event
     task: asyncio.Task[None]
@@ -65,7 +69,7 @@ class Peer:
     async def shut_down(self) -> None:
         self.stop.set()
         await self.task
-        await self.runner.cleanup()
+        await self.server.stop()
         await self.transport.close()
 
 
@@ -95,16 +99,18 @@ class Harness:
         signer = PeerSigner(secret) if secret is not None else None
         transport = HttpGossipTransport(timeout_s=0.5, max_reply_bytes=MAX_BYTES, signer=signer,
                                         ssl_context=tls.client if tls else None)
-        gossiper = Gossiper(view, transport, seeds, interval_s=INTERVAL_S, fanout=2, replicas=REPLICAS,
+        gossiper = Gossiper(view, transport, seeds, interval_s=INTERVAL_S, fanout=2, policy=POLICY,
                             vnodes=VNODES, max_bytes=MAX_BYTES, clock=clock, rng=random.Random(node_id))
-        app = build_app(gossiper, lambda: {"status": "ok", "node_id": node_id}, MAX_BYTES, signer=signer,
-                        require_peer_cert=tls is not None, body_timeout_s=body_timeout_s)
-        runner, port = await start_http(app, "127.0.0.1", 0, tls.server if tls else None,
-                                         idle_timeout_s=idle_timeout_s)
+        server = HttpServer(idle_timeout_s=idle_timeout_s)
+        server.mount(gossip_app(gossiper, MAX_BYTES, signer=signer, require_peer_cert=tls is not None,
+                                body_timeout_s=body_timeout_s))
+        server.mount(health_app(lambda: {"status": "ok", "node_id": node_id}))
+        port = await server.start("127.0.0.1", 0, tls.server if tls else None)
         addr = f"127.0.0.1:{port}"
         view.set_local_addrs(f"grpc-{node_id}:0", addr)
         stop = asyncio.Event()
-        peer = Peer(node_id, gossiper, transport, runner, addr, stop, asyncio.create_task(gossiper.run(stop)))
+        task = asyncio.create_task(run_gossiper(gossiper, clock, stop))
+        peer = Peer(node_id, gossiper, transport, server, addr, stop, task)
         gossiper.subscribe(peer.events.extend)
         self.peers.append(peer)
         return peer
@@ -143,17 +149,17 @@ async def harness() -> AsyncIterator[Harness]:
 
 
 def message(sender: str, *members: WireEntry) -> bytes:
-    return encode(GossipMessage(sender, REPLICAS, VNODES, members))
+    return encode(GossipMessage(sender, POLICY, VNODES, members))
 
 
 def fake_member(node_id: str = "mallory") -> WireEntry:
-    return (node_id, "10.66.6.6:50051", "10.66.6.6:7946", 1, 1, "alive", 0, 0)
+    return (node_id, "10.66.6.6:50051", "10.66.6.6:7946", 1, 1, "alive", 0, 0, "")
 
 
 def left_news(peer: Peer) -> WireEntry:
     """What an attacker would send to make the cluster drop `peer`: its departure, outranking its life."""
     m = peer.view.local
-    return (m.node_id, m.grpc_addr, m.gossip_addr, m.incarnation + 1, 0, "left", 0, 0)
+    return (m.node_id, m.grpc_addr, m.gossip_addr, m.incarnation + 1, 0, "left", 0, 0, "")
 
 
 async def post(addr: str, body: bytes, credential: str | None) -> tuple[int, str]:
@@ -238,10 +244,10 @@ async def test_forged_push_cannot_add_a_member_or_evict_a_live_one(harness: Harn
 
 async def test_refusals_are_logged_without_flooding(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     a = await harness.start("a")
-    caplog.set_level(logging.DEBUG, logger="peer.gossip_http.server")
+    caplog.set_level(logging.DEBUG, logger="peer.http.gossip")
     for _ in range(20):
         assert (await post(a.addr, message("mallory"), None))[0] == 401
-    levels = [r.levelno for r in caplog.records if r.name == "peer.gossip_http.server"]
+    levels = [r.levelno for r in caplog.records if r.name == "peer.http.gossip"]
     assert levels.count(logging.WARNING) == 1 and levels.count(logging.DEBUG) == 19
 
 
@@ -251,7 +257,7 @@ async def test_refusals_are_logged_without_flooding(harness: Harness, caplog: py
 ReplyFn = Callable[[bytes, str], Awaitable[tuple[bytes, str | None]]]
 
 
-async def fake_peer(reply: ReplyFn) -> tuple[web.AppRunner, str]:
+async def fake_peer(reply: ReplyFn) -> tuple[HttpServer, str]:
     """A server that answers each push (body, credential) with whatever `reply` returns."""
 
     async def gossip(request: web.Request) -> web.Response:
@@ -260,9 +266,11 @@ async def fake_peer(reply: ReplyFn) -> tuple[web.AppRunner, str]:
         return web.Response(body=body, content_type=MSGPACK, headers=headers)
 
     app = web.Application()
-    app.router.add_post("/gossip", gossip)
-    runner, port = await start_http(app, "127.0.0.1", 0)
-    return runner, f"127.0.0.1:{port}"
+    app.router.add_post("", gossip)
+    server = HttpServer()
+    server.mount(Mount("/gossip", app))
+    port = await server.start("127.0.0.1", 0)
+    return server, f"127.0.0.1:{port}"
 
 
 async def test_forged_or_replayed_reply_is_refused_by_the_client(harness: Harness) -> None:
@@ -298,14 +306,14 @@ async def test_forged_or_replayed_reply_is_refused_by_the_client(harness: Harnes
     transport = HttpGossipTransport(timeout_s=1.0, max_reply_bytes=MAX_BYTES, signer=PeerSigner(SECRET))
     try:
         for forge in (unsigned, wrong_secret, replayed, tampered, push_credential_echoed):
-            runner, addr = await fake_peer(forge)
+            server, addr = await fake_peer(forge)
             try:
                 with pytest.raises(ConnectionError, match="reply from .* refused"):
                     await transport.push_pull(addr, message("b"))
             finally:
-                await runner.cleanup()
+                await server.stop()
         # The same transport accepts a genuine reply.
-        assert (await transport.push_pull(a.addr, message("b"))).startswith(b"\x84")
+        assert (await transport.push_pull(a.addr, message("b"))).startswith(b"\x85")
     finally:
         await transport.close()
 
@@ -374,9 +382,9 @@ async def test_handshake_fails_across_certificate_authorities(harness: Harness, 
     # A client whose certificate another CA signed, though it trusts ours.
     intruder = HttpGossipTransport(timeout_s=1.0, ssl_context=tls_for(foreign, 1, ca_dir=ours).client)
     # A client of our cluster dialling a server whose certificate another CA signed.
-    impostor_runner, impostor_port = await start_http(
-        build_app(a.gossiper, dict, MAX_BYTES), "127.0.0.1", 0, tls_for(foreign, 1).server
-    )
+    impostor = HttpServer()
+    impostor.mount(gossip_app(a.gossiper, MAX_BYTES))
+    impostor_port = await impostor.start("127.0.0.1", 0, tls_for(foreign, 1).server)
     honest = HttpGossipTransport(timeout_s=1.0, ssl_context=tls_for(ours, 2).client)
     try:
         with pytest.raises(ConnectionError, match="failed"):  # reset in the handshake, not an HTTP status
@@ -386,7 +394,7 @@ async def test_handshake_fails_across_certificate_authorities(harness: Harness, 
     finally:
         await intruder.close()
         await honest.close()
-        await impostor_runner.cleanup()
+        await impostor.stop()
     assert a.member_ids() == {"a"}
 
 

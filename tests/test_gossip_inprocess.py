@@ -16,14 +16,17 @@ import msgpack
 import pytest
 
 from peer.clock import ManualClock, SystemClock
-from peer.gossip_http.client import HttpGossipTransport, resolve_seeds
-from peer.gossip_http.server import build_app, start_http
+from peer.http.gossip import gossip_app
+from peer.http.gossip_client import HttpGossipTransport, resolve_seeds
+from peer.http.health import health_app
+from peer.http.server import HttpServer
 from peer.membership.codec import GossipMessage, encode
 from peer.membership.gossiper import Gossiper, SeedResolver
 from peer.membership.state import MemberEvent, MembershipView, MemberState
+from tests.fakes import run_gossiper
 from tests.waiting import wait_until
 
-REPLICAS, VNODES = 2, 150
+POLICY, VNODES = "rep:2", 150
 MAX_BYTES = 64 * 1024
 INTERVAL_S, SUSPECT_S, DEAD_S = 0.05, 0.5, 1.0
 CONVERGE_S = 5.0
@@ -34,7 +37,7 @@ class Peer:
     node_id: str
     gossiper: Gossiper
     transport: HttpGossipTransport
-    runner: aiohttp.web.AppRunner
+    server: HttpServer
     addr: str
     stop: asyncio.Event
     task: asyncio.Task[None]
@@ -58,7 +61,7 @@ class Peer:
         self.running = False
         self.stop.set()
         await self.task
-        await self.runner.cleanup()
+        await self.server.stop()
         await self.transport.close()
 
 
@@ -67,22 +70,27 @@ class Harness:
         self.peers: dict[str, Peer] = {}
 
     async def start(
-        self, node_id: str, seeds: Sequence[str] = (), incarnation: int = 1, resolve: SeedResolver | None = None
+        self, node_id: str, seeds: Sequence[str] = (), incarnation: int = 1, resolve: SeedResolver | None = None,
+        *, future: bool = False,
     ) -> Peer:
+        """`future`: the peer adds fields a later minor version might, to everything it sends."""
         # The gossip address is known only once the listener is bound, below.
         clock = SystemClock()
         view = MembershipView(node_id, f"grpc-{node_id}:0", "", incarnation=incarnation,
                               now=clock.monotonic(), suspect_timeout_s=SUSPECT_S, dead_timeout_s=DEAD_S)
-        transport = HttpGossipTransport(timeout_s=0.5, max_reply_bytes=MAX_BYTES)
-        gossiper = Gossiper(view, transport, seeds, interval_s=INTERVAL_S, fanout=2, replicas=REPLICAS,
-                            vnodes=VNODES, max_bytes=MAX_BYTES, clock=clock,
-                            rng=random.Random(f"{node_id}/{incarnation}"), resolve_seeds=resolve)
-        app = build_app(gossiper, lambda: {"status": "ok", "node_id": node_id}, MAX_BYTES)
-        runner, port = await start_http(app, "127.0.0.1", 0)
+        transport = (FutureTransport if future else HttpGossipTransport)(timeout_s=0.5, max_reply_bytes=MAX_BYTES)
+        gossiper = (FutureGossiper if future else Gossiper)(
+            view, transport, seeds, interval_s=INTERVAL_S, fanout=2, policy=POLICY, vnodes=VNODES,
+            max_bytes=MAX_BYTES, clock=clock, rng=random.Random(f"{node_id}/{incarnation}"), resolve_seeds=resolve)
+        server = HttpServer()
+        server.mount(gossip_app(gossiper, MAX_BYTES))
+        server.mount(health_app(lambda: {"status": "ok", "node_id": node_id}))
+        port = await server.start("127.0.0.1", 0)
         addr = f"127.0.0.1:{port}"
         view.set_local_addrs(f"grpc-{node_id}:0", addr)
         stop = asyncio.Event()
-        peer = Peer(node_id, gossiper, transport, runner, addr, stop, asyncio.create_task(gossiper.run(stop)))
+        task = asyncio.create_task(run_gossiper(gossiper, clock, stop))
+        peer = Peer(node_id, gossiper, transport, server, addr, stop, task)
         gossiper.subscribe(peer.events.extend)
         self.peers[node_id] = peer
         return peer
@@ -193,12 +201,14 @@ async def test_bad_gossip_requests_are_refused_and_gossip_goes_on(harness: Harne
     peers = await harness.start_chain(3)
     await harness.converged(3)
     url = f"http://{peers[0].addr}/gossip"
-    wrong_cluster = encode(GossipMessage("intruder", REPLICAS + 1, VNODES))
+    wrong_cluster = encode(GossipMessage("intruder", "rep:3", VNODES))
+    wrong_major = encode(GossipMessage("intruder", POLICY, VNODES, version=(3, 0)))
     cases = [
         (b"\xc1 not msgpack at all", 400, "msgpack"),
         (b"\x00" * (MAX_BYTES + 1), 413, ""),
         (msgpack.packb({"hello": "world"}), 400, "missing field"),
-        (wrong_cluster, 409, f"replicas {REPLICAS + 1} (ours {REPLICAS})"),
+        (wrong_cluster, 409, f"policy rep:3 (ours {POLICY})"),
+        (wrong_major, 409, "peer intruder runs protocol version 3.0 (ours 2.0), a major we cannot read"),
     ]
     async with aiohttp.ClientSession() as session:
         for body, status, reason in cases:
@@ -213,10 +223,10 @@ async def test_http_transport_reports_failures_as_connection_errors(harness: Har
     (peer,) = await harness.start_chain(1)
     transport = HttpGossipTransport(timeout_s=0.5, max_reply_bytes=MAX_BYTES)
     try:
-        with pytest.raises(ConnectionError, match="HTTP 409 Conflict: peer intruder runs replicas 3"):
-            await transport.push_pull(peer.addr, encode(GossipMessage("intruder", 3, VNODES)))
-        reply = await transport.push_pull(peer.addr, encode(GossipMessage("friend", REPLICAS, VNODES)))
-        assert reply.startswith(b"\x84")  # a msgpack map: the peer's snapshot
+        with pytest.raises(ConnectionError, match="HTTP 409 Conflict: peer intruder runs policy rep:3"):
+            await transport.push_pull(peer.addr, encode(GossipMessage("intruder", "rep:3", VNODES)))
+        reply = await transport.push_pull(peer.addr, encode(GossipMessage("friend", POLICY, VNODES)))
+        assert reply.startswith(b"\x85")  # a msgpack map: the peer's snapshot
         await peer.shut_down()
         with pytest.raises(ConnectionError, match="failed"):
             await transport.push_pull(peer.addr, b"")
@@ -249,7 +259,7 @@ def in_memory_gossiper(
 ) -> Gossiper:
     view = MembershipView(node_id, f"{node_id}:50051", f"{node_id}:7946", incarnation=1,
                           now=clock.monotonic(), suspect_timeout_s=SUSPECT_S, dead_timeout_s=DEAD_S)
-    gossiper = Gossiper(view, net, seeds, interval_s=INTERVAL_S, fanout=2, replicas=REPLICAS, vnodes=VNODES,
+    gossiper = Gossiper(view, net, seeds, interval_s=INTERVAL_S, fanout=2, policy=POLICY, vnodes=VNODES,
                         max_bytes=MAX_BYTES, clock=clock, rng=random.Random(node_id))
     net.nodes[view.local.gossip_addr] = gossiper
     return gossiper
@@ -317,3 +327,112 @@ async def test_resolve_seeds_expands_names_and_keeps_unresolvable_ones() -> None
     assert "127.0.0.1:7946" in resolved
     assert "127.0.0.2:1" in resolved
     assert "no-such-host.invalid:7946" in resolved and "junk" in resolved
+
+
+# -- forward and backward compatibility, and the worker shape ------------------------------------------
+
+
+def from_a_later_minor(body: bytes) -> bytes:
+    """What a peer of a later minor version might send: new keys at the top, in the fingerprint and in
+    every member entry, of types this version never reads."""
+    msg = msgpack.unpackb(body)
+    msg["vm"] += 1
+    msg["layout"] = {"epoch": 7, "zones": ["eu-1", "eu-2"]}
+    msg["cluster"]["zones"] = 2
+    for entry in msg["members"]:
+        entry["zone"] = "eu-1"
+        entry["caps"] = [1, 2.5, None, {"ssd": True}]
+    packed: bytes = msgpack.packb(msg, use_bin_type=True)
+    return packed
+
+
+class FutureTransport(HttpGossipTransport):
+    sent = 0
+
+    async def push_pull(self, addr: str, body: bytes) -> bytes:
+        FutureTransport.sent += 1
+        return await super().push_pull(addr, from_a_later_minor(body))
+
+
+class FutureGossiper(Gossiper):
+    answered = 0
+
+    async def handle(self, body: bytes) -> bytes:
+        reply = from_a_later_minor(await super().handle(body))
+        FutureGossiper.answered += 1
+        return reply
+
+
+async def test_a_peer_sending_unknown_fields_converges_with_peers_that_do_not(harness: Harness) -> None:
+    """b adds fields to its pushes and replies; a hears of b only through b's pushes, c only through
+    b's replies, so the cluster converges only if both are read."""
+    FutureTransport.sent = FutureGossiper.answered = 0
+    a = await harness.start("a")
+    b = await harness.start("b", [a.addr], future=True)
+    await harness.start("c", [b.addr])
+    await harness.converged(3)
+    assert b.gossiper.seeded and a.state_of("b") is MemberState.ALIVE
+    assert FutureTransport.sent > 0 and FutureGossiper.answered > 0
+
+
+class Version1Peer:
+    """The network as one peer still on protocol major 1 sees it: it reads only major-1 pushes (its
+    decoder finds no `replicas` in anything newer) and sends entries as arrays."""
+
+    ADDR = "old:7946"
+
+    def __init__(self) -> None:
+        self.pushes: list[int] = []
+        self.heartbeat = 0
+
+    async def push_pull(self, addr: str, body: bytes) -> bytes:
+        assert addr == self.ADDR
+        top = msgpack.unpackb(body)
+        self.pushes.append(top["v"])
+        if top["v"] != 1:
+            raise ConnectionError("HTTP 400 Bad Request: missing field 'replicas'")
+        assert all(isinstance(e, list) for e in top["members"])
+        return self.message()
+
+    def message(self) -> bytes:
+        self.heartbeat += 1
+        entry = ["old", "old:50051", self.ADDR, 1, self.heartbeat, "alive", 0, 0]
+        body = {"v": 1, "from": "old", "cluster": {"replicas": 2, "vnodes": VNODES}, "members": [entry]}
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+        return packed
+
+
+async def test_a_version_1_peer_is_answered_and_then_pushed_to_in_version_1() -> None:
+    """A rolling upgrade: the restarted peer reads the old one's pushes, answers in its major, and
+    from then on pushes to it in that major too."""
+    clock, old = ManualClock(), Version1Peer()
+    view = MembershipView("a", "a:50051", "a:7946", incarnation=1, now=clock.monotonic(),
+                          suspect_timeout_s=SUSPECT_S, dead_timeout_s=DEAD_S)
+    a = Gossiper(view, old, [old.ADDR], interval_s=INTERVAL_S, fanout=2, policy=POLICY, vnodes=VNODES,
+                 max_bytes=MAX_BYTES, clock=clock, rng=random.Random("a"))
+    a.gossip_round()
+    await settle()
+    assert (old.pushes, a.seeded) == ([2], False)  # the old peer cannot read the current major
+    reply = msgpack.unpackb(await a.handle(old.message()))
+    assert (reply["v"], reply["cluster"]) == (1, {"replicas": 2, "vnodes": VNODES})
+    assert {e[0] for e in reply["members"]} == {"a", "old"}
+    assert state_in(a, "old") is MemberState.ALIVE
+    a.gossip_round()
+    await settle()
+    assert (old.pushes, a.seeded) == ([2, 1], True)
+
+
+async def test_the_gossiper_is_a_worker_on_the_injected_clock() -> None:
+    clock, net = ManualClock(), FlakyTransport()
+    a = in_memory_gossiper("a", net, clock, seeds=[])
+    b = in_memory_gossiper("b", net, clock, seeds=["a:7946"])
+    assert (b.name, b.interval_s) == ("gossip", INTERVAL_S)
+    assert await b.work_once() is False  # one round, then idle until the next interval
+    await settle()
+    assert b.seeded and state_in(a, "b") is MemberState.ALIVE
+    clock.advance(SUSPECT_S)
+    assert await b.work_once() is False
+    assert state_in(b, "a") is MemberState.SUSPECT  # judged on the injected clock
+    await b.close()  # the exchange that round started never runs
+    await settle()
+    assert net.attempts == {"a:7946": 1} and state_in(b, "a") is MemberState.SUSPECT

@@ -25,8 +25,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from peer.cli import main
-from peer.gossip_http.tls import server_ssl_context
-from peer.healthcheck import check_health, probe_host
+from peer.cli_health import check_health, probe_host
+from peer.http.tls import server_ssl_context
 from peer.security.certs import init_certs
 from tests.cluster import PeerProc
 

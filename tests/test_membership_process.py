@@ -26,8 +26,8 @@ import msgpack
 import pytest
 
 from client.models import ClusterStatus, MemberStatus
-from peer.gossip_http.server import AUTH_HEADER, PUSH_PURPOSE
-from peer.membership.codec import PROTOCOL_VERSION, GossipMessage, decode, encode
+from peer.http.gossip_wire import AUTH_HEADER, PUSH_PURPOSE
+from peer.membership.codec import LEGACY_VERSION, PROTOCOL_VERSION, GossipMessage, decode, encode
 from peer.ring.hashring import HashRing
 from peer.security.peerauth import PeerSigner
 from tests.cluster import FAST, TEST_SECRET, Cluster, PeerProc, wait_for
@@ -44,6 +44,7 @@ LEAVE_SEEN_WITHIN_S = 1.5  # well before DEAD_S: only a LEAVE announcement can e
 SLACK_S = 0.5  # polling, RPC and housekeeping latency allowed on either side of a deadline
 MSGPACK = "application/msgpack"
 MAX_GOSSIP_BYTES = 64 * 1024
+MAJOR = PROTOCOL_VERSION[0]
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -357,12 +358,13 @@ def test_gossip_endpoint_rejects_bad_bodies_and_the_peer_keeps_serving(
     addr = target.gossip_addr
     st = status(target)
     replicas, vnodes = st.replicas, st.vnodes
+    policy = f"rep:{replicas}"
 
     # The control: a well-formed message with our fingerprint and no news is answered with our view.
-    code, ctype, body = http_request("POST", addr, "/gossip", encode(GossipMessage("probe", replicas, vnodes)))
+    code, ctype, body = http_request("POST", addr, "/gossip", encode(GossipMessage("probe", policy, vnodes)))
     assert (code, ctype) == (200, MSGPACK)
     reply = decode(body, MAX_GOSSIP_BYTES)
-    assert (reply.sender, reply.replicas, reply.vnodes) == (target.node_id, replicas, vnodes)
+    assert (reply.sender, reply.policy, reply.vnodes) == (target.node_id, policy, vnodes)
     assert {e[0] for e in reply.members} == {p.node_id for p in cluster.peers}
 
     unsigned = urllib.request.Request(f"http://{addr}/gossip", data=b"\x80", method="POST")
@@ -384,21 +386,25 @@ def test_gossip_endpoint_rejects_bad_bodies_and_the_peer_keeps_serving(
         {"hello": "world"},
         [1, 2, 3],
         "just a string",
-        {"v": PROTOCOL_VERSION, "from": "x", "cluster": {"replicas": replicas}, "members": []},
-        {"v": PROTOCOL_VERSION, "from": "x", "cluster": {"replicas": replicas, "vnodes": vnodes}, "members": {}},
-        {"v": PROTOCOL_VERSION, "from": "x", "cluster": {"replicas": replicas, "vnodes": vnodes},
+        {"v": MAJOR, "from": "x", "cluster": {"policy": policy}, "members": []},
+        {"v": MAJOR, "from": "x", "cluster": {"policy": policy, "vnodes": vnodes}, "members": {}},
+        {"v": MAJOR, "from": "x", "cluster": {"policy": policy, "vnodes": vnodes},
+         "members": [{"id": "x", "ra": "", "ga": "", "in": 1, "hb": 1, "st": "zombie"}]},
+        {"v": -1, "from": "x", "cluster": {"policy": policy, "vnodes": vnodes}, "members": []},
+        # Major 1 is still read, as strictly as before.
+        {"v": 1, "from": "x", "cluster": {"replicas": replicas, "vnodes": vnodes},
          "members": [["x", "", "", 1, 1, "zombie", 0, 0]]},
-        {"v": -1, "from": "x", "cluster": {"replicas": replicas, "vnodes": vnodes}, "members": []},
     ]
     for shape in wrong_shapes:
         code, _, text = http_request("POST", addr, "/gossip", msgpack.packb(shape, use_bin_type=True))
         assert code == 400, (shape, code, text)
 
-    intruder = ("intruder" + "0" * 24, "127.0.0.1:1", "127.0.0.1:2", 1, 99, "alive", 0, 0)
+    intruder = ("intruder" + "0" * 24, "127.0.0.1:1", "127.0.0.1:2", 1, 99, "alive", 0, 0, "")
     foreign = [
-        GossipMessage("intruder", replicas + 1, vnodes, [intruder]),
-        GossipMessage("intruder", replicas, vnodes + 1, [intruder]),
-        GossipMessage("intruder", replicas, vnodes, [intruder], version=PROTOCOL_VERSION + 1),
+        GossipMessage("intruder", f"rep:{replicas + 1}", vnodes, [intruder]),
+        GossipMessage("intruder", policy, vnodes + 1, [intruder]),
+        GossipMessage("intruder", policy, vnodes, [intruder], version=(MAJOR + 1, 0)),
+        GossipMessage("intruder", f"rep:{replicas + 1}", vnodes, [intruder], version=LEGACY_VERSION),
     ]
     for msg in foreign:
         code, _, text = http_request("POST", addr, "/gossip", encode(msg))

@@ -233,6 +233,21 @@ def test_record_fields_round_trip_exactly(store: MetadataStore) -> None:
     assert list(got.metadata) == list(metadata)
 
 
+@pytest.mark.parametrize("policy", ["rep:3", "rep:1", "ec:4+2", ""])
+def test_policy_round_trips_in_every_read(store: MetadataStore, policy: str) -> None:
+    committed = store.commit_version(new(policy=policy))
+    store.commit_version(new("docs/b.txt"))
+
+    assert committed.policy == policy
+    assert store.get_version(ref(), LATEST).policy == policy
+    assert store.get_version(ref(), VersionSpec(version_id=committed.version_id)).policy == policy
+    assert [r.policy for r in store.list_versions(ref())] == [policy]
+    assert [r.policy for r in store.list_files("docs/", 10, "").files] == [policy, ""]
+    assert [r.policy for r in store.list_files("", 10, "", delimiter="/").files] == []
+    assert [r.policy for r in store.list_files("docs/", 10, "", delimiter="/").files] == [policy, ""]
+    assert [r.policy for r in store.delete_file(ref())] == [policy]
+
+
 def test_empty_file_has_no_chunks(store: MetadataStore) -> None:
     committed = store.commit_version(NewVersion(name="empty", size=0, sha256="e3b0" * 16, chunks=()))
 
@@ -861,6 +876,25 @@ def test_sqlite_file_from_before_tokens_gains_the_table(tmp_path: Path) -> None:
         store.close()
 
 
+def test_sqlite_file_from_before_policies_gains_the_column_and_old_rows_read_as_unrecorded(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = SqliteStore(path)
+    before = old.commit_version(new())
+    old.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE versions DROP COLUMN policy")  # as a file written before policies existed
+
+    store, second = SqliteStore(path), SqliteStore(path)  # the second open finds the column already there
+    try:
+        assert store.get_version(ref(), LATEST) == before and before.policy == ""
+        after = store.commit_version(new(policy="rep:3"))
+        assert [r.policy for r in second.list_versions(ref())] == ["rep:3", ""]
+        assert second.get_version(ref(), VersionSpec(number=after.version)) == after
+    finally:
+        store.close()
+        second.close()
+
+
 @pytest.mark.parametrize("layout", ["directory", "under_a_file", "not_a_database"])
 def test_sqlite_unopenable_path_is_reported_with_the_path(tmp_path: Path, layout: str) -> None:
     blocker = tmp_path / "blocker"
@@ -889,7 +923,7 @@ def test_mongo_unreachable_server_fails_fast_as_unavailable() -> None:
         with pytest.raises(MetadataUnavailable, match="mongodb") as caught:
             store.get_version(ref(), LATEST)
         assert time.monotonic() - started < 5
-        assert caught.value.retriable
+        assert caught.value.kind == "metadata_unavailable"
         with pytest.raises(MetadataUnavailable, match="mongodb"):
             store.ping()
     finally:
@@ -935,6 +969,16 @@ def test_mongo_token_document_holds_only_the_record_fields(mongo: tuple[Any, str
     assert list(client[name]["tokens"].find({}, {"_id": False})) == [dataclasses.asdict(sent)]
     unique = [index for index in client[name]["tokens"].index_information().values() if index.get("unique")]
     assert [index["key"] for index in unique] == [[("token_id", 1)]]
+
+
+def test_mongo_version_document_from_before_policies_reads_as_unrecorded(mongo: tuple[Any, str]) -> None:
+    client, name = mongo
+    store = MongoStore("mongodb://unused", database=name, client=client)
+    committed = store.commit_version(new(policy="rep:2"))
+    assert client[name]["versions"].find_one({}, {"_id": False, "policy": True}) == {"policy": "rep:2"}
+    client[name]["versions"].update_many({}, {"$unset": {"policy": ""}})  # as stored before policies existed
+
+    assert store.get_version(ref(), LATEST) == dataclasses.replace(committed, policy="")
 
 
 def _interfere_after_claim(

@@ -21,9 +21,12 @@ from client.format import cluster_details
 from client.models import ClusterStatus, MemberStatus, PeerStats
 from peer.clock import ManualClock
 from peer.errors import StorageFull
+from peer.metrics import PeerMetrics
 from peer.repair.antientropy import AntiEntropy
-from peer.repair.stats import RepairStats
 from peer.ring.hashring import HashRing
+from peer.ring.placement import Placement
+from peer.ring.policy import Policy
+from peer.status import stats_dict
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.peers import DigestAnswer
 from proto import dfs_pb2 as pb
@@ -537,9 +540,6 @@ class _OneOwnerView:
     def is_usable(self, node_id: str) -> bool:
         return True
 
-    def usable_count(self) -> int:
-        return 2
-
 
 class _FullDiskPeer:
     """Peer b: alive and answering digests, holds nothing, and refuses every copy (its disk is full)."""
@@ -565,10 +565,10 @@ async def test_under_replicated_counts_chunks_a_live_owner_lacks(tmp_path: Path)
     store = ChunkStore(tmp_path)
     data = os.urandom(4096)
     store.put(hashlib.sha256(data).hexdigest(), data)
-    stats = RepairStats()
+    metrics = PeerMetrics()
     worker = AntiEntropy(
-        _OneOwnerView(), store, _FullDiskPeer(), _AllReferenced(), stats, ManualClock(),  # type: ignore[arg-type]
-        replicas=R, batch=10,
+        _OneOwnerView(), store, _FullDiskPeer(), _AllReferenced(), metrics, ManualClock(),  # type: ignore[arg-type]
+        placement=Placement(_OneOwnerView.ring, lambda _node: True, Policy.replication(R)), batch=10,
     )  # fmt: skip
     await worker.work_once()
-    assert stats.under_replicated == 1
+    assert stats_dict(metrics, 0.0)["under_replicated"] == 1

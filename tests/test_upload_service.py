@@ -1,6 +1,6 @@
 """UploadService against fakes of the rest of the peer: the loop receives the next chunk while earlier
 ones are hashed, and still every chunk id, the file's SHA-256 and the committed chunk list come out
-right and in order; a failed chunk leaves no version."""
+right and in order; a failed chunk leaves no version; the version records the policy it was placed with."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 from peer.clock import ManualClock
 from peer.errors import InsufficientReplicas, PeerUnavailable
 from peer.metadata.open import open_store
-from peer.metadata.store import AsyncMetadata
+from peer.metadata.store import AsyncMetadata, FileRefSpec, VersionSpec
+from peer.ring.policy import Policy
 from peer.storage.chunkstore import ChunkStore, xxh3_64
 from peer.transfer.peers import DigestAnswer, FetchedChunk
 from peer.transfer.upload import UploadService, UploadSpec
@@ -71,11 +72,14 @@ async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
 
 
-def _service(tmp_path: Path, peers: _Peers) -> tuple[UploadService, ChunkStore, AsyncMetadata]:
+def _service(
+    tmp_path: Path, peers: _Peers, policy: Policy | None = None
+) -> tuple[UploadService, ChunkStore, AsyncMetadata]:
     store = ChunkStore(tmp_path / "data")
     metadata = AsyncMetadata(open_store(f"sqlite:///{tmp_path / 'meta.db'}"))
-    service = UploadService(AllAliveView(), store, peers, metadata, ManualClock(),
-                            replicas=2, chunk_size=CHUNK, window=4)
+    view = AllAliveView(policy)
+    service = UploadService(view, store, peers, metadata, ManualClock(),
+                            placement=view.placement, chunk_size=CHUNK, window=4)
     return service, store, metadata
 
 
@@ -106,3 +110,21 @@ async def test_a_chunk_that_cannot_be_placed_leaves_no_version(tmp_path: Path) -
     with pytest.raises(InsufficientReplicas):
         await service.upload(UploadSpec(name="f"), _pieces(os.urandom(20 * CHUNK), CHUNK))
     assert (await metadata.list_files("", 10, "")).files == ()
+
+
+@pytest.mark.parametrize("policy", ["rep:1", "rep:2", "rep:3"])
+async def test_the_version_records_the_policy_its_chunks_were_placed_with(tmp_path: Path, policy: str) -> None:
+    service, _, metadata = _service(tmp_path, _Peers(), Policy.parse(policy))
+    record = await service.upload(UploadSpec(name="f"), _pieces(os.urandom(3 * CHUNK), CHUNK))
+    assert record.policy == policy
+    assert (await metadata.get_version(FileRefSpec(name="f"), VersionSpec())).policy == policy
+    assert all(len(set(ref.peers)) == Policy.parse(policy).width for ref in record.chunks)
+
+
+async def test_a_policy_wider_than_the_usable_peers_is_refused_before_any_write(tmp_path: Path) -> None:
+    peers = _Peers()
+    service, _, metadata = _service(tmp_path, peers, Policy.replication(len(NODES) + 1))
+    with pytest.raises(InsufficientReplicas) as caught:
+        await service.upload(UploadSpec(name="f"), _pieces(os.urandom(CHUNK), CHUNK))
+    assert (caught.value.required, caught.value.available) == (len(NODES) + 1, len(NODES))
+    assert peers.puts == [] and (await metadata.list_files("", 10, "")).files == ()

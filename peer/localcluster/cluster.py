@@ -16,13 +16,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client.sdk import DfsClient
-from peer.errors import ConfigError, DfsError
+from peer.errors import ConfigError
 from peer.localcluster import procs
+from peer.localcluster.dfscli import DfsCommand, DfsCommandFailed
 from peer.localcluster.ports import MAX_PEERS, PortScheme
 from peer.localcluster.state import ClusterState, peer_dir, serve_running
 from peer.metadata.open import open_store
@@ -68,9 +69,10 @@ class LocalCluster:
     def metadata_uri(self) -> str:
         return f"sqlite:///{self.base / 'metadata.db'}"
 
-    def client(self, addr: str, state: ClusterState, timeout: float | None = None) -> DfsClient:
-        token = (self.base / "admin.token").read_text().strip() if state.auth else None
-        return DfsClient(addr, timeout=timeout, tls_ca=str(self.certs / "ca.crt") if state.tls else "", token=token)
+    def client(self, addr: str, state: ClusterState, timeout: float | None = None) -> DfsCommand:
+        """The `dfs` command aimed at the peer at `addr`, with this cluster's CA and admin token."""
+        token = (self.base / "admin.token").read_text().strip() if state.auth else ""
+        return DfsCommand(addr, tls_ca=str(self.certs / "ca.crt") if state.tls else "", token=token, timeout_s=timeout)
 
     def client_flags(self, state: ClusterState) -> str:
         """What `dfs` needs besides --peer to talk to this cluster."""
@@ -173,21 +175,24 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         last = ""
         while True:
-            digests, alive = set(), []
             try:
-                for addr in addrs:
-                    with self.client(addr, state, timeout=2) as c:
-                        st = c.status()
-                    digests.add(st.ring_digest)
-                    alive.append(sum(1 for m in st.members if m.state == "alive"))
+                views = self._statuses(state, addrs)
+                digests = {st["ring_digest"] for st in views}
+                alive = [sum(1 for m in st["members"] if m["state"] == "alive") for st in views]
                 if len(digests) == 1 and all(a >= len(addrs) for a in alive):
                     return digests.pop()
                 last = f"{len(digests)} ring digests, alive members seen: {alive}"
-            except DfsError as exc:
+            except DfsCommandFailed as exc:
                 last = str(exc)
             if time.monotonic() > deadline:
                 raise ConfigError(f"peers did not agree on one ring within {timeout_s:.0f} s ({last})")
             time.sleep(0.1)
+
+    def _statuses(self, state: ClusterState, addrs: list[str]) -> list[dict[str, Any]]:
+        """`dfs status` of every peer at `addrs`, asked all at once: each is a process start, and one
+        after the other they would make every round of the ring check as slow as all of them together."""
+        with ThreadPoolExecutor(max_workers=max(1, len(addrs))) as pool:
+            return list(pool.map(lambda addr: self.client(addr, state, timeout=2).status(), addrs))
 
     # ------------------------------------------------------------------ one peer
 
@@ -257,10 +262,10 @@ class LocalCluster:
         """node id -> state, as the first running peer that answers sees the cluster."""
         for addr in addrs:
             try:
-                with self.client(addr, state, timeout=3) as c:
-                    return {m.node_id: m.state for m in c.status().members}
-            except DfsError:
+                members = self.client(addr, state, timeout=3).status()["members"]
+            except DfsCommandFailed:
                 continue
+            return {str(m["node_id"]): str(m["state"]) for m in members}
         return {}
 
     # ------------------------------------------------------------------ foreground

@@ -2,12 +2,27 @@
 
 Anything a peer sends is untrusted: size, nesting, types, string lengths and numbers are bounded
 here, so every malformed body becomes a GossipDecodeError and nothing else. A message from another
-protocol version, replication factor or vnode count decodes fine; `check_fingerprint` rejects it.
+major version, redundancy policy or vnode count decodes fine; `check_fingerprint` rejects it.
+
+Forward compatibility. Messages and member entries are maps with short keys (`ENTRY_KEYS`). A reader
+ignores keys it does not know and fills in the default of an optional key that is missing, so a new
+field (a zone, say) arrives as an optional key under a higher minor version and needs no cluster-wide
+restart. Such a key must never change what the keys a reader does know mean; a change that every
+reader has to understand is a new major. The version is major.minor (`v`, `vm`): any minor is
+readable, a different major is refused in one line. Every major keeps `v` and `from`, which are all
+a reader looks at in a major it cannot read. New fields use only msgpack types other than bin and
+ext, which every version refuses.
+
+Rolling upgrade from major 1. Major 1 laid each entry out as an array of 8 or 9 fields and put
+`replicas` (read here as the policy `rep:R`) in the fingerprint. This version reads both majors and
+can still write major 1 (`GossipMessage.version`), so the gossiper answers a major-1 push in major 1
+and keeps both kinds of peer talking while they are restarted one at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,39 +30,53 @@ import msgpack
 
 from peer.errors import GossipDecodeError, GossipMismatch
 
-PROTOCOL_VERSION = 1
+Version = tuple[int, int]
+PROTOCOL_VERSION: Version = (2, 0)
+#: The tuple-entry layout, still read and written for peers that have not been upgraded yet.
+LEGACY_VERSION: Version = (1, 0)
+READABLE_MAJORS = frozenset({LEGACY_VERSION[0], PROTOCOL_VERSION[0]})
+
 MAX_MEMBERS = 10_000
 MAX_NODE_ID_LEN = 128
 MAX_ADDR_LEN = 256
+MAX_POLICY_LEN = 64
+#: Keys per map, known or not: room for fields added by later minor versions.
+MAX_MAP_LEN = 32
 # Counters stay far below 2**64 so that refuting (incarnation + 1) can always be encoded again.
 MAX_COUNTER = 2**53
 STATUSES = frozenset({"alive", "left"})
-ENTRY_FIELDS = 9
-#: Entries of peers that predate the internal address field; peer_addr then reads as "".
-LEGACY_ENTRY_FIELDS = 8
+# A policy is a short token such as "rep:2" or "ec:4+2"; it lands in log lines and error replies,
+# so it never holds whitespace or control characters.
+_POLICY = re.compile(r"[A-Za-z0-9:+._-]+")
+_REP_POLICY = re.compile(r"rep:(0|[1-9][0-9]*)")
 
 #: (node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes,
 #: peer_addr); the same shape as membership.state.Entry, which this module does not import (sibling
 #: layers). peer_addr is the internal (mutual TLS) gRPC address, "" when it is grpc_addr.
 WireEntry = tuple[str, str, str, int, int, str, int, int, str]
+ENTRY_FIELDS = 9
+#: Major-1 entries of peers that predate the internal address field; peer_addr then reads as "".
+LEGACY_ENTRY_FIELDS = 8
 
 
 @dataclass(frozen=True)
 class GossipMessage:
     sender: str
-    replicas: int
+    policy: str
     vnodes: int
     members: Sequence[WireEntry] = ()
-    version: int = PROTOCOL_VERSION
+    version: Version = PROTOCOL_VERSION
 
 
 def encode(msg: GossipMessage) -> bytes:
-    body = {
-        "v": msg.version,
-        "from": msg.sender,
-        "cluster": {"replicas": msg.replicas, "vnodes": msg.vnodes},
-        "members": [list(e) for e in msg.members],
-    }
+    """Writes the layout of `msg.version`'s major: 1 for a peer not yet upgraded, else the current one."""
+    if msg.version[0] == LEGACY_VERSION[0]:
+        cluster: dict[str, Any] = {"replicas": _replicas_of(msg.policy), "vnodes": msg.vnodes}
+        members: list[Any] = [list(e) for e in msg.members]
+    else:
+        cluster = {"policy": msg.policy, "vnodes": msg.vnodes}
+        members = [_entry_map(e) for e in msg.members]
+    body = {"v": msg.version[0], "vm": msg.version[1], "from": msg.sender, "cluster": cluster, "members": members}
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -59,33 +88,42 @@ def decode(body: bytes, max_bytes: int) -> GossipMessage:
     top = _unpack(body)
     if not isinstance(top, dict):
         raise GossipDecodeError("gossip message must be a map")
-    version = _counter(_field(top, "v"), "v")
+    version = (_counter(_field(top, "v"), "v"), _counter(top.get("vm", 0), "vm"))
     sender = _text(_field(top, "from"), "from", MAX_NODE_ID_LEN, nonempty=True)
+    if version[0] not in READABLE_MAJORS:
+        # A major we cannot read may lay out everything else differently: leave it unread and let
+        # the fingerprint check report the mismatch, rather than calling a foreign peer's message malformed.
+        return GossipMessage(sender, "", 0, (), version)
     cluster = _field(top, "cluster")
     if not isinstance(cluster, dict):
         raise GossipDecodeError("'cluster' must be a map")
-    replicas = _counter(_field(cluster, "replicas"), "cluster.replicas")
+    if version[0] == LEGACY_VERSION[0]:
+        policy = f"rep:{_counter(_field(cluster, 'replicas'), 'cluster.replicas')}"
+        read_entry = _legacy_entry
+    else:
+        policy = _policy(_field(cluster, "policy"))
+        read_entry = _entry
     vnodes = _counter(_field(cluster, "vnodes"), "cluster.vnodes")
-    # Another version may lay members out differently: leave them unread and let the fingerprint
-    # check report the mismatch, rather than calling a foreign peer's message malformed.
-    members = _members(_field(top, "members")) if version == PROTOCOL_VERSION else ()
-    return GossipMessage(sender, replicas, vnodes, members, version)
+    return GossipMessage(sender, policy, vnodes, _members(_field(top, "members"), read_entry), version)
 
 
-def check_fingerprint(msg: GossipMessage, replicas: int, vnodes: int) -> None:
+def check_fingerprint(msg: GossipMessage, policy: str, vnodes: int) -> None:
     """Refuses a peer whose protocol or placement settings differ from ours: merging its view would
-    let two peers disagree on where every chunk lives."""
+    let two peers disagree on where every chunk lives. The reason is one line naming both sides."""
+    sender = _one_line(msg.sender)
+    if msg.version[0] not in READABLE_MAJORS:
+        theirs, ours = ".".join(map(str, msg.version)), ".".join(map(str, PROTOCOL_VERSION))
+        raise GossipMismatch(f"peer {sender} runs protocol version {theirs} (ours {ours}), a major we cannot read")
     diffs = [
         f"{name} {theirs} (ours {ours})"
-        for name, theirs, ours in (
-            ("protocol version", msg.version, PROTOCOL_VERSION),
-            ("replicas", msg.replicas, replicas),
-            ("vnodes", msg.vnodes, vnodes),
-        )
+        for name, theirs, ours in (("policy", msg.policy, policy), ("vnodes", msg.vnodes, vnodes))
         if theirs != ours
     ]
     if diffs:
-        raise GossipMismatch(f"peer {msg.sender} runs " + ", ".join(diffs))
+        raise GossipMismatch(f"peer {sender} runs " + ", ".join(diffs))
+
+
+# -- scalars --------------------------------------------------------------------------------------
 
 
 def _unpack(body: bytes) -> Any:
@@ -99,7 +137,7 @@ def _unpack(body: bytes) -> Any:
             max_bin_len=0,
             max_ext_len=0,
             max_array_len=MAX_MEMBERS,  # bounds the member list, the largest array we accept
-            max_map_len=16,
+            max_map_len=MAX_MAP_LEN,
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         # ValueError covers truncated input, extra data, limits and bad UTF-8; FormatError and
@@ -131,28 +169,100 @@ def _text(value: Any, what: str, max_len: int, *, nonempty: bool = False) -> str
     return value
 
 
-def _members(value: Any) -> tuple[WireEntry, ...]:
+def _policy(value: Any) -> str:
+    text = _text(value, "cluster.policy", MAX_POLICY_LEN, nonempty=True)
+    if not _POLICY.fullmatch(text):
+        raise GossipDecodeError("cluster.policy may hold only letters, digits and ':+._-'")
+    return text
+
+
+def _replicas_of(policy: str) -> int:
+    """Major 1 could only say `replicas`: a policy it cannot express has no major-1 encoding."""
+    match = _REP_POLICY.fullmatch(policy)
+    if match is None or int(match[1]) > MAX_COUNTER:
+        raise ValueError(f"policy {policy!r} cannot be written in protocol version 1")
+    return int(match[1])
+
+
+def _one_line(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
+# -- member entries -------------------------------------------------------------------------------
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    """One field of a member entry: its wire key, its name in WireEntry, its check, its default."""
+
+    key: str
+    name: str
+    check: Callable[[Any, str], Any]
+    default: Any = _REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+def _node_id(value: Any, what: str) -> str:
+    return _text(value, what, MAX_NODE_ID_LEN, nonempty=True)
+
+
+def _addr(value: Any, what: str) -> str:
+    return _text(value, what, MAX_ADDR_LEN)
+
+
+def _status(value: Any, what: str) -> str:
+    if not isinstance(value, str) or value not in STATUSES:
+        raise GossipDecodeError(f"{what} must be 'alive' or 'left'")
+    return value
+
+
+#: One row per WireEntry field, in its order. A new field goes at the end, optional, with a default.
+ENTRY_KEYS: tuple[EntryKey, ...] = (
+    EntryKey("id", "node_id", _node_id),
+    EntryKey("ra", "grpc_addr", _addr),
+    EntryKey("ga", "gossip_addr", _addr),
+    EntryKey("in", "incarnation", _counter),
+    EntryKey("hb", "heartbeat", _counter),
+    EntryKey("st", "status", _status),
+    EntryKey("cc", "chunk_count", _counter, 0),
+    EntryKey("cb", "chunk_bytes", _counter, 0),
+    EntryKey("pa", "peer_addr", _addr, ""),
+)
+
+
+def _entry_map(entry: Sequence[Any]) -> dict[str, Any]:
+    """Optional fields at their default are left out: smaller, and decoding puts them back."""
+    return {k.key: value for k, value in zip(ENTRY_KEYS, entry, strict=True) if value != k.default}
+
+
+def _members(value: Any, read_entry: Callable[[Any, str], WireEntry]) -> tuple[WireEntry, ...]:
     if not isinstance(value, list):
         raise GossipDecodeError("'members' must be an array")
-    return tuple(_entry(item, i) for i, item in enumerate(value))
+    return tuple(read_entry(item, f"members[{i}]") for i, item in enumerate(value))
 
 
-def _entry(item: Any, index: int) -> WireEntry:
-    where = f"members[{index}]"
+def _entry(item: Any, where: str) -> WireEntry:
+    if not isinstance(item, dict):
+        raise GossipDecodeError(f"{where} must be a map")
+    values = []
+    for k in ENTRY_KEYS:
+        if k.required and k.key not in item:
+            raise GossipDecodeError(f"{where} is missing {k.key!r} ({k.name})")
+        values.append(k.check(item.get(k.key, k.default), f"{where}.{k.name}"))
+    return tuple(values)  # type: ignore[return-value]
+
+
+def _legacy_entry(item: Any, where: str) -> WireEntry:
+    """Major 1: an array of the first 8 fields, or all 9."""
     if not isinstance(item, list) or len(item) not in (LEGACY_ENTRY_FIELDS, ENTRY_FIELDS):
         raise GossipDecodeError(f"{where} must be an array of {LEGACY_ENTRY_FIELDS} or {ENTRY_FIELDS} fields")
-    node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes = item[:8]
-    peer_addr = item[8] if len(item) == ENTRY_FIELDS else ""
-    if not isinstance(status, str) or status not in STATUSES:
-        raise GossipDecodeError(f"{where}.status must be 'alive' or 'left'")
-    return (
-        _text(node_id, f"{where}.node_id", MAX_NODE_ID_LEN, nonempty=True),
-        _text(grpc_addr, f"{where}.grpc_addr", MAX_ADDR_LEN),
-        _text(gossip_addr, f"{where}.gossip_addr", MAX_ADDR_LEN),
-        _counter(incarnation, f"{where}.incarnation"),
-        _counter(heartbeat, f"{where}.heartbeat"),
-        status,
-        _counter(chunk_count, f"{where}.chunk_count"),
-        _counter(chunk_bytes, f"{where}.chunk_bytes"),
-        _text(peer_addr, f"{where}.peer_addr", MAX_ADDR_LEN),
-    )
+    padded = item if len(item) == ENTRY_FIELDS else [*item, ""]
+    # The status first, as major 1 always did: its reason is the most telling one.
+    _status(padded[5], f"{where}.status")
+    values = [k.check(value, f"{where}.{k.name}") for k, value in zip(ENTRY_KEYS, padded, strict=True)]
+    return tuple(values)  # type: ignore[return-value]

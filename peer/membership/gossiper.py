@@ -1,8 +1,11 @@
-"""The gossip loop: each round bump our heartbeat, judge timeouts, and push-pull with a few peers.
+"""The gossiper: each round bump our heartbeat, judge timeouts, and push-pull with a few peers.
 
 Every exchange sends our whole snapshot and merges the reply, so news spreads in O(log N) rounds.
 Exchanges run as their own tasks: a slow or unreachable peer can delay only its own reply, never our
-heartbeat, or the rest of the cluster would wrongly suspect *us*. Nothing an exchange raises stops the loop.
+heartbeat, or the rest of the cluster would wrongly suspect *us*. Nothing an exchange raises stops gossip.
+It is a background worker (`work_once` is one round, then idle for `interval_s`); `run` is its own loop.
+Peers still on protocol major 1 are answered, and pushed to, in major 1 (see codec) until they upgrade:
+such a peer refuses our first push, and its own next push to us is how we learn which major it reads.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from typing import Protocol
 
 from peer.clock import Clock
 from peer.errors import GossipDecodeError, GossipMismatch
-from peer.membership.codec import GossipMessage, check_fingerprint, decode, encode
+from peer.membership.codec import (
+    LEGACY_VERSION,
+    PROTOCOL_VERSION,
+    GossipMessage,
+    Version,
+    check_fingerprint,
+    decode,
+    encode,
+)
 from peer.membership.state import MemberEvent, MembershipView, MemberState
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,7 @@ Subscriber = Callable[[list[MemberEvent]], None]
 DEAD_PROBE_PROBABILITY = 0.1
 
 MAX_MISMATCHES_REMEMBERED = 1024
+MAX_LEGACY_PEERS_REMEMBERED = 1024
 
 _EXCHANGE_ERRORS = (ConnectionError, OSError, TimeoutError, GossipDecodeError, GossipMismatch)
 
@@ -46,6 +58,8 @@ SEED_EVERY_ROUNDS = 30
 
 
 class Gossiper:
+    name = "gossip"
+
     def __init__(
         self,
         view: MembershipView,
@@ -54,15 +68,16 @@ class Gossiper:
         *,
         interval_s: float,
         fanout: int,
-        replicas: int,
+        policy: str,
         vnodes: int,
         max_bytes: int,
         clock: Clock,
         rng: random.Random | None = None,
         resolve_seeds: SeedResolver | None = None,
     ) -> None:
-        """`resolve_seeds` expands seed names to every address behind them: a seed such as a
-        container service name resolves to all its replicas (this peer included), and contacting
+        """`policy` is the redundancy policy (`rep:R`, later `ec:K+M`) that, with `vnodes`, every
+        member must share. `resolve_seeds` expands seed names to every address behind them: a seed
+        such as a container service name resolves to all its replicas (this peer included), and contacting
         each of them, rather than whichever one a cached connection reached first, is what keeps
         peers started together from each gossiping only with themselves."""
         self.view = view
@@ -73,7 +88,7 @@ class Gossiper:
         self._rounds = 0
         self._interval_s = interval_s
         self._fanout = fanout
-        self._replicas = replicas
+        self._policy = policy
         self._vnodes = vnodes
         self._max_bytes = max_bytes
         self._clock = clock
@@ -81,7 +96,9 @@ class Gossiper:
         self._subscribers: list[Subscriber] = []
         self._inflight: dict[str, asyncio.Task[bool]] = {}
         self._seeded = False
-        self._mismatches_warned: set[tuple[str, int, int, int]] = set()
+        self._mismatches_warned: set[tuple[str, Version, str, int]] = set()
+        # Gossip addresses of peers last heard speaking protocol major 1: we push to them in major 1.
+        self._legacy_addrs: set[str] = set()
 
     @property
     def seeded(self) -> bool:
@@ -93,21 +110,27 @@ class Gossiper:
         never concurrently (all calls come from the event loop)."""
         self._subscribers.append(callback)
 
-    # -- the loop -------------------------------------------------------------------------------
+    # -- the worker -----------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Gossips every `interval_s` until `stop` is set, then cancels the exchanges in flight."""
-        try:
-            while not stop.is_set():
-                try:
-                    if self._resolve_seeds is not None and self._seeds and self._wants_seeds():
-                        self._seed_addrs = await self._resolve_seeds(self._seeds)
-                    self.gossip_round()
-                except Exception:
-                    log.exception("%s: gossip round failed", self.view.self_id)
-                await self._sleep_unless_stopped(stop)
-        finally:
-            await self._cancel_inflight()
+    @property
+    def interval_s(self) -> float:
+        """How long to stay idle after each `work_once`: the gossip interval."""
+        return self._interval_s
+
+    async def work_once(self) -> bool:
+        """One round (seeds re-resolved when due). Always False: the next round is one interval away.
+        The clock read here is the injected one, so a test drives rounds by calling this."""
+        if self._resolve_seeds is not None and self._seeds and self._wants_seeds():
+            self._seed_addrs = await self._resolve_seeds(self._seeds)
+        self.gossip_round()
+        return False
+
+    async def close(self) -> None:
+        """Cancels the exchanges in flight; whatever drives `work_once` calls this once it stops."""
+        tasks = list(self._inflight.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def gossip_round(self) -> None:
         """One round: heartbeat, timeouts, then exchanges started in the background."""
@@ -121,15 +144,17 @@ class Gossiper:
                 task.add_done_callback(functools.partial(self._exchange_done, addr))
 
     async def handle(self, body: bytes) -> bytes:
-        """Serves one push from a peer: merge its snapshot, answer with ours."""
+        """Serves one push from a peer: merge its snapshot, answer with ours in the major it spoke."""
         msg = decode(body, self._max_bytes)
         try:
-            check_fingerprint(msg, self._replicas, self._vnodes)
+            check_fingerprint(msg, self._policy, self._vnodes)
         except GossipMismatch as exc:
             self._warn_mismatch(msg, exc)
             raise
+        own = next((e[2] for e in msg.members if e[0] == msg.sender), "")
+        self._note_major(own, msg.version)
         self._merge(msg)
-        return self._encode_snapshot()
+        return self._encode_snapshot(self._reply_version(msg.version))
 
     async def leave(self, timeout_s: float) -> None:
         """Announces our departure to every member not already gone, waiting at most `timeout_s`."""
@@ -175,15 +200,17 @@ class Gossiper:
     async def _exchange(self, addr: str) -> bool:
         """Push-pull with one peer; failures are logged and swallowed (the next round retries)."""
         try:
-            reply = await self._transport.push_pull(addr, self._encode_snapshot())
+            version = LEGACY_VERSION if addr in self._legacy_addrs else PROTOCOL_VERSION
+            reply = await self._transport.push_pull(addr, self._encode_snapshot(version))
             msg = decode(reply, self._max_bytes)
-            check_fingerprint(msg, self._replicas, self._vnodes)
+            check_fingerprint(msg, self._policy, self._vnodes)
         except _EXCHANGE_ERRORS as exc:
             log.debug("%s: gossip with %s failed: %r", self.view.self_id, addr, exc)
             return False
         except Exception:
             log.exception("%s: gossip with %s failed unexpectedly", self.view.self_id, addr)
             return False
+        self._note_major(addr, msg.version)
         self._merge(msg)
         if any(e[0] != self.view.self_id for e in msg.members):
             self._seeded = True
@@ -191,7 +218,7 @@ class Gossiper:
 
     def _warn_mismatch(self, msg: GossipMessage, exc: GossipMismatch) -> None:
         """A misconfigured peer retries every round: say so loudly once per peer and setting, then quietly."""
-        key = (msg.sender, msg.version, msg.replicas, msg.vnodes)
+        key = (msg.sender, msg.version, msg.policy, msg.vnodes)
         if key in self._mismatches_warned:
             log.debug("%s: rejected gossip: %s", self.view.self_id, exc)
             return
@@ -199,6 +226,22 @@ class Gossiper:
             self._mismatches_warned.clear()
         self._mismatches_warned.add(key)
         log.warning("%s: rejected gossip: %s", self.view.self_id, exc)
+
+    @staticmethod
+    def _reply_version(asked: Version) -> Version:
+        return LEGACY_VERSION if asked[0] == LEGACY_VERSION[0] else PROTOCOL_VERSION
+
+    def _note_major(self, addr: str, version: Version) -> None:
+        """Remembers whether the peer at `addr` still speaks major 1, so that our pushes reach it in
+        a shape it reads; a peer that upgraded is heard in the current major and forgotten here."""
+        if not addr:
+            return
+        if version[0] != LEGACY_VERSION[0]:
+            self._legacy_addrs.discard(addr)
+            return
+        if len(self._legacy_addrs) >= MAX_LEGACY_PEERS_REMEMBERED:
+            self._legacy_addrs.clear()
+        self._legacy_addrs.add(addr)
 
     def _exchange_done(self, addr: str, task: asyncio.Task[bool]) -> None:
         if self._inflight.get(addr) is task:
@@ -212,8 +255,8 @@ class Gossiper:
                      self.view.self_id, msg.sender, self.view.local.incarnation)
         self._publish(events)
 
-    def _encode_snapshot(self) -> bytes:
-        msg = GossipMessage(self.view.self_id, self._replicas, self._vnodes, self.view.snapshot_entries())
+    def _encode_snapshot(self, version: Version = PROTOCOL_VERSION) -> bytes:
+        msg = GossipMessage(self.view.self_id, self._policy, self._vnodes, self.view.snapshot_entries(), version)
         return encode(msg)
 
     def _publish(self, events: list[MemberEvent]) -> None:
@@ -229,18 +272,3 @@ class Gossiper:
             except Exception:
                 log.exception("%s: membership subscriber %r failed", self.view.self_id, callback)
 
-    async def _sleep_unless_stopped(self, stop: asyncio.Event) -> None:
-        sleeper = asyncio.create_task(self._clock.sleep(self._interval_s))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (sleeper, stopper):
-                t.cancel()
-            await asyncio.gather(sleeper, stopper, return_exceptions=True)
-
-    async def _cancel_inflight(self) -> None:
-        tasks = list(self._inflight.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

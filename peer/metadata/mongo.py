@@ -10,6 +10,7 @@ Without replica-set transactions every invariant rests on single-document atomic
 A crash between two steps leaves a file document without versions (invisible; its name keeps
 counting) or versions without a file document (invisible; they only keep their chunks from GC).
 API tokens live in a third collection, `tokens`, one document each, unique on token_id.
+Version documents gained `policy` without a migration: one stored before it reads as "" (store.py).
 """
 
 from __future__ import annotations
@@ -380,6 +381,7 @@ def _version_doc(file: Mapping[str, Any], new: NewVersion, created_at: float) ->
         # Pairs, not a sub-document: user keys may contain "." or start with "$".
         "metadata": [[key, value] for key, value in new.metadata.items()],
         "created_at": created_at,
+        "policy": new.policy,
     }
 
 
@@ -396,4 +398,5 @@ def _record(doc: Mapping[str, Any], latest: bool) -> VersionRecord:
         metadata={key: value for key, value in doc["metadata"]},
         created_at=doc["created_at"],
         latest=latest,
+        policy=doc.get("policy", ""),  # documents stored before versions recorded a policy lack it
     )

@@ -71,6 +71,7 @@ _SCHEMA = (
         content_type TEXT NOT NULL,
         metadata TEXT NOT NULL,
         created_at REAL NOT NULL,
+        policy TEXT NOT NULL DEFAULT '',
         UNIQUE (file_id, version)
     )""",
     # A version may hold one chunk id several times (repeated content); one row per pair is enough.
@@ -92,9 +93,15 @@ _SCHEMA = (
     )""",
 )
 
+# Columns added to a table after its first release, each with the definition that adds it to an
+# older file. No schema bump, as for the tokens table: the DEFAULT fills the rows already there, and
+# a peer that predates the column still reads and inserts with its own column lists, so peers of
+# both releases can share one file during a rolling upgrade.
+_ADDED_COLUMNS = (("versions", "policy", "TEXT NOT NULL DEFAULT ''"),)
+
 _COLUMNS = (
     "v.file_id, v.version_id, v.version, v.name, v.size, v.sha256, v.chunks, v.content_type,"
-    " v.metadata, v.created_at"
+    " v.metadata, v.created_at, v.policy"
 )
 _MAX_VERSION = "(SELECT MAX(w.version) FROM versions AS w WHERE w.file_id = v.file_id)"
 _SELECT = f"SELECT {_COLUMNS}, v.version = {_MAX_VERSION} FROM versions AS v"
@@ -173,9 +180,9 @@ class SqliteStore:
                 file_id, number = _claim_number(conn, new.name, created_at)
                 conn.execute(
                     "INSERT INTO versions (version_id, file_id, version, name, size, sha256, chunks,"
-                    " content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " content_type, metadata, created_at, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (version_id, file_id, number, new.name, new.size, new.sha256, _dump_chunks(new.chunks),
-                     new.content_type, json.dumps(dict(new.metadata)), created_at),
+                     new.content_type, json.dumps(dict(new.metadata)), created_at, new.policy),
                 )
                 conn.executemany(
                     "INSERT OR IGNORE INTO chunk_refs (version_id, chunk_id) VALUES (?, ?)",
@@ -184,7 +191,7 @@ class SqliteStore:
                 records.append(VersionRecord(
                     file_id=file_id, version_id=version_id, version=number, name=new.name, size=new.size,
                     sha256=new.sha256, chunks=tuple(new.chunks), content_type=new.content_type,
-                    metadata=dict(new.metadata), created_at=created_at, latest=True,
+                    metadata=dict(new.metadata), created_at=created_at, latest=True, policy=new.policy,
                 ))
         return records
 
@@ -317,6 +324,7 @@ class SqliteStore:
                 )
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _open(self) -> sqlite3.Connection:
@@ -408,6 +416,15 @@ def _enable_wal(conn: sqlite3.Connection, path: Path) -> None:
         raise ConfigError(f"sqlite metadata {path}: cannot use WAL journal mode here (got {mode!r})")
 
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Adds each of _ADDED_COLUMNS that an older file lacks (inside the schema transaction, so two
+    peers opening the file at once cannot both add it)."""
+    for table, column, definition in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 def _claim_number(conn: sqlite3.Connection, name: str, now: float) -> tuple[str, int]:
     """The file id for name (created on first upload) and its next version number."""
     row = conn.execute("SELECT file_id, last_version FROM files WHERE name = ?", (name,)).fetchone()
@@ -475,11 +492,11 @@ def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:
 
 
 def _record(row: Sequence[Any]) -> VersionRecord:
-    file_id, version_id, number, name, size, sha256, chunks, content_type, metadata, created_at, latest = row
+    file_id, version_id, number, name, size, sha256, chunks, content_type, metadata, created_at, policy, latest = row
     return VersionRecord(
         file_id=file_id, version_id=version_id, version=number, name=name, size=size, sha256=sha256,
         chunks=tuple(ChunkRef(chunk_id, chunk_size, tuple(peers))
                      for chunk_id, chunk_size, peers in json.loads(chunks)),
         content_type=content_type, metadata=json.loads(metadata), created_at=created_at,
-        latest=bool(latest),
+        latest=bool(latest), policy=policy,
     )

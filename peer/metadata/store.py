@@ -6,7 +6,9 @@ Invariants every backend keeps (tests/test_metadata_contract.py checks them on e
 - version numbers of one file are 1, 2, 3... in commit order, never reused (even after deleting the
   latest), and concurrent commits to one name each get their own number;
 - a file id names one file for its whole life; deleting the whole file and uploading the name again
-  creates a new file id whose versions restart at 1.
+  creates a new file id whose versions restart at 1;
+- a record returns its policy string exactly as committed, and "" for a record stored before
+  versions carried one (an older SQLite row or MongoDB document).
 Backends are synchronous (sqlite3, pymongo); the service layer calls them through AsyncMetadata so
 blocking I/O never runs on the event loop.
 """
@@ -39,6 +41,7 @@ class NewVersion:
     content_type: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    policy: str = ""  # the redundancy policy the chunks were placed with, e.g. "rep:2"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class VersionRecord:
     metadata: Mapping[str, str]
     created_at: float
     latest: bool = False
+    policy: str = ""
+    """The redundancy policy spelling (ring.policy) its upload placed the chunks with. "" marks a
+    record written before versions recorded one: the database never knew the cluster's replica count,
+    so it is not guessed here; readers take the cluster's policy, which is what placed those chunks."""
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from peer.clock import Clock
 from peer.errors import DfsError, MetadataUnavailable
 from peer.metadata.store import AsyncMetadata
+from peer.metrics import PeerMetrics
 from peer.repair.index import PlacementIndex, bucket_digests, build_index
-from peer.repair.stats import RepairStats
+from peer.ring.placement import Placement
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.peers import ChunkPeers, ClusterView
 
@@ -39,10 +40,10 @@ class AntiEntropy:
         store: ChunkStore,
         peers: ChunkPeers,
         metadata: AsyncMetadata,
-        stats: RepairStats,
+        metrics: PeerMetrics,
         clock: Clock,
         *,
-        replicas: int,
+        placement: Placement,
         batch: int,
         min_rebuild_s: float = 0.0,
     ) -> None:
@@ -52,9 +53,9 @@ class AntiEntropy:
         self._store = store
         self._peers = peers
         self._metadata = metadata
-        self._stats = stats
+        self._metrics = metrics
         self._clock = clock
-        self._replicas = replicas
+        self._placement = placement
         self._batch = batch
         self._min_rebuild_s = min_rebuild_s
         self._index: PlacementIndex | None = None
@@ -66,14 +67,15 @@ class AntiEntropy:
         changed, or when chunks changed and the index is older than `min_rebuild_s`; one rebuild
         at a time, so a round and the peers' comparisons share it."""
         async with self._building:
-            ring, version = self._view.ring, self._store.version
+            placement, version = self._placement.pinned(), self._store.version
+            ring = placement.ring
             idx = self._index
             fresh = idx is not None and idx.ring_digest == ring.digest and (
                 idx.store_version == version or self._clock.monotonic() - self._built_at < self._min_rebuild_s
             )
             if idx is None or not fresh:
                 ids = self._store.ids()
-                idx = await asyncio.to_thread(build_index, ids, ring, self._view.local_id, self._replicas, version)
+                idx = await asyncio.to_thread(build_index, ids, placement, self._view.local_id, version)
                 self._index, self._built_at = idx, self._clock.monotonic()
             return idx
 
@@ -88,6 +90,7 @@ class AntiEntropy:
         return False, {b: idx.shared_bucket(from_node, b) for b, d in enumerate(digests) if ours[b] != d}
 
     async def work_once(self) -> bool:
+        started = self._clock.monotonic()
         idx = await self.index()
         budget = [self._batch]
         agreed = True
@@ -106,12 +109,13 @@ class AntiEntropy:
                 agreed = False
                 under += idx.shared_count(peer)
                 log.info("anti-entropy with %s postponed: %s", peer[:8], exc)
-        self._stats.under_replicated = under
-        self._stats.misplaced = len(idx.misplaced)
+        self._metrics.under_replicated.set(under)
+        self._metrics.misplaced.set(len(idx.misplaced))
         if idx.misplaced and budget[0] > 0:
             await self._hand_off(idx, budget, may_drop=agreed)
         if budget[0] > 0:
-            self._stats.last_sync_at = self._clock.monotonic()
+            self._metrics.last_sync.set(self._clock.wall())
+        self._metrics.antientropy_round.observe(self._clock.monotonic() - started)
         return budget[0] <= 0
 
     async def _sync_with(self, peer: str, idx: PlacementIndex, budget: list[int]) -> tuple[bool, int]:
@@ -159,7 +163,7 @@ class AntiEntropy:
         except (DfsError, OSError) as exc:
             log.warning("could not copy chunk %s to %s: %s", chunk_id[:12], peer[:8], exc)
             return False
-        self._stats.repaired += 1
+        self._metrics.repaired.inc()
         log.info("%s chunk %s to %s", why, chunk_id[:12], peer[:8])
         return True
 
@@ -170,7 +174,7 @@ class AntiEntropy:
         except (DfsError, OSError) as exc:
             log.warning("could not fetch chunk %s from %s: %s", chunk_id[:12], peer[:8], exc)
             return
-        self._stats.repaired += 1
+        self._metrics.repaired.inc()
         log.info("re-replicated chunk %s from %s", chunk_id[:12], peer[:8])
 
     async def _hand_off(self, idx: PlacementIndex, budget: list[int], may_drop: bool) -> None:
@@ -179,12 +183,12 @@ class AntiEntropy:
         The misplaced list belongs to the ring the index was built on; if the ring changed during
         the round (a peer left or passed its grace), this peer may own some of those chunks now,
         so the hand-off waits for the next round's index."""
-        ring = self._view.ring
-        if ring.digest != idx.ring_digest:
+        placement = self._placement.pinned()
+        if placement.ring.digest != idx.ring_digest:
             return
         todo = await self._referenced(idx.misplaced[: budget[0] * 4])
         by_owner: dict[str, list[str]] = defaultdict(list)
-        owners_of = {c: ring.owners(c, self._replicas) for c in todo}
+        owners_of = {c: placement.owners(c) for c in todo}
         for chunk_id, owners in owners_of.items():
             if all(self._view.is_usable(o) for o in owners):
                 for owner in owners:
@@ -208,5 +212,5 @@ class AntiEntropy:
                 return
             if owners and self._view.local_id not in owners and all(chunk_id in held.get(o, ()) for o in owners):
                 await asyncio.to_thread(self._store.delete, chunk_id)
-                self._stats.handed_off += 1
+                self._metrics.handed_off.inc()
                 log.info("dropped misplaced chunk %s: all %d owners hold it", chunk_id[:12], len(owners))

@@ -15,7 +15,7 @@ import logging
 from peer.clock import Clock
 from peer.errors import MetadataUnavailable
 from peer.metadata.store import AsyncMetadata
-from peer.repair.stats import RepairStats
+from peer.metrics import PeerMetrics
 from peer.storage.chunkstore import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,11 @@ class GarbageCollector:
     name = "gc"
 
     def __init__(
-        self, store: ChunkStore, metadata: AsyncMetadata, stats: RepairStats, clock: Clock, *, grace_s: float
+        self, store: ChunkStore, metadata: AsyncMetadata, metrics: PeerMetrics, clock: Clock, *, grace_s: float
     ) -> None:
         self._store = store
         self._metadata = metadata
-        self._stats = stats
+        self._metrics = metrics
         self._clock = clock
         self._grace = grace_s
         self._todo: list[str] = []
@@ -53,5 +53,5 @@ class GarbageCollector:
         deleted = await asyncio.to_thread(lambda: [c for c in garbage if self._store.delete_if_stale(c, cutoff)])
         for chunk_id in deleted:
             log.info("gc: deleted unreferenced chunk %s", chunk_id[:12])
-        self._stats.gc_deleted += len(deleted)
+        self._metrics.gc_deleted.inc(len(deleted))
         return bool(self._todo)

@@ -1,10 +1,11 @@
 """Which held chunks this peer shares with each other owner, bucketed for digest comparison.
 
-Pure: built from the ids held, the ring and this peer's id. For every other peer B, `shared[B]`
-holds the ids that both this peer and B own (so both should hold them), split into 256 buckets by
-the first byte of the id. Two owners that hold the same chunks in a bucket compute the same bucket
-digest, so an anti-entropy round exchanges 256 digests per peer pair and lists ids only for the
-buckets that differ: its cost follows the differences, not the cluster's chunk count.
+Pure: built from the ids held, a placement pinned to one ring (owners under the cluster's policy) and
+this peer's id. For every other peer B, `shared[B]` holds the ids that both this peer and B own (so
+both should hold them), split into 256 buckets by the first byte of the id. Two owners that hold the
+same chunks in a bucket compute the same bucket digest, so an anti-entropy round exchanges 256 digests
+per peer pair and lists ids only for the buckets that differ: its cost follows the differences, not
+the cluster's chunk count.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from peer.ring.hashring import HashRing
+from peer.ring.placement import Placement
 
 BUCKETS = 256
 
@@ -45,10 +46,12 @@ class PlacementIndex:
         return sum(len(b) for b in self.shared.get(peer, ()))
 
 
-def build_index(ids: Iterable[str], ring: HashRing, self_id: str, replicas: int, store_version: int) -> PlacementIndex:
+def build_index(ids: Iterable[str], placement: Placement, self_id: str, store_version: int) -> PlacementIndex:
+    """`placement` must be pinned (Placement.pinned): the index is valid for one ring digest only."""
+    ring = placement.ring
     index = PlacementIndex(ring.digest, store_version)
     for chunk_id in ids:
-        owners = ring.owners(chunk_id, replicas)
+        owners = placement.owners(chunk_id)
         if self_id not in owners:
             index.misplaced.append(chunk_id)
             continue

@@ -13,11 +13,12 @@ import logging
 from peer.clock import Clock
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError
 from peer.metadata.store import ChunkRef
-from peer.repair.stats import RepairStats
-from peer.repair.worker import RateLimiter
+from peer.metrics import PeerMetrics
+from peer.ring.placement import Placement
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.download import DownloadService
 from peer.transfer.peers import ClusterView
+from peer.workers import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,19 @@ class Scrubber:
         view: ClusterView,
         store: ChunkStore,
         downloads: DownloadService,
-        stats: RepairStats,
+        metrics: PeerMetrics,
         clock: Clock,
         *,
-        replicas: int,
+        placement: Placement,
         bytes_per_s: float,
         pass_interval_s: float,
     ) -> None:
         self._view = view
         self._store = store
         self._downloads = downloads
-        self._stats = stats
+        self._metrics = metrics
         self._clock = clock
-        self._replicas = replicas
+        self._placement = placement
         self._limiter = RateLimiter(bytes_per_s, clock)
         self._pass_interval = pass_interval_s
         self._todo: list[str] = []
@@ -53,16 +54,17 @@ class Scrubber:
             if self._clock.monotonic() < self._next_pass_at:
                 return False
             self._todo = self._store.ids()
-            self._stats.scrubbed_bytes = 0
+            self._metrics.scrub_pass_bytes.set(0)
             if not self._todo:
                 self._next_pass_at = self._clock.monotonic() + self._pass_interval
                 return False
         chunk_id = self._todo.pop()
         started = self._clock.monotonic()
         size = await self._check(chunk_id)
-        self._stats.scrubbed_bytes += size
+        self._metrics.scrub_pass_bytes.inc(size)
+        self._metrics.scrubbed_bytes.inc(size)
         if not self._todo:
-            self._stats.scrub_passes += 1
+            self._metrics.scrub_passes.inc()
             self._next_pass_at = self._clock.monotonic() + self._pass_interval
         await self._limiter.pace(size, started)
         return bool(self._todo)
@@ -74,13 +76,13 @@ class Scrubber:
         except ChunkNotFound:
             return 0
         except ChunkCorrupt:
-            self._stats.corrupt_found += 1
+            self._metrics.corrupt_found.inc()
             log.error("scrub: chunk %s is corrupt on this peer (quarantined)", chunk_id)
             await self._restore(chunk_id, size)
         return size
 
     async def _restore(self, chunk_id: str, size: int) -> None:
-        if self._view.local_id not in self._view.ring.owners(chunk_id, self._replicas):
+        if self._view.local_id not in self._placement.owners(chunk_id):
             return
         try:
             data = await self._downloads.fetch_chunk(ChunkRef(chunk_id, size))
@@ -88,5 +90,5 @@ class Scrubber:
         except DfsError as exc:
             log.error("scrub: could not restore chunk %s from any peer: %s", chunk_id, exc)
             return
-        self._stats.repaired += 1
+        self._metrics.repaired.inc()
         log.info("scrub: restored chunk %s from a healthy replica", chunk_id[:12])

@@ -1,1 +1,1 @@
-"""Placement: the consistent-hash ring and the pure rules that combine it with peer liveness."""
+"""Placement: the consistent-hash ring, redundancy policies, and the pure rules that combine them with peer liveness."""

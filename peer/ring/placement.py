@@ -3,16 +3,21 @@
 Pure functions of their arguments: time arrives as `now` and liveness as an `is_usable` callback, so
 they never block and every answer can be replayed in a test. Results list each node id at most once
 and follow the ring's clockwise order for the key (Swift get_nodes / get_more_nodes).
+`Placement` binds them to the live ring, liveness and the cluster's redundancy policy: it is the one
+place that turns a policy into peers, so uploads, reads and repair never count owners themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from peer.errors import InsufficientReplicas
 from peer.ring.hashring import HashRing
+from peer.ring.policy import Policy
 
-__all__ = ["MemberView", "read_order", "ring_members", "write_targets"]
+__all__ = ["MemberView", "Placement", "WritePlan", "read_order", "ring_members", "write_targets"]
 
 _ALWAYS_ON = frozenset({"alive", "suspect"})
 _KNOWN_STATES = frozenset({"alive", "suspect", "dead", "left"})
@@ -101,3 +106,98 @@ def read_order(
     for node_id in candidates:
         (usable if is_usable(node_id) else unusable).append(node_id)
     return usable + unusable
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """Where the pieces of one chunk go under `policy`, decided from one look at liveness.
+
+    `targets` are the first `policy.width` usable peers clockwise (the usable owners, then stand-ins
+    past them), `fallbacks` the further usable peers in ring order, to replace a target whose write
+    fails, and `skipped` the owners passed over as unusable: a stand-in holds a hinted copy that
+    anti-entropy hands back to its owner. Fewer targets than the width means too few usable peers.
+    """
+
+    policy: Policy
+    targets: tuple[str, ...]
+    fallbacks: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Targets first, then fallbacks: the order in which to try peers."""
+        return self.targets + self.fallbacks
+
+
+class Placement:
+    """The owners, write plan and read order of a chunk, for a policy (the cluster's by default).
+
+    `ring` is the current HashRing or a callable returning it, read on every question, so answers
+    follow ring changes; `pinned()` fixes it where a whole pass must see one ring (a placement index
+    built in a worker thread is only valid for the ring digest it records).
+    """
+
+    __slots__ = ("_ring", "_is_usable", "_policy")
+
+    def __init__(
+        self, ring: HashRing | Callable[[], HashRing], is_usable: Callable[[str], bool], policy: Policy
+    ) -> None:
+        self._ring = ring
+        self._is_usable = is_usable
+        self._policy = policy
+
+    @property
+    def ring(self) -> HashRing:
+        ring = self._ring
+        return ring if isinstance(ring, HashRing) else ring()
+
+    @property
+    def policy(self) -> Policy:
+        """The cluster's default policy: what uploads use, and what an unrecorded policy means."""
+        return self._policy
+
+    def pinned(self) -> Placement:
+        """The same placement on the ring of this moment, whatever the live ring becomes."""
+        return Placement(self.ring, self._is_usable, self._policy)
+
+    def policy_of(self, recorded: str) -> Policy:
+        """The policy a version record names; "" (a record older than the field) is the cluster's."""
+        return Policy.parse(recorded) if recorded else self._policy
+
+    def owners(self, chunk_id: str, policy: Policy | None = None) -> tuple[str, ...]:
+        """The peers that should hold the chunk's pieces, in ring order (fewer on a small ring)."""
+        return self.ring.owners(chunk_id, (policy or self._policy).width)
+
+    def usable_count(self) -> int:
+        ring = self.ring
+        return sum(1 for node_id in ring.nodes if self._is_usable(node_id))
+
+    def require_writable(self, policy: Policy | None = None) -> Policy:
+        """The policy to write with, once enough peers are usable to hold all of its pieces."""
+        policy = policy or self._policy
+        available = self.usable_count()
+        if available < policy.width:
+            raise InsufficientReplicas(policy.width, available)
+        return policy
+
+    def write_plan(self, chunk_id: str, policy: Policy | None = None) -> WritePlan:
+        """Targets, fallbacks and skipped owners of one chunk; each peer's liveness is asked once.
+
+        The targets and skipped owners are exactly `write_targets` for the policy's width.
+        """
+        policy = policy or self._policy
+        preference = self.ring.preference(chunk_id)
+        usable = [node_id for node_id in preference if self._is_usable(node_id)]
+        usable_set = set(usable)
+        owners = preference[: policy.width]
+        return WritePlan(
+            policy=policy,
+            targets=tuple(usable[: policy.width]),
+            fallbacks=tuple(usable[policy.width :]),
+            skipped=tuple(node_id for node_id in owners if node_id not in usable_set),
+        )
+
+    def read_order(self, chunk_id: str, recorded: Sequence[str], policy: Policy | None = None) -> list[str]:
+        """Peers to try for a read of the chunk, best first (see `read_order`)."""
+        width = (policy or self._policy).width
+        return read_order(self.ring, chunk_id, width, recorded, self._is_usable)

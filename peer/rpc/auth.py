@@ -79,7 +79,7 @@ def peer_payload(method: str, request: Any) -> bytes:
     to the id by the SHA-256 check on arrival), else the whole (small) request."""
     if method.endswith("/PutChunk"):
         return str(getattr(request, "chunk_id", "")).encode()
-    if method.endswith(("/PutChunks", "/PutChunkStream")):
+    if method.endswith("/PutChunkStream"):
         return b""  # a stream: each chunk is bound to its id by the SHA-256 check on arrival
     data: bytes = request.SerializeToString()
     return data

@@ -20,7 +20,7 @@ import grpc
 from peer.errors import ChunkCorrupt, ChunkNotFound, DfsError, InvalidRequest
 from peer.repair.index import BUCKETS
 from peer.rpc import wire
-from peer.rpc.status import abort_with
+from peer.rpc.status import maps_errors
 from peer.storage.chunkstore import ChunkStore, check_chunk_id, xxh3_64
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
@@ -48,20 +48,19 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         self._stats = stats
         self._node_id = node_id
 
-    async def PutChunk(  # noqa: N802
+    @maps_errors
+    async def PutChunk(  # noqa: N802 - gRPC method names
         self, request: wire.ChunkData | wire.Malformed, context: grpc.aio.ServicerContext
     ) -> pb.PutChunksReply:
         """`add_to_server` registers `wire.decode_chunk` as this method's deserializer: the data is a
         view of the received message, hashed and written without another copy."""
-        try:
-            if isinstance(request, wire.Malformed):
-                raise InvalidRequest("the request could not be parsed as a Chunk")
-            check_chunk_id(request.chunk_id)
-            await asyncio.to_thread(self._store.put, request.chunk_id, request.data, False, request.xxh3)
-        except DfsError as exc:
-            await abort_with(context, exc)
+        if isinstance(request, wire.Malformed):
+            raise InvalidRequest("the request could not be parsed as a Chunk")
+        check_chunk_id(request.chunk_id)
+        await asyncio.to_thread(self._store.put, request.chunk_id, request.data, False, request.xxh3)
         return pb.PutChunksReply(stored=[request.chunk_id])
 
+    @maps_errors
     async def PutChunkStream(  # noqa: N802
         self, request_iterator: AsyncIterator[wire.ChunkData | wire.Malformed], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PutChunksReply]:
@@ -72,7 +71,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         try:
             while (ack := await acks.get()) is not None:
                 if isinstance(ack, DfsError):
-                    await abort_with(context, ack)
+                    raise ack
                 yield pb.PutChunksReply(stored=[ack])
             await receiver
         finally:
@@ -107,27 +106,14 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         finally:
             acks.put_nowait(None)
 
-    async def PutChunks(  # noqa: N802 - gRPC method names
-        self, request_iterator: AsyncIterator[pb.Chunk], context: grpc.aio.ServicerContext
-    ) -> pb.PutChunksReply:
-        stored: list[str] = []
-        try:
-            async for chunk in request_iterator:
-                check_chunk_id(chunk.chunk_id)
-                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data)
-                stored.append(chunk.chunk_id)
-        except DfsError as exc:
-            await abort_with(context, exc)
-        return pb.PutChunksReply(stored=stored)
-
+    @maps_errors
     async def GetChunks(  # noqa: N802
         self, request: pb.ChunkIds, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[wire.ChunkData]:
-        try:
-            ids = _ids(request)
-        except DfsError as exc:
-            await abort_with(context, exc)
-        for chunk_id in ids:
+        """Streams the requested chunks this peer holds, each verified against its id on the way
+        out; a missing or corrupt one (quarantined by the read) is skipped, and the caller, who
+        sees which ids came back, asks another holder for it."""
+        for chunk_id in _ids(request):
             try:
                 data, xxh3 = await asyncio.to_thread(self._read_for_sending, chunk_id)
             except (ChunkNotFound, ChunkCorrupt):
@@ -138,35 +124,33 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         data = self._store.get(chunk_id)  # verified against its id
         return data, xxh3_64(data)
 
+    @maps_errors
     async def HasChunks(self, request: pb.ChunkIds, context: grpc.aio.ServicerContext) -> pb.ChunkIds:  # noqa: N802
-        try:
-            ids = _ids(request)
-        except DfsError as exc:
-            await abort_with(context, exc)
+        ids = _ids(request)
         present = await asyncio.to_thread(lambda: [i for i in ids if self._store.has(i)])
         return pb.ChunkIds(ids=present)
 
+    @maps_errors
     async def DeleteChunks(  # noqa: N802
         self, request: pb.ChunkIds, context: grpc.aio.ServicerContext
     ) -> pb.ChunkIds:
-        try:
-            ids = _ids(request)
-        except DfsError as exc:
-            await abort_with(context, exc)
+        ids = _ids(request)
         deleted = await asyncio.to_thread(lambda: [i for i in ids if self._store.delete(i)])
         return pb.ChunkIds(ids=deleted)
 
+    @maps_errors
     async def CompareDigests(  # noqa: N802
         self, request: pb.DigestRequest, context: grpc.aio.ServicerContext
     ) -> pb.DigestReply:
         if len(request.buckets) != BUCKETS or any(len(b) > 16 for b in request.buckets):
-            await abort_with(context, InvalidRequest(f"expected {BUCKETS} bucket digests of at most 16 bytes"))
+            raise InvalidRequest(f"expected {BUCKETS} bucket digests of at most 16 bytes")
         mismatch, differing = await self._answer_digests(request.from_node, request.ring_digest, request.buckets)
         return pb.DigestReply(
             ring_mismatch=mismatch,
             differing=[pb.BucketIds(bucket=b, ids=ids) for b, ids in sorted(differing.items())],
         )
 
+    @maps_errors
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.PeerStats:  # noqa: N802
         return pb.PeerStats(node_id=self._node_id, **self._stats())
 

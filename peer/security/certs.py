@@ -8,7 +8,8 @@ means "signed by this cluster's CA", not "is the host I dialled"; keep `ca.key` 
 
 Files are written key first, certificate last, each through a temp file and `os.replace`, so the
 presence of a `.crt` means its pair is complete. Nothing is written before every check has passed.
-This module knows nothing of gRPC or aiohttp; the transports load the PEM files it writes.
+This module knows nothing of gRPC, aiohttp or the command line: the transports load the PEM files it
+writes, and `dfs-peer certs init` (peer/cli.py) calls `init_certs` and reports its ConfigError.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ import ipaddress
 import os
 import re
 import secrets
-import shlex
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from peer.errors import ConfigError
 
-__all__ = ["PEER_TLS_NAME", "certs_command", "init_certs"]
+__all__ = ["PEER_TLS_NAME", "init_certs"]
 
 PEER_TLS_NAME = "dfs-peer"
 MAX_PEERS = 1000
@@ -43,7 +41,6 @@ MAX_VALID_DAYS = 36500
 CA_MIN_VALID_DAYS = 3650
 # Backdated so a peer whose clock runs a little behind the one that signed still accepts the cert.
 CLOCK_SKEW = dt.timedelta(minutes=5)
-EXIT_CONFIG = 2
 
 # DNS labels, optionally a leading wildcard; "_" is allowed because Docker Compose service names use it.
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
@@ -301,30 +298,3 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
-
-@click.group("certs")
-def certs_command() -> None:
-    """Development certificates for TLS between peers and clients."""
-
-
-@certs_command.command("init")
-@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path), help="Where to write the files.")
-@click.option("--peers", default=3, show_default=True, type=int, help="Certificates for peer-1..peer-N.")
-@click.option("--host", "hosts", multiple=True, help="Extra SAN on every peer cert: a DNS name or IP (repeatable).")
-@click.option("--days", default=825, show_default=True, type=int, help="Validity of the peer certificates.")
-@click.option("--force", is_flag=True, help="Regenerate the CA and all peer certificates, replacing existing files.")
-def _init(directory: Path, peers: int, hosts: tuple[str, ...], days: int, force: bool) -> None:
-    """Create a CA and one certificate per peer; an existing CA is reused and existing peer files kept."""
-    try:
-        written = init_certs(directory, peers, hosts, valid_days=days, force=force)
-    except ConfigError as exc:
-        click.echo(f"dfs-peer: error: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    for path in written:
-        click.echo(f"wrote {path}")
-    if not written:
-        click.echo(f"nothing to write: the CA and peer-1..peer-{peers} already exist in {directory}")
-
-    cert, key, ca = (shlex.quote(str(directory / name)) for name in ("peer-1.crt", "peer-1.key", "ca.crt"))
-    click.echo(f"start a peer: dfs-peer serve --tls-cert {cert} --tls-key {key} --tls-ca {ca}")
-    click.echo(f"clients verify peers with: dfs --tls-ca {ca} ...")

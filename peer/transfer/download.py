@@ -1,10 +1,10 @@
 """Download: version record -> chunks fetched from their holders -> verified bytes, in order.
 
-Each chunk is fetched from the local disk when this peer holds it, else from the peers that the
-record says hold it and the ring's owners (usable ones first), then from any other peer. Every copy
-is checked against its SHA-256 before a byte of it is sent: by this peer on a local read, by the
-holder on its read (which sends an XXH3-64 transfer checksum along, checked here on arrival); a
-corrupt or missing copy is skipped.
+Each chunk is fetched from the local disk when this peer holds it, else in the placement's read order:
+the peers the record says hold it and the owners under the version's recorded policy (usable ones
+first), then any other peer. Every copy is checked against its SHA-256 before a byte of it is sent:
+by this peer on a local read, by the holder on its read (which sends an XXH3-64 transfer checksum
+along, checked here on arrival); a corrupt or missing copy is skipped.
 When no intact copy exists the stream fails with DataLoss, never with wrong bytes. Up to `window`
 chunks are fetched ahead of the one being sent, so several owners serve one download at once.
 
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from peer.errors import ChunkCorrupt, DataLoss, DfsError, InvalidRequest
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, VersionRecord, VersionSpec
-from peer.ring.placement import read_order
+from peer.ring.placement import Placement
+from peer.ring.policy import Policy
 from peer.storage.chunkstore import ChunkStore, check_received
 from peer.transfer.peers import ChunkPeers, ClusterView
 
@@ -70,14 +71,14 @@ class DownloadService:
         peers: ChunkPeers,
         metadata: AsyncMetadata,
         *,
-        replicas: int,
+        placement: Placement,
         window: int,
     ) -> None:
         self._view = view
         self._store = store
         self._peers = peers
         self._metadata = metadata
-        self._replicas = replicas
+        self._placement = placement
         self._window = window
 
     async def open(
@@ -85,16 +86,17 @@ class DownloadService:
     ) -> tuple[VersionRecord, ByteRange, AsyncIterator[Piece]]:
         record = await self._metadata.get_version(ref, version)
         rng = resolve_range(record.size, offset, length)
-        return record, rng, self._stream(record, rng)
+        policy = self._placement.policy_of(record.policy)  # refused here, before a byte is sent
+        return record, rng, self._stream(record, policy, rng)
 
-    async def _stream(self, record: VersionRecord, rng: ByteRange) -> AsyncIterator[Piece]:
+    async def _stream(self, record: VersionRecord, policy: Policy, rng: ByteRange) -> AsyncIterator[Piece]:
         todo = iter(_chunks_in_range(record.chunks, rng))
         ahead: deque[tuple[ChunkRef, int, asyncio.Task[bytes | memoryview]]] = deque()
 
         def fetch_next() -> None:
             item = next(todo, None)
             if item is not None:
-                ahead.append((*item, asyncio.ensure_future(self.fetch_chunk(item[0]))))
+                ahead.append((*item, asyncio.ensure_future(self.fetch_chunk(item[0], policy))))
 
         try:
             for _ in range(self._window):
@@ -110,10 +112,11 @@ class DownloadService:
             for _ref, _start, pending in ahead:
                 pending.cancel()
 
-    async def fetch_chunk(self, ref: ChunkRef) -> bytes | memoryview:
-        """An intact copy of one chunk from wherever one can be found."""
+    async def fetch_chunk(self, ref: ChunkRef, policy: Policy | None = None) -> bytes | memoryview:
+        """An intact copy of one chunk from wherever one can be found; `policy` is the one its version
+        was stored with (None: the cluster's)."""
         view = self._view
-        order = read_order(view.ring, ref.chunk_id, self._replicas, ref.peers, view.is_usable)
+        order = self._placement.read_order(ref.chunk_id, ref.peers, policy)
         if view.local_id in order:
             order.remove(view.local_id)
             order.insert(0, view.local_id)

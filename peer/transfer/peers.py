@@ -1,8 +1,10 @@
 """What the transfer services need from the rest of the peer, as protocols the edges implement.
 
 ChunkPeers moves chunks to and from other peers (rpc/peer_client.py implements it over gRPC);
-ClusterView answers which peers own a key and which are usable right now (node.py implements it
-from membership and the ring). Keeping these narrow lets upload/download run against fakes.
+ClusterView says who this peer is, which peers are on the ring and which are usable right now (node.py
+implements it from membership and the ring). Where a chunk's pieces go is not asked here: a
+ring.placement.Placement answers that for every service. Keeping these narrow lets upload/download
+run against fakes.
 """
 
 from __future__ import annotations
@@ -87,5 +89,3 @@ class ClusterView(Protocol):
     def is_usable(self, node_id: str) -> bool:
         """Alive as far as this peer knows: suspect, dead and left peers are routed around."""
         ...
-
-    def usable_count(self) -> int: ...

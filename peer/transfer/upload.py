@@ -2,7 +2,9 @@
 
 Ordering is the durability argument: a version record is committed only after every chunk has been
 acknowledged durable (fsync + link into place) by R distinct peers, so a visible version never points at
-missing bytes. Memory is bounded by `window` chunks in flight. Hashing runs in worker threads.
+missing bytes. R and the peers come from the placement's policy and write plan; the record names the
+policy, so reads and repair later place the version's chunks by the rule that wrote them.
+Memory is bounded by `window` chunks in flight. Hashing runs in worker threads.
 If the client goes away mid-stream, the task group cancels every in-flight write and nothing is
 committed; chunks already written are unreferenced and left for garbage collection.
 """
@@ -19,6 +21,8 @@ from itertools import islice
 from peer.clock import Clock
 from peer.errors import DfsError, InsufficientReplicas
 from peer.metadata.store import AsyncMetadata, ChunkRef, NewVersion, VersionRecord
+from peer.ring.placement import Placement
+from peer.ring.policy import Policy
 from peer.storage.chunkstore import ChunkStore, sha256_hex, xxh3_64
 from peer.transfer.budget import ByteBudget
 from peer.transfer.chunker import chunk_stream
@@ -100,19 +104,20 @@ class UploadService:
         metadata: AsyncMetadata,
         clock: Clock,
         *,
-        replicas: int,
+        placement: Placement,
         chunk_size: int,
         window: int,
         budget: ByteBudget | None = None,
     ) -> None:
         """`window` bounds one upload's chunks in flight; `budget`, shared by every upload of the
-        peer, bounds them all together, so memory stays flat however many clients upload at once."""
+        peer, bounds them all together, so memory stays flat however many clients upload at once.
+        Uploads write with the placement's (the cluster's) policy."""
         self._view = view
         self._store = store
         self._peers = peers
         self._metadata = metadata
         self._clock = clock
-        self._replicas = replicas
+        self._placement = placement
         self._chunk_size = chunk_size
         self._window = window
         self._budget = budget or ByteBudget(window * chunk_size)
@@ -126,7 +131,7 @@ class UploadService:
         """Stores `pieces` as a new version. `check(size, sha256)` runs once every chunk is durable and
         before the commit; whatever it raises leaves no version (the edge uses it to refuse a stream
         that was cut short)."""
-        self._require_replicas()
+        policy = self._placement.require_writable()
         slots = asyncio.Semaphore(self._window)
         pending: list[tuple[int, asyncio.Task[tuple[str, tuple[str, ...]]]]] = []
         size = 0
@@ -139,7 +144,7 @@ class UploadService:
                     await self._budget.acquire(len(chunk))
                     release = self._release_slot(slots, len(chunk))
                     try:
-                        task = group.create_task(self._store_chunk(writer, *hashes.start(chunk), chunk))
+                        task = group.create_task(self._store_chunk(writer, policy, *hashes.start(chunk), chunk))
                     except BaseException:  # the shared budget must not leak when a client goes away
                         release(None)
                         raise
@@ -163,6 +168,7 @@ class UploadService:
             content_type=spec.content_type,
             metadata=dict(spec.metadata),
             created_at=self._clock.wall(),
+            policy=str(policy),
         )
         record = await self._metadata.commit_version(new)
         log.info("stored %s v%d (%d bytes, %d chunks)", record.name, record.version, size, len(chunks))
@@ -175,29 +181,31 @@ class UploadService:
 
         return release
 
-    def _require_replicas(self) -> None:
-        available = self._view.usable_count()
-        if available < self._replicas:
-            raise InsufficientReplicas(self._replicas, available)
-
     async def _store_chunk(
-        self, writer: ChunkWriter, hashing: asyncio.Future[_Hashed], fed: asyncio.Task[None] | None,
-        chunk: bytes | memoryview,
+        self, writer: ChunkWriter, policy: Policy, hashing: asyncio.Future[_Hashed],
+        fed: asyncio.Task[None] | None, chunk: bytes | memoryview,
     ) -> tuple[str, tuple[str, ...]]:
         """(chunk id, the peers holding it) once the chunk is hashed and R copies are durable, and not
         before the file hash has taken it too: the chunk's slot in the window is its memory."""
         hashed = await hashing
-        stored = await self._replicate(writer, hashed, chunk)
+        stored = await self._replicate(writer, policy, hashed, chunk)
         if fed is not None:
             await asyncio.wait([fed])  # its failure is the group's to report
         return hashed.chunk_id, stored
 
-    async def _replicate(self, writer: ChunkWriter, hashed: _Hashed, chunk: bytes | memoryview) -> tuple[str, ...]:
-        """Writes R copies in parallel, replacing each failed target with the next peer clockwise."""
-        view, chunk_id = self._view, hashed.chunk_id
-        candidates = iter([n for n in view.ring.preference(chunk_id) if view.is_usable(n)])
+    async def _replicate(
+        self, writer: ChunkWriter, policy: Policy, hashed: _Hashed, chunk: bytes | memoryview
+    ) -> tuple[str, ...]:
+        """Writes R copies in parallel to the plan's targets, replacing each failed target with the
+        plan's next fallback (the next usable peer clockwise)."""
+        chunk_id = hashed.chunk_id
+        plan = self._placement.write_plan(chunk_id, policy)
+        if plan.skipped:
+            log.debug("chunk %s: owners %s unusable, writing hinted copies", chunk_id[:12],
+                      ", ".join(n[:8] for n in plan.skipped))
+        candidates = iter(plan.candidates)
         running: dict[asyncio.Task[None], str] = {}
-        for node in islice(candidates, self._replicas):
+        for node in islice(candidates, policy.width):
             running[asyncio.create_task(self._put(writer, node, hashed, chunk))] = node
         stored: list[str] = []
         errors: list[str] = []
@@ -217,8 +225,8 @@ class UploadService:
         finally:
             for task in running:
                 task.cancel()
-        if len(stored) < self._replicas:
-            raise InsufficientReplicas(self._replicas, len(stored), "; ".join(errors[-3:]))
+        if len(stored) < policy.width:
+            raise InsufficientReplicas(policy.width, len(stored), "; ".join(errors[-3:]))
         return tuple(stored)
 
     async def _put(self, writer: ChunkWriter, node: str, hashed: _Hashed, chunk: bytes | memoryview) -> None:

@@ -22,9 +22,10 @@ import msgpack
 from google.protobuf.message import DecodeError
 
 from peer.errors import GossipDecodeError, InvalidRequest
+from peer.files import FileService
+from peer.files import rules as v
 from peer.membership import codec
 from peer.metadata.store import VersionRecord
-from peer.rpc import validation as v
 from peer.rpc import wire
 from peer.rpc.client_service import FileStoreServicer, UploadItem
 from peer.transfer.upload import UploadSpec
@@ -62,9 +63,14 @@ def _check_gossip_fields(msg: codec.GossipMessage) -> None:
         return type(n) is int and 0 <= n <= codec.MAX_COUNTER
 
     assert isinstance(msg.sender, str) and 1 <= len(msg.sender) <= codec.MAX_NODE_ID_LEN, msg.sender
-    assert counter(msg.version) and counter(msg.replicas) and counter(msg.vnodes), msg
-    if msg.version != codec.PROTOCOL_VERSION:
-        assert tuple(msg.members) == (), "members of a foreign protocol version must stay unread"
+    assert len(msg.version) == 2 and all(map(counter, msg.version)) and counter(msg.vnodes), msg
+    if msg.version[0] not in codec.READABLE_MAJORS:
+        assert (msg.policy, msg.vnodes, tuple(msg.members)) == ("", 0, ()), "a foreign major must stay unread"
+        return
+    policy_chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:+._-")
+    assert 1 <= len(msg.policy) <= codec.MAX_POLICY_LEN and set(msg.policy) <= policy_chars, msg.policy
+    if msg.version[0] == 1:
+        assert msg.policy.startswith("rep:") and counter(int(msg.policy[4:])), "major 1 only knows replicas"
     for entry in msg.members:
         assert len(entry) == codec.ENTRY_FIELDS, entry
         node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, count, size = entry[:8]
@@ -76,17 +82,22 @@ def _check_gossip_fields(msg: codec.GossipMessage) -> None:
 
 
 def gossip_seeds() -> list[bytes]:
-    """Valid encodings (current and legacy member layouts) and a foreign version, to mutate from."""
+    """Valid encodings (current and major-1 layouts, unknown keys of a later minor) and a foreign
+    major, to mutate from."""
     alive = ("alice", "127.0.0.1:50051", "127.0.0.1:7946", 3, 42, "alive", 10, 10_485_760)
     left = ("bob", "[::1]:50052", "[::1]:7947", 1, 0, "left", 0, 0)
-    extra = ("",) * (codec.ENTRY_FIELDS - len(alive))
-    members = [alive + extra, left + extra]
+    members: list[codec.WireEntry] = [(*alive, ""), (*left, "")]
     legacy = {"v": 1, "from": "carol", "cluster": {"replicas": 2, "vnodes": 150}, "members": [list(alive)]}
+    later_minor = {"v": 2, "vm": 5, "from": "erin", "cluster": {"policy": "ec:4+2", "vnodes": 64, "x": [1]},
+                   "members": [{"id": "erin", "ra": "", "ga": "", "in": 1, "hb": 1, "st": "alive", "zone": "z1"}],
+                   "new": {"a": None}}
     foreign = {"v": 7, "from": "dave", "cluster": {"replicas": 3, "vnodes": 64}, "members": "opaque"}
     return [
-        codec.encode(codec.GossipMessage("alice", 2, 150, members)),
-        codec.encode(codec.GossipMessage("z", 0, 0)),
+        codec.encode(codec.GossipMessage("alice", "rep:2", 150, members)),
+        codec.encode(codec.GossipMessage("alice", "rep:2", 150, members, codec.LEGACY_VERSION)),
+        codec.encode(codec.GossipMessage("z", "r", 0)),
         msgpack.packb(legacy, use_bin_type=True),
+        msgpack.packb(later_minor, use_bin_type=True),
         msgpack.packb(foreign, use_bin_type=True),
     ]
 
@@ -303,7 +314,7 @@ async def run_upload(messages: Sequence[bytes], **servicer_kwargs: Any) -> Outco
     """The real FileStoreServicer.Upload over `messages`, each parsed by the request deserializer the
     peer registers for Upload (data as a view of the bytes, junk as `wire.Malformed`)."""
     uploads = RecordingUploads()
-    servicer = FileStoreServicer(uploads, None, None, None, **servicer_kwargs)  # type: ignore[arg-type]
+    servicer = FileStoreServicer(FileService(uploads, None, None, **servicer_kwargs), None)  # type: ignore[arg-type]
 
     async def requests() -> AsyncIterator[UploadItem]:
         for raw in messages:
@@ -328,7 +339,7 @@ def expected_put(request: pb.PutRequest, **limits: Any) -> Expected:
 async def run_put(request: pb.PutRequest, **servicer_kwargs: Any) -> Outcome:
     """The real FileStoreServicer.Put on one request."""
     uploads = RecordingUploads()
-    servicer = FileStoreServicer(uploads, None, None, None, **servicer_kwargs)  # type: ignore[arg-type]
+    servicer = FileStoreServicer(FileService(uploads, None, None, **servicer_kwargs), None)  # type: ignore[arg-type]
     try:
         reply = await servicer.Put(request, AbortingContext())  # type: ignore[arg-type]
     except Aborted as exc:

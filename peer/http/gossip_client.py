@@ -17,16 +17,20 @@ from collections.abc import Sequence
 import aiohttp
 
 from peer.errors import Unauthenticated
-from peer.gossip_http.server import (
+from peer.http.gossip_wire import (
     AUTH_HEADER,
+    GOSSIP_PATH,
     MAX_REASON_CHARS,
     MSGPACK,
     PUSH_PURPOSE,
     REPLY_PURPOSE,
+    nonce_of,
     reply_payload,
 )
-from peer.gossip_http.tls import PEER_TLS_NAME
+from peer.http.tls import PEER_TLS_NAME
 from peer.security.peerauth import PeerSigner
+
+__all__ = ["HttpGossipTransport", "resolve_seeds"]
 
 DEFAULT_TIMEOUT_S = 2.0
 RESOLVE_TIMEOUT_S = 2.0
@@ -52,13 +56,13 @@ class HttpGossipTransport:
         self._closed = False
 
     async def push_pull(self, addr: str, body: bytes) -> bytes:
-        url = f"{self._scheme}://{addr}/gossip"
+        url = f"{self._scheme}://{addr}{GOSSIP_PATH}"
         headers = {"Content-Type": MSGPACK}
         nonce = ""
         if self._signer is not None:
             credential = self._signer.sign(PUSH_PURPOSE, body)
             headers[AUTH_HEADER] = credential
-            nonce = _nonce_of(credential)
+            nonce = nonce_of(credential)
         tls = self._ssl_context is not None
         try:
             async with self._get_session().post(
@@ -116,11 +120,6 @@ class HttpGossipTransport:
                 break
             buf += chunk
         return bytes(buf)
-
-
-def _nonce_of(credential: str) -> str:
-    # A credential is `v1.<unix-ms>.<nonce>.<mac>` (peer.security.peerauth).
-    return credential.split(".")[2]
 
 
 async def resolve_seeds(seeds: Sequence[str]) -> list[str]:

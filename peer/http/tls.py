@@ -1,4 +1,4 @@
-"""TLS contexts for gossip between peers: mutual TLS, trust rooted in the cluster CA.
+"""TLS contexts for the HTTP listener and the gossip client: mutual TLS, trust rooted in the cluster CA.
 
 The server asks for a client certificate but does not demand one in the handshake (CERT_OPTIONAL),
 so plain health checks reach /health; /gossip then refuses a connection that presented none. Any

@@ -1,0 +1,202 @@
+"""FileService: every file operation a client edge offers, with the rules and limits that guard it.
+
+An edge (the gRPC FileStore service, an HTTP edge) only converts its wire values to these calls and
+maps the DfsError they raise to its own status, once. Every rule on what a client may do to files
+lives here or below: names and metadata, size limits, an upload's proof that it arrived whole, and
+refusing at once, rather than after the backend's own timeout, while the metadata store is known to
+be down (so an upload does not write chunks it could never commit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+from peer.clock import Clock, SystemClock
+from peer.errors import InvalidRequest, MetadataUnavailable, TooLarge
+from peer.files import rules
+from peer.files.limits import ClientLimits
+from peer.files.proof import UploadProof
+from peer.metadata.store import AsyncMetadata, FileRefSpec, ListPage, TokenRecord, VersionRecord, VersionSpec
+from peer.security.tokens import TokenVerifier, check_role, check_token_name, new_token
+from peer.transfer.download import ByteRange, DownloadService, Piece
+from peer.transfer.upload import UploadService, UploadSpec
+
+log = logging.getLogger(__name__)
+
+Data = bytes | memoryview
+
+
+@dataclass(frozen=True)
+class SmallRead:
+    """A range read whole, for an answer in one message."""
+
+    record: VersionRecord
+    range: ByteRange
+    pieces: tuple[Piece, ...] | None  # None: the range is larger than the caller's or this peer's limit
+
+
+def _always_healthy() -> tuple[bool, str]:
+    return True, ""
+
+
+class FileService:
+    def __init__(
+        self,
+        uploads: UploadService,
+        downloads: DownloadService,
+        metadata: AsyncMetadata,
+        metadata_health: Callable[[], tuple[bool, str]] = _always_healthy,
+        *,
+        limits: ClientLimits | None = None,
+        verifier: TokenVerifier | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """`metadata_health` is (healthy, last error) of the store as the peer's periodic ping saw it.
+        `verifier` is the token cache of this peer's edges (None with authentication off): a token
+        revoked here is dropped from it, so it stops working here at once."""
+        self._uploads = uploads
+        self._downloads = downloads
+        self._metadata = metadata
+        self._metadata_health = metadata_health
+        self._verifier = verifier
+        self._clock = clock or SystemClock()
+        self.limits = limits or ClientLimits()
+
+    def require_metadata(self) -> None:
+        """Raises MetadataUnavailable while the store is known to be down. Every operation that needs
+        the store calls it first; an edge may call it before it reads a request stream."""
+        healthy, error = self._metadata_health()
+        if not healthy:
+            raise MetadataUnavailable(self._metadata.backend, error)
+
+    # ------------------------------------------------------------------------------------ writes
+
+    async def put(
+        self,
+        name: str,
+        data: AsyncIterator[Data],
+        proof: UploadProof,
+        *,
+        content_type: str = "",
+        user_metadata: Mapping[str, str] | None = None,
+    ) -> VersionRecord:
+        """Stores `data` as a new version of `name` once every chunk is durable and `proof` holds.
+
+        The edge fills `proof.trailer` in as the client sends it, before `data` ends. A declared size
+        over the limit is refused before any data is read; data beyond the declared size or the limit
+        is refused before it reaches the chunker.
+        """
+        self.require_metadata()
+        spec = UploadSpec(
+            name=rules.check_name(name),
+            content_type=rules.check_content_type(content_type),
+            metadata=rules.check_metadata(user_metadata or {}, self.limits.max_metadata_bytes),
+        )
+        limit = self.limits.max_file_size
+        if proof.declared is not None and not 0 <= proof.declared <= limit:
+            raise TooLarge(f"declared size {proof.declared} is outside 0..{limit} (DFS_MAX_FILE_SIZE)")
+        return await self._uploads.upload(spec, self._bounded(data, proof.declared), proof.check)
+
+    async def _bounded(self, data: AsyncIterator[Data], declared: int | None) -> AsyncIterator[Data]:
+        limit = self.limits.max_file_size if declared is None else declared
+        received = 0
+        async for piece in data:
+            received += len(piece)
+            if received > limit:
+                if declared is not None:
+                    raise InvalidRequest(f"the upload brought more than the {declared} bytes its header declared")
+                raise TooLarge(f"upload larger than the limit of {limit} bytes (DFS_MAX_FILE_SIZE)")
+            if piece:
+                yield piece
+
+    async def delete(self, ref: FileRefSpec, version: VersionSpec | None = None) -> list[VersionRecord]:
+        """Deletes one version, or with `version` None the whole file with every version."""
+        self.require_metadata()
+        ref = _checked_ref(ref)
+        if version is None:
+            deleted = await self._metadata.delete_file(ref)
+        else:
+            deleted = [await self._metadata.delete_version(ref, _checked_version(version))]
+        for rec in deleted:
+            log.info("deleted %s v%d", rec.name, rec.version)
+        return deleted
+
+    # ------------------------------------------------------------------------------------- reads
+
+    async def open(
+        self, ref: FileRefSpec, version: VersionSpec, offset: int = 0, length: int = 0
+    ) -> tuple[VersionRecord, ByteRange, AsyncIterator[Piece]]:
+        """The version, the range resolved against its size (length 0: to the end), and its verified pieces."""
+        self.require_metadata()
+        return await self._downloads.open(_checked_ref(ref), _checked_version(version), offset, length)
+
+    async def read_small(
+        self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int, max_bytes: int
+    ) -> SmallRead:
+        """A range read whole when it is at most `max_bytes` (capped by this peer's limit), with the
+        same lookup and verification as `open`; a larger range gets the version and range alone."""
+        record, rng, data = await self.open(ref, version, offset, length)
+        if rng.length > min(max(max_bytes, 0), self.limits.max_get_bytes):
+            return SmallRead(record, rng, None)
+        return SmallRead(record, rng, tuple([piece async for piece in data]))
+
+    async def stat(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        self.require_metadata()
+        return await self._metadata.get_version(_checked_ref(ref), _checked_version(version))
+
+    async def list_files(self, prefix: str, page_size: int, page_token: str, delimiter: str = "") -> ListPage:
+        """One page of latest versions by name; with a delimiter, names are rolled up into common prefixes."""
+        self.require_metadata()
+        prefix = rules.check_name(prefix) if prefix else ""
+        delimiter = rules.check_delimiter(delimiter)
+        return await self._metadata.list_files(prefix, rules.check_page_size(page_size), page_token, delimiter)
+
+    async def versions(self, ref: FileRefSpec) -> list[VersionRecord]:
+        """Every version of a file, newest first."""
+        self.require_metadata()
+        return await self._metadata.list_versions(_checked_ref(ref))
+
+    # ------------------------------------------------------------------------------------ tokens
+
+    async def create_token(self, role: str, name: str) -> tuple[str, TokenRecord]:
+        """(the token, shown to its owner once; the record stored, which holds only its hash)."""
+        self.require_metadata()
+        token, record = new_token(check_role(role), check_token_name(name), self._clock.wall())
+        await self._metadata.add_token(record)
+        log.info("created %s token %s (%s)", record.role, record.token_id, record.name or "unnamed")
+        return token, record
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        self.require_metadata()
+        return await self._metadata.list_tokens()
+
+    async def revoke_token(self, token_id: str) -> TokenRecord:
+        self.require_metadata()
+        record = await self._metadata.revoke_token(rules.check_token_id(token_id), self._clock.wall())
+        if self._verifier is not None:
+            self._verifier.forget(record.token_id)
+        log.info("revoked token %s", record.token_id)
+        return record
+
+    async def token(self, token_id: str) -> TokenRecord | None:
+        """The record of the caller's token, for WhoAmI; None for a caller without one (auth off)."""
+        if not token_id:
+            return None
+        self.require_metadata()
+        return await self._metadata.get_token(token_id)
+
+
+def _checked_ref(ref: FileRefSpec) -> FileRefSpec:
+    if ref.name is not None:
+        return FileRefSpec(name=rules.check_name(ref.name))
+    return FileRefSpec(file_id=rules.check_id(ref.file_id or "", "file id"))
+
+
+def _checked_version(version: VersionSpec) -> VersionSpec:
+    if version.number is not None:
+        return VersionSpec(number=rules.check_version_number(version.number))
+    if version.version_id is not None:
+        return VersionSpec(version_id=rules.check_id(version.version_id, "version id"))
+    return version

@@ -1,0 +1,73 @@
+"""The peer's one HTTP listener: a root aiohttp Application that every HTTP app mounts on.
+
+A feature hands over a `Mount` (a path prefix and its own `web.Application`) before `start()`,
+which is when aiohttp freezes the routes. Sub-apps keep their own middlewares, so a check that
+belongs to one feature (the peer certificate /gossip demands) never reaches another (/health).
+aiohttp applies only the root application's `client_max_size`, shared by every app on the
+listener, so each app bounds the bodies it reads itself.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+
+from aiohttp import web
+
+__all__ = ["DEFAULT_IDLE_TIMEOUT_S", "HttpServer", "Mount"]
+
+# aiohttp's own default is an hour; an idle keep-alive connection costs a socket and a task.
+DEFAULT_IDLE_TIMEOUT_S = 75.0
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One app of the listener: it answers every path under `prefix` (e.g. "/gossip")."""
+
+    prefix: str
+    app: web.Application
+
+
+class HttpServer:
+    def __init__(self, *, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
+        """Connections idle for `idle_timeout_s` are closed, whichever app they last spoke to."""
+        self._root = web.Application()
+        self._idle_timeout_s = idle_timeout_s
+        self._runner: web.AppRunner | None = None
+
+    def mount(self, mount: Mount) -> None:
+        if self._runner is not None:
+            raise RuntimeError(f"cannot mount {mount.prefix} on a started HTTP server: mount every app first")
+        self._root.add_subapp(mount.prefix, mount.app)
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Serves every mounted app on host:port (over TLS with `ssl_context`); returns the bound port.
+
+        The socket is bound here, without SO_REUSEPORT, so port 0 yields a port no other listener shares.
+        """
+        if self._runner is not None:
+            raise RuntimeError("the HTTP server is already started")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # No access log: one line per gossip round would drown the log.
+        runner = web.AppRunner(self._root, access_log=None, keepalive_timeout=self._idle_timeout_s)
+        await runner.setup()
+        try:
+            sock = socket.create_server((host, port), family=family)
+        except OSError:
+            await runner.cleanup()
+            raise
+        try:
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        return int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        """Closes the listener and every open connection; safe to call twice, or before start()."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
