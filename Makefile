@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## run: start a local 3-peer cluster (gRPC 127.0.0.1:50051-50053), run a demo, serve until Ctrl-C
+## run: start a local 3-peer cluster (gRPC 127.0.0.1:50051-50053, S3 http://127.0.0.1:50243-50245), run a
+## demo, print a ready-to-paste `aws --endpoint-url ... s3 ls` line, serve until Ctrl-C
 run: $(STAMP)
 	$(BIN)/dfs-peer cluster up --peers 3 --dir .dfs-cluster --demo --foreground
 

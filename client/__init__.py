@@ -39,6 +39,7 @@ if _typing.TYPE_CHECKING:
         ClusterStatus,
         MemberStatus,
         PeerStats,
+        S3KeyInfo,
         TokenInfo,
         UploadResult,
         VersionInfo,
@@ -66,6 +67,7 @@ __all__ = [
     "PeerStats",
     "PeerUnreachable",
     "PermissionDeniedError",
+    "S3KeyInfo",
     "ServerError",
     "TokenInfo",
     "UploadResult",
@@ -87,8 +89,8 @@ _HOMES = {
         "client.errors",
     ),
     **dict.fromkeys(
-        ["TOKEN_ROLES", "ChunkPlacement", "ClusterStatus", "MemberStatus", "PeerStats", "TokenInfo",
-         "UploadResult", "VersionInfo", "WorkerStatus"],
+        ["TOKEN_ROLES", "ChunkPlacement", "ClusterStatus", "MemberStatus", "PeerStats", "S3KeyInfo",
+         "TokenInfo", "UploadResult", "VersionInfo", "WorkerStatus"],
         "client.models",
     ),
 }  # fmt: skip

@@ -2,7 +2,8 @@
 
 With --json each command prints exactly one JSON document on stdout (on stderr when the file's bytes go
 to stdout), otherwise human text with IEC sizes; every failure is one line (client.cli_group). The token
-is never printed, except by `token create`, whose whole point is to show a new one once.
+is never printed, except by `token create`, whose whole point is to show a new one once (as `s3-key create`
+shows a new S3 secret).
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from client import (
     _grpc_logging,  # noqa: F401  (first: it must run before grpc is imported)
     profiles,
 )
-from client.cli_admin import status, token, token_create, token_list, token_revoke, whoami
+from client.cli_admin import (
+    s3_key,
+    s3_key_create,
+    s3_key_list,
+    s3_key_revoke,
+    status,
+    token,
+    token_create,
+    token_list,
+    token_revoke,
+    whoami,
+)
 from client.cli_copy import cp, sync
 from client.cli_files import delete, info, list_files, ls, rm, versions
 from client.cli_group import (
@@ -62,6 +74,10 @@ __all__ = [
     "profile_set",
     "profile_show",
     "rm",
+    "s3_key",
+    "s3_key_create",
+    "s3_key_list",
+    "s3_key_revoke",
     "status",
     "sync",
     "token",
@@ -183,6 +199,7 @@ for _command in (
     profile,
     status,
     token,
+    s3_key,
     whoami,
     cp,
     sync,

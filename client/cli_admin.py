@@ -1,7 +1,8 @@
-"""`dfs status`, `dfs token` and `dfs whoami`: looking after the cluster and who may use it, not its files.
+"""`dfs status`, `dfs token`, `dfs s3-key` and `dfs whoami`: looking after the cluster and who may use
+it, not its files.
 
-`token create` is the one command that prints a secret: a new token is shown once, since the cluster
-stores only its hash.
+`token create` and `s3-key create` are the only commands that print a secret: a new token or S3 key
+is shown once, since the cluster stores only a token's hash and an S3 secret only sealed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import click
 
 from client.cli_group import DfsGroup
 from client.cli_settings import Settings, pass_settings
-from client.format import cluster_details, token_details, tokens_table
+from client.format import cluster_details, s3_keys_table, token_details, tokens_table
 from client.models import TOKEN_ROLES
 
 
@@ -70,6 +71,55 @@ def token_revoke(settings: Settings, token_id: str) -> None:
     else:
         label = f" ({revoked.name})" if revoked.name else ""
         settings.say(f"revoked {revoked.role} token {revoked.token_id}{label}")
+
+
+@click.group(name="s3-key", cls=DfsGroup)
+def s3_key() -> None:
+    """Create, list and revoke S3 access keys (needs an admin token)."""
+
+
+@s3_key.command(name="create")
+@click.option("--role", type=click.Choice(TOKEN_ROLES), required=True, help="What the key may do, as for tokens.")
+@click.option("--name", default="", help="A label to recognise the key by, e.g. who holds it.")
+@pass_settings
+def s3_key_create(settings: Settings, role: str, name: str) -> None:
+    """Create an S3 access key and print its id and secret on stdout; the secret is shown only this once."""
+    with settings.client() as client:
+        secret, created = client.create_s3_key(role, name)
+    if settings.json:
+        settings.emit({"access_key_id": created.access_key_id, "secret_access_key": secret, "info": created.to_dict()})
+    else:
+        click.echo(f"aws_access_key_id = {created.access_key_id}\naws_secret_access_key = {secret}")
+    settings.say(
+        f"created {created.role} S3 access key {created.access_key_id}: the secret is shown only once, store it now",
+        err=True,
+    )
+
+
+@s3_key.command(name="list")
+@pass_settings
+def s3_key_list(settings: Settings) -> None:
+    """List every S3 access key, revoked ones included (never their secrets)."""
+    with settings.client() as client:
+        keys = client.list_s3_keys()
+    if settings.json:
+        settings.emit({"keys": [k.to_dict() for k in keys]})
+    else:
+        click.echo(s3_keys_table(keys))
+
+
+@s3_key.command(name="revoke")
+@click.argument("access_key_id")
+@pass_settings
+def s3_key_revoke(settings: Settings, access_key_id: str) -> None:
+    """Revoke the S3 access key with this id (the ACCESS KEY ID column of `dfs s3-key list`)."""
+    with settings.client() as client:
+        revoked = client.revoke_s3_key(access_key_id)
+    if settings.json:
+        settings.emit(revoked.to_dict())
+    else:
+        label = f" ({revoked.name})" if revoked.name else ""
+        settings.say(f"revoked {revoked.role} S3 access key {revoked.access_key_id}{label}")
 
 
 @click.command()

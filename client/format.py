@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from client.models import ClusterStatus, MemberStatus, TokenInfo, VersionInfo, WorkerStatus
+from client.models import ClusterStatus, MemberStatus, S3KeyInfo, TokenInfo, VersionInfo, WorkerStatus
 from client.profiles import Profile
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -213,6 +213,14 @@ def tokens_table(tokens: Sequence[TokenInfo]) -> str:
         for t in tokens
     ]
     return table(("ID", "ROLE", "NAME", "CREATED", "REVOKED"), rows)
+
+
+def s3_keys_table(keys: Sequence[S3KeyInfo]) -> str:
+    rows = [
+        (k.access_key_id, k.role, k.name or "-", human_time(k.created_at), human_time(k.revoked_at or 0))
+        for k in keys
+    ]
+    return table(("ACCESS KEY ID", "ROLE", "NAME", "CREATED", "REVOKED"), rows)
 
 
 def token_details(info: TokenInfo) -> str:

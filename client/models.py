@@ -189,6 +189,25 @@ class TokenInfo(_Serializable):
         return self.revoked_at is not None
 
 
+@dataclass(frozen=True)
+class S3KeyInfo(_Serializable):
+    """The public part of an S3 access key; its secret is only ever returned once, by create_s3_key."""
+
+    access_key_id: str
+    """20 upper-case letters and digits, starting "DK"; S3 clients send it with every signed request."""
+    role: str
+    """read, write or admin, as for tokens."""
+    name: str = ""
+    created_at: float = 0.0
+    """Seconds since the Unix epoch."""
+    revoked_at: float | None = None
+    """Seconds since the Unix epoch; None while the key is valid."""
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
 def version_from_proto(msg: dfs_pb2.VersionInfo) -> VersionInfo:
     return VersionInfo(
         file_id=msg.file_id,
@@ -261,6 +280,16 @@ def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
 def token_from_proto(msg: dfs_pb2.TokenInfo) -> TokenInfo:
     return TokenInfo(
         token_id=msg.token_id,
+        role=msg.role,
+        name=msg.name,
+        created_at=msg.created_at,
+        revoked_at=msg.revoked_at or None,  # 0 on the wire: not revoked
+    )
+
+
+def s3_key_from_proto(msg: dfs_pb2.S3KeyInfo) -> S3KeyInfo:
+    return S3KeyInfo(
+        access_key_id=msg.access_key_id,
         role=msg.role,
         name=msg.name,
         created_at=msg.created_at,

@@ -32,9 +32,11 @@ from client.errors import DfsClientError, InvalidArgument, NotFoundError, Server
 from client.models import (
     TOKEN_ROLES,
     ClusterStatus,
+    S3KeyInfo,
     TokenInfo,
     UploadResult,
     VersionInfo,
+    s3_key_from_proto,
     status_from_proto,
     token_from_proto,
     upload_from_proto,
@@ -411,6 +413,29 @@ class Client:
     def whoami(self) -> TokenInfo:
         """The token this client sends as the peer sees it; role "admin" on a peer running without auth."""
         return token_from_proto(self._unary(self._stub.WhoAmI, dfs_pb2.WhoAmIRequest()))
+
+    # ---------------------------------------------------------------- S3 access keys
+
+    def create_s3_key(self, role: str, name: str = "") -> tuple[str, S3KeyInfo]:
+        """A new S3 access key of `role` (read, write or admin): its secret, shown only this once, and its
+        info (`info.access_key_id` is the id S3 clients send). Needs an admin token."""
+        if role not in TOKEN_ROLES:
+            raise InvalidArgument(f"invalid role {role[:20]!r}: expected one of {', '.join(TOKEN_ROLES)}")
+        reply = self._unary(self._stub.CreateS3Key, dfs_pb2.CreateS3KeyRequest(role=role, name=name))
+        return reply.secret_access_key, s3_key_from_proto(reply.info)
+
+    def list_s3_keys(self) -> builtins.list[S3KeyInfo]:
+        """Every S3 access key, revoked ones included (never their secrets). Needs an admin token."""
+        reply = self._unary(self._stub.ListS3Keys, dfs_pb2.ListS3KeysRequest())
+        return [s3_key_from_proto(k) for k in reply.keys]
+
+    def revoke_s3_key(self, access_key_id: str) -> S3KeyInfo:
+        """Revokes the S3 access key with this id; returns its info, now with `revoked_at`. Needs an admin token."""
+        access_key_id = access_key_id.strip()
+        if not access_key_id:
+            raise InvalidArgument("an access key id is required")
+        request = dfs_pb2.RevokeS3KeyRequest(access_key_id=access_key_id)
+        return s3_key_from_proto(self._unary(self._stub.RevokeS3Key, request))
 
     # ------------------------------------------------------------- internals
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
-import queue
+import os
 import shlex
 import signal
 import sys
-from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,39 +24,13 @@ from peer.cli_health import health_command
 from peer.config import PeerConfig
 from peer.errors import ConfigError, DfsError
 from peer.localcluster.ports import DEFAULT_BASE_PORT
+from peer.logs import setup_logging
 from peer.memory import tune_allocator
 from peer.security.certs import init_certs
 from peer.settings import Declared, declared
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
-
-
-class NodeFilter(logging.Filter):
-    """Stamps every record with this peer's short node id, so interleaved logs stay readable."""
-
-    def __init__(self, node_id: str) -> None:
-        super().__init__()
-        self.node = node_id[:8]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.node = self.node
-        return True
-
-
-def _setup_logging(level: str, node_id: str) -> QueueListener:
-    """Log records are queued and written by a listener thread: a write to stderr (a pipe a container
-    runtime may drain slowly) never blocks the event loop. Stop the listener to flush at exit."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(NodeFilter(node_id))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"))
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    root = logging.getLogger()
-    root.handlers[:] = [QueueHandler(records)]
-    root.setLevel(level.upper())
-    listener = QueueListener(records, handler)
-    listener.start()
-    return listener
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -74,8 +46,21 @@ def main() -> None:
 def _serve_options(fn: Any) -> Any:
     """One click option per declared PeerConfig setting (peer/settings.py): flag, variables, default, help."""
     for d in reversed(declared(PeerConfig)):
-        fn = click.option(d.flag, d.name, **_option_kwargs(d))(fn)
+        option_class = _EmptyEnvOption if d.setting.empty_env else click.Option
+        fn = click.option(d.flag, d.name, cls=option_class, **_option_kwargs(d))(fn)
     return fn
+
+
+class _EmptyEnvOption(click.Option):
+    """Reads a variable that is set but empty as the value "" (click takes it for an unset one), for a
+    setting where "" means something (DFS_S3_ADDR="" turns the S3 endpoint off)."""
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        value = super().resolve_envvar_value(ctx)
+        if value is None:
+            names = [self.envvar] if isinstance(self.envvar, str) else list(self.envvar or ())
+            value = next((os.environ[name] for name in names if name in os.environ), None)
+        return value
 
 
 def _option_kwargs(d: Declared) -> dict[str, Any]:
@@ -106,8 +91,8 @@ def config_from_options(opts: dict[str, Any]) -> PeerConfig:
             value = Path(value)
         elif d.type == tuple[str, ...]:
             value = tuple(part.strip() for part in value.split(",") if part.strip())
-        elif d.setting.choices:
-            value = value.upper()
+        elif d.setting.choices:  # as declared, whatever the case typed
+            value = next(c for c in d.setting.choices if c.lower() == value.lower())
         values[d.name] = value
     return PeerConfig(**values)
 
@@ -144,7 +129,7 @@ def serve(print_config: bool, **opts: Any) -> None:
     except (DfsError, OSError) as exc:
         _fail(str(exc), EXIT_CONFIG)
         return
-    listener = _setup_logging(config.log_level, node.node_id)
+    listener = setup_logging(config.log_level, node.node_id, config.log_format)
     tune_allocator()
     failure: DfsError | OSError | KeyboardInterrupt | None = None
     try:
@@ -181,7 +166,8 @@ def _json_option(fn: Any) -> Any:
               help="Copies of every chunk; at most --peers (never lowered to fit).")
 @click.option("--base-port", "--grpc-port", "base_port", envvar="DFS_CLUSTER_BASE_PORT", default=DEFAULT_BASE_PORT,
               show_default=True, type=int,
-              help="Peer K serves gRPC on BASE+K-1, gossip on BASE+64+K-1, internal TLS gRPC on BASE+128+K-1.")
+              help="Peer K serves gRPC on BASE+K-1, gossip on BASE+64+K-1, internal TLS gRPC on BASE+128+K-1, "
+                   "S3 on BASE+192+K-1.")
 @click.option("--tls", is_flag=True, envvar="DFS_CLUSTER_TLS", default=False,
               help="TLS for clients and mutual TLS between peers, with certificates from DIR/certs "
                    "(created with a development CA if missing).")
@@ -196,9 +182,10 @@ def cluster_up(count: int, base_dir: str, replicas: int, base_port: int, tls: bo
                foreground: bool, as_json: bool) -> None:
     """Start COUNT peers sharing one SQLite metadata file and return once they agree on one ring.
 
-    Prints each peer's gRPC address, one per line. The peers run in the background, logging to
-    DIR/peerK/peer.log, until `dfs-peer cluster down`; with --foreground, until Ctrl-C."""
-    from peer.localcluster.cluster import LocalCluster
+    Prints each peer's gRPC address, one per line (its S3 endpoint URL goes to stderr, on a line
+    that says S3, and into --json). The peers run in the background, logging to DIR/peerK/peer.log,
+    until `dfs-peer cluster down`; with --foreground, until Ctrl-C."""
+    from peer.localcluster.cluster import LocalCluster, s3_endpoint
     from peer.localcluster.demo import run_demo
 
     local = LocalCluster(Path(base_dir))
@@ -214,12 +201,20 @@ def cluster_up(count: int, base_dir: str, replicas: int, base_port: int, tls: bo
         else:
             for r in ready:
                 click.echo(r["grpc_addr"])
+        endpoints = [s3_endpoint(r.get("s3_addr", ""), state.tls) for r in ready]
+        for k, (r, endpoint) in enumerate(zip(ready, endpoints, strict=True), start=1):
+            _note(f"peer {k}: gRPC {r['grpc_addr']}, S3 endpoint {endpoint or '(off)'}")
         _note(f"{count} peers up (replicas {replicas}, TLS {'on' if tls else 'off'}, auth {'on' if auth else 'off'}),"
               f" ring digest {digest}; logs in {local.base}/peerK/peer.log")
         addrs = [r["grpc_addr"] for r in ready]
         if demo:
             run_demo(local.base, lambda addr: local.client(addr, state), addrs, _note)
         _note(f"try: dfs --peer {addrs[0]}{local.client_flags(state)} status")
+        _note(f"S3 credentials (admin): AWS_SHARED_CREDENTIALS_FILE={local.s3_credentials}")
+        if endpoints[0]:
+            ca_bundle = f" --ca-bundle {local.certs / 'ca.crt'}" if state.tls else ""
+            _note(f"try S3: AWS_SHARED_CREDENTIALS_FILE={local.s3_credentials} "
+                  f"aws --endpoint-url {endpoints[0]}{ca_bundle} s3 ls")
         if not foreground:
             _note(f"stop: dfs-peer cluster down --dir {base_dir}")
             return
@@ -244,11 +239,14 @@ def _note(text: str) -> None:
 
 
 def _up_document(local: Any, state: Any, ready: list[dict[str, Any]], digest: str) -> dict[str, Any]:
+    from peer.localcluster.cluster import s3_endpoint
+
     return {
         "dir": str(local.base), "ring_digest": digest, "replicas": state.replicas, "tls": state.tls,
-        "auth": state.auth, "base_port": state.base_port,
+        "auth": state.auth, "base_port": state.base_port, "s3_credentials": str(local.s3_credentials),
         "peers": [{"index": k, "pid": r.get("pid"), "node_id": r["node_id"], "grpc_addr": r["grpc_addr"],
                    "gossip_addr": r["gossip_addr"], "peer_addr": r.get("peer_addr") or r["grpc_addr"],
+                   "s3_endpoint": s3_endpoint(r.get("s3_addr", ""), state.tls),
                    "log": str(local.base / f"peer{k}" / "peer.log")}
                   for k, r in enumerate(ready, start=1)],
     }
@@ -281,9 +279,9 @@ def cluster_status(base_dir: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"dir": str(Path(base_dir).resolve()), "peers": [r.to_dict() for r in rows]}, indent=2))
         return
-    header = ("PEER", "PID", "PROCESS", "CLUSTER VIEW", "GRPC", "GOSSIP", "NODE")
+    header = ("PEER", "PID", "PROCESS", "CLUSTER VIEW", "GRPC", "GOSSIP", "S3", "NODE")
     table = [header] + [(str(r.index), str(r.pid or "-"), "running" if r.running else "stopped", r.state or "-",
-                         r.grpc_addr, r.gossip_addr, r.node_id[:12] or "-") for r in rows]
+                         r.grpc_addr, r.gossip_addr, r.s3_endpoint or "-", r.node_id[:12] or "-") for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -416,6 +414,109 @@ def token_revoke(token_id: str, data_dir: str, metadata: str, database: str) -> 
         _fail(str(exc), EXIT_CONFIG)
         return
     click.echo(f"revoked {token_id}")
+
+
+@main.group("s3-key")
+def s3_key() -> None:
+    """Manage S3 access keys directly in the metadata store (on a host that can reach it).
+
+    A key's secret is sealed under the peers' encryption key, so creating one needs what the peers
+    derive it from: --s3-key-file, else --cluster-secret, else DATA_DIR/s3-secret.key (generated if
+    missing). Clients with an admin token can do the same through any peer: `dfs s3-key ...`."""
+
+
+def _s3_key_source_options(fn: Any) -> Any:
+    options = [
+        click.option("--s3-key-file", envvar="DFS_S3_KEY_FILE", default="",
+                     help="The peers' S3 key file (env DFS_S3_KEY_FILE)."),
+        click.option("--cluster-secret", envvar="DFS_CLUSTER_SECRET", default="",
+                     help="The peers' cluster secret, used without a key file (prefer env DFS_CLUSTER_SECRET)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@s3_key.command("create")
+@click.option("--role", required=True, type=click.Choice(["read", "write", "admin"]),
+              help="The role the key carries, as a token would (read < write < admin).")
+@click.option("--name", default="", help="A label for the key (who or what uses it).")
+@_store_options
+@_s3_key_source_options
+@_json_option
+def s3_key_create(role: str, name: str, data_dir: str, metadata: str, database: str, s3_key_file: str,
+                  cluster_secret: str, as_json: bool) -> None:
+    """Create an access key and print its id and secret once; the secret is stored only sealed."""
+    import time
+
+    from peer.security.s3keys import load_secret_box, new_s3_key
+
+    try:
+        box = load_secret_box(s3_key_file, cluster_secret, Path(data_dir))
+        made = new_s3_key(box, role, name, time.time())
+        store = _open_tokens(data_dir, metadata, database)
+        try:
+            store.add_s3_key(made.record)
+        finally:
+            store.close()
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+        return
+    if as_json:
+        click.echo(json.dumps({"access_key_id": made.access_key_id, "secret_access_key": made.secret,
+                               "info": dataclasses.asdict(made.info)}, indent=2))
+    else:
+        click.echo(f"aws_access_key_id = {made.access_key_id}\naws_secret_access_key = {made.secret}")
+    _note(f"created {role} S3 access key {made.access_key_id}, sealed under {box.source};"
+          " the secret is shown only this once")
+
+
+@s3_key.command("list")
+@_store_options
+@_json_option
+def s3_key_list(data_dir: str, metadata: str, database: str, as_json: bool) -> None:
+    """List S3 access keys (ids, roles, names; never secrets)."""
+    import time
+
+    from peer.security.s3keys import S3KeyInfo
+
+    try:
+        store = _open_tokens(data_dir, metadata, database)
+        try:
+            keys = [S3KeyInfo.of(record) for record in store.list_s3_keys()]
+        finally:
+            store.close()
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+        return
+    if as_json:
+        click.echo(json.dumps({"keys": [dataclasses.asdict(k) for k in keys]}, indent=2))
+        return
+    for k in keys:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at))
+        state = "revoked" if k.revoked_at is not None else "active"
+        click.echo(f"{k.access_key_id}  {k.role:<5}  {state:<7}  {created}  {k.name}")
+
+
+@s3_key.command("revoke")
+@click.argument("access_key_id")
+@_store_options
+def s3_key_revoke(access_key_id: str, data_dir: str, metadata: str, database: str) -> None:
+    """Revoke an S3 access key; peers refuse it within DFS_TOKEN_CACHE seconds."""
+    import time
+
+    from peer.security.s3keys import check_access_key_id
+
+    try:
+        store = _open_tokens(data_dir, metadata, database)
+        try:
+            store.revoke_s3_key(check_access_key_id(access_key_id), time.time())
+        finally:
+            store.close()
+    except DfsError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+        return
+    click.echo(f"revoked {access_key_id}")
 
 
 @click.group("certs")

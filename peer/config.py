@@ -8,6 +8,7 @@ short gossip intervals so clusters converge in well under a second.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +16,11 @@ from pathlib import Path
 
 from peer.errors import ConfigError
 from peer.identity import check_node_id
+from peer.logs import LOG_FORMATS
 from peer.settings import REQUIRED, setting
 
 MIB = 1024 * 1024
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,18 @@ class PeerConfig:
     )
     advertise_gossip: str = setting(
         "", "DFS_ADVERTISE_GOSSIP", "gossip address other peers dial", shown_default="listen address"
+    )
+    # DFS_S3_ADDR: the S3-compatible API's HTTP listener, HOST:PORT (HTTPS when the peer has TLS;
+    # port 0 picks a free port); empty: no S3 endpoint on this peer.
+    s3_addr: str = setting(
+        "127.0.0.1:9000", "DFS_S3_ADDR", "S3 API listen address, HTTPS with TLS (empty: no S3 endpoint)",
+        empty_env=True,
+    )
+    # DFS_S3_DOMAIN: the domain of virtual-hosted style addressing (BUCKET.DOMAIN); empty: path style
+    # only (http://HOST/BUCKET/KEY), which is always served.
+    s3_domain: str = setting(
+        "", "DFS_S3_DOMAIN", "S3 virtual-hosted style domain (`BUCKET.DOMAIN`); path style is always on",
+        shown_default="none (path style only)",
     )
     # DFS_SEEDS: comma-separated gossip HOST:PORT of peers to join through; empty starts a new cluster.
     seeds: tuple[str, ...] = setting(
@@ -159,6 +174,16 @@ class PeerConfig:
         secret=True,
         shown_default="none",
     )
+    # DFS_S3_KEY_FILE: a file (>= 32 bytes, e.g. `openssl rand -base64 32`) from which the key that
+    # seals S3 secrets in the metadata store is derived; every peer of a cluster needs the same one.
+    # Empty: the key is derived from DFS_CLUSTER_SECRET, and without that too a key file is generated
+    # in the data directory, which suits one host only (peers elsewhere could not open its keys).
+    s3_key_file: str = setting(
+        "",
+        "DFS_S3_KEY_FILE",
+        "file the key sealing S3 secrets is derived from; the same on every peer",
+        shown_default="derived from the cluster secret, else `DATA_DIR/s3-secret.key` (generated)",
+    )
     # DFS_NO_AUTH: development only. Clients need no token (every caller is admin) and, without TLS
     # or a cluster secret, peers accept each other unauthenticated. A warning is logged at start.
     no_auth: bool = setting(
@@ -166,10 +191,12 @@ class PeerConfig:
         "DFS_NO_AUTH",
         "development only: no client tokens (every caller is admin); without TLS or secret, no peer checks",
     )
-    # DFS_TOKEN_CACHE: seconds a verified token is trusted before the metadata store is asked again;
-    # a revoked token stops working within this time.
+    # DFS_TOKEN_CACHE: seconds a verified token (or S3 access key) is trusted before the metadata
+    # store is asked again; a revoked one stops working within this time.
     token_cache_s: float = setting(
-        5.0, "DFS_TOKEN_CACHE", "seconds a verified token is trusted; a revocation takes effect within this time"
+        5.0,
+        "DFS_TOKEN_CACHE",
+        "seconds a verified token or S3 key is trusted; a revocation takes effect within this time",
     )
     # DFS_MAX_FILE_SIZE: bytes one upload may carry; a larger stream is refused and nothing is committed.
     max_file_size: int = setting(1024**4, "DFS_MAX_FILE_SIZE", "bytes one upload may carry (1 TiB)")
@@ -207,6 +234,21 @@ class PeerConfig:
     log_level: str = setting(
         "INFO", "DFS_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
+    # DFS_LOG_FORMAT: "text" (one human-readable line per record) or "json" (one JSON object per
+    # line with time, level, node id, request id, logger and message), for log collectors.
+    log_format: str = setting("text", "DFS_LOG_FORMAT", "log lines as `text` or `json` objects", choices=LOG_FORMATS)
+    # DFS_ACCESS_LOG: one log line per client call (method, name, bytes, duration, result).
+    access_log: bool = setting(
+        True, "DFS_ACCESS_LOG", "one log line per client call", flag="--access-log/--no-access-log"
+    )
+    # DFS_METRICS_ALLOW: addresses and CIDR networks that may read GET /metrics without a token;
+    # anyone else needs a client token of any role (with DFS_NO_AUTH, anyone may read it).
+    metrics_allow: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        "DFS_METRICS_ALLOW",
+        "comma-separated addresses and CIDRs that may read `/metrics` without a token",
+        shown_default="`127.0.0.1,::1`",
+    )
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -216,6 +258,7 @@ class PeerConfig:
             data_dir=data_dir,
             grpc_addr="127.0.0.1:0",
             gossip_addr="127.0.0.1:0",
+            s3_addr="127.0.0.1:0",
             gossip_interval_s=0.1,
             suspect_timeout_s=1.0,
             dead_timeout_s=2.0,
@@ -300,9 +343,20 @@ class PeerConfig:
             check_node_id(self.node_id)
         for name in ("grpc_addr", "gossip_addr"):
             split_hostport(getattr(self, name), name)
+        _ = self.metrics_networks
+        if self.s3_addr:
+            split_hostport(self.s3_addr, "s3_addr")
         if self.peer_grpc_addr:
             split_hostport(self.peer_grpc_addr, "peer_grpc_addr")
         return self
+
+    @property
+    def metrics_networks(self) -> tuple[IPNetwork, ...]:
+        """DFS_METRICS_ALLOW parsed: a bare address is a network of one."""
+        try:
+            return tuple(ipaddress.ip_network(part, strict=False) for part in self.metrics_allow)
+        except ValueError as exc:
+            raise ConfigError(f"DFS_METRICS_ALLOW: {exc}") from None
 
     @property
     def message_limit(self) -> int:

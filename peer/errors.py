@@ -50,6 +50,45 @@ class TokenNotFound(NotFound):
         self.token_id = token_id
 
 
+class BucketNotFound(NotFound):
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket not found: {bucket}")
+        self.bucket = bucket
+
+
+class BucketExists(DfsError):
+    """A bucket of that name exists already."""
+
+    kind = "bucket_exists"
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} exists already")
+        self.bucket = bucket
+
+
+class BucketNotEmpty(DfsError):
+    """A bucket still holds files, so it cannot be deleted."""
+
+    kind = "bucket_not_empty"
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} is not empty: delete every file under {bucket}/ first")
+        self.bucket = bucket
+
+
+class S3KeyNotFound(NotFound):
+    def __init__(self, access_key_id: str) -> None:
+        super().__init__(f"S3 access key not found: {access_key_id}")
+        self.access_key_id = access_key_id
+
+
+class EncryptionKeyMismatch(DfsError):
+    """A stored secret was sealed under another encryption key than the one this peer holds: the
+    peers were given different cluster secrets or S3 key files. Never answered with wrong bytes."""
+
+    kind = "encryption_key_mismatch"
+
+
 class IntegrityError(DfsError):
     kind = "integrity"
 

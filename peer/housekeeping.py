@@ -3,13 +3,14 @@
 Each unit publishes this peer's disk usage in its gossip, rebuilds the ring when a dead peer has
 passed its grace (no gossip event marks that moment: only time does), and, every METADATA_PING_S,
 pings the metadata store. The outcome of the last ping is the peer's metadata health: /health and
-the cluster status report it, and client calls that need the store fail fast while it is bad.
+the cluster status report it, client calls that need the store fail fast while it is bad, and the
+subscribers of `on_health_change` (the gRPC health service, the metrics) hear each change.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from peer.clock import Clock
@@ -49,6 +50,11 @@ class Housekeeping:
         self._ping_interval_s = ping_interval_s
         self._next_ping = float("-inf")
         self.health = MetadataHealth()
+        self._subscribers: list[Callable[[bool], Awaitable[None]]] = []
+
+    def on_health_change(self, callback: Callable[[bool], Awaitable[None]]) -> None:
+        """`callback(healthy)` is awaited after each ping that changed the metadata health."""
+        self._subscribers.append(callback)
 
     async def work_once(self) -> bool:
         self._view.set_local_stats(*self._disk_usage())
@@ -60,16 +66,20 @@ class Housekeeping:
 
     async def check_metadata(self) -> None:
         """Pings the store; logs each change between healthy and degraded once, not every ping."""
+        was_healthy = self.health.healthy
         try:
             await self._metadata.ping()
         except DfsError as exc:
-            if self.health.healthy:
+            if was_healthy:
                 log.error("degraded: %s", exc)
             self.health = MetadataHealth(False, exc.detail if isinstance(exc, MetadataUnavailable) else str(exc))
-            return
-        if not self.health.healthy:
-            log.info("metadata store %s recovered", self._metadata.backend)
-        self.health = MetadataHealth()
+        else:
+            if not was_healthy:
+                log.info("metadata store %s recovered", self._metadata.backend)
+            self.health = MetadataHealth()
+        if self.health.healthy != was_healthy:
+            for callback in self._subscribers:
+                await callback(self.health.healthy)
 
     def metadata_health(self) -> tuple[bool, str]:
         """(healthy, last error) as of the last ping: what the file service and the status report read."""

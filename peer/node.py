@@ -1,11 +1,11 @@
 """The composition root: builds every component of one peer, runs them, and stops them in order.
 
 Start: identity -> chunk store -> metadata -> security -> gRPC listeners bound (ports read back) ->
-membership -> gossip listener (port read back) -> services and background workers -> gRPC serving ->
-ready.json. Stop (SIGTERM/SIGINT): announce LEAVE to the cluster, drain the background workers (each
-finishes its unit of work), stop the gRPC servers with a grace period, close listeners, connections
-and stores, remove ready.json. Every long-lived task belongs to one TaskGroup and watches one stop
-Event; the background workers run under one WorkerRunner.
+membership -> gossip listener (port read back) -> services and background workers -> S3 listener
+(port read back) -> gRPC serving -> ready.json. Stop (SIGTERM/SIGINT): announce LEAVE to the cluster,
+drain the background workers (each finishes its unit of work), stop the gRPC servers with a grace
+period, close listeners, connections and stores, remove ready.json. Every long-lived task belongs
+to one TaskGroup and watches one stop Event; the background workers run under one WorkerRunner.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +26,21 @@ from peer.clock import Clock, SystemClock
 from peer.config import MIB, PeerConfig, advertised, split_hostport
 from peer.errors import ConfigError
 from peer.files import ClientLimits, FileService
+from peer.files.buckets import BucketService
 from peer.housekeeping import Housekeeping
 from peer.http.gossip import gossip_app
 from peer.http.gossip_client import HttpGossipTransport, resolve_seeds
 from peer.http.health import health_app
+from peer.http.metrics import metrics_app
+from peer.http.s3 import s3_app
 from peer.http.server import HttpServer
-from peer.http.tls import client_ssl_context, server_ssl_context
+from peer.http.tls import client_ssl_context, server_only_ssl_context, server_ssl_context
 from peer.identity import Identity, load_identity
 from peer.membership.gossiper import Gossiper
 from peer.membership.state import MembershipView, MemberState
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, MetadataStore
+from peer.metadata.timed import timed
 from peer.metrics import PeerMetrics
 from peer.repair.antientropy import AntiEntropy
 from peer.repair.gc import GarbageCollector
@@ -49,6 +55,7 @@ from peer.rpc.peer_service import PeerChunksServicer
 from peer.rpc.server import GrpcListeners, bind_listeners
 from peer.rpc.tls import TlsFiles
 from peer.security.peerauth import PeerSigner
+from peer.security.s3keys import S3Keys, load_secret_box
 from peer.security.tokens import TokenVerifier
 from peer.status import StatusReporter, stats_dict
 from peer.storage.chunkstore import ChunkStore, write_durable
@@ -76,6 +83,8 @@ class LiveCluster:
         self._grace = dead_grace_s
         self._clock = clock
         self._ring = HashRing.build([local_id], vnodes)
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after each rebuild of the ring (the metrics count them)."""
         # Where chunks go, on whatever ring is current when asked, under the cluster's policy.
         self.placement = Placement(lambda: self._ring, self.is_usable, policy)
 
@@ -89,6 +98,7 @@ class LiveCluster:
         if set(ids) != set(self._ring.nodes):
             self._ring = HashRing.build(ids, self._vnodes)
             log.info("ring now has %d peers, digest %s", len(self._ring), self._ring.digest)
+            self.on_change()
 
     def is_usable(self, node_id: str) -> bool:
         if node_id == self.local_id:
@@ -105,13 +115,15 @@ class LiveCluster:
 @dataclass(frozen=True)
 class _Base:
     """What every other part is built on: the local disk, the metadata store, and how peers and
-    clients prove who they are (TLS files, the cluster-secret signer, the token verifier)."""
+    clients prove who they are (TLS files, the cluster-secret signer, the token verifier, the S3
+    access keys: `s3_keys.lookup(access_key_id)` gives the S3 edge a key's secret and role)."""
 
     store: ChunkStore
     metadata: AsyncMetadata
     tls: TlsFiles | None
     signer: PeerSigner | None
     verifier: TokenVerifier | None
+    s3_keys: S3Keys
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class Node:
         self.identity: Identity = load_identity(config.data_dir, config.node_id)
         self.stop_event = asyncio.Event()
         self.metrics = PeerMetrics()  # every statistic of this peer; status and /metrics read it
+        self._s3_addr = ""  # the S3 API's bound address once it listens ("" when off)
 
     @property
     def node_id(self) -> str:
@@ -148,16 +161,22 @@ class Node:
         """Builds the peer, serves until `stop_event` is set, then stops it in order (see the module doc)."""
         self._use_io_threads()
         base = await self._base()
-        grpc = bind_listeners(self.config, base.tls, base.signer, ClientAuth(base.verifier))
+        grpc = bind_listeners(self.config, base.tls, base.signer, ClientAuth(base.verifier), self.metrics)
         members = self._membership(base, grpc.grpc_addr)
         chores = Housekeeping(members.view, lambda: base.store.stats, members.cluster.refresh, base.metadata,
                               self.clock)
+        self._track(members, grpc, chores)
         http = await self._start_http(base, members, grpc, chores)
         peers = GrpcChunkPeers(members.cluster.peer_addr, self.config.rpc_timeout_s, self.config.message_limit,
                                tls=base.tls, signer=base.signer)
-        workers = self._services(base, grpc, members, peers, chores)
+        workers, files = self._services(base, grpc, members, peers, chores)
+        s3 = await self._start_s3(base, files)
         # After every listener is bound: a peer that cannot start says only why.
         self._warn_insecure(base.tls is not None, base.signer is not None, base.verifier is not None)
+        if base.s3_keys.box.generated:
+            log.warning("S3 secrets are sealed under the %s: peers with another data directory cannot open "
+                        "keys made here; give every peer the same --s3-key-file or --cluster-secret",
+                        base.s3_keys.box.source)
         await grpc.start()
         if self._handle_signals:
             self._install_signals()
@@ -167,6 +186,8 @@ class Node:
             await members.gossiper.close()
             await grpc.stop(STOP_GRACE_S)
             await http.stop()
+            if s3 is not None:
+                await s3.stop()
             await members.transport.close()
             await peers.close()
             if self._injected_metadata is None:
@@ -190,11 +211,13 @@ class Node:
             raw_store = await asyncio.to_thread(
                 open_store, cfg.metadata_uri, cfg.database or None, cfg.metadata_write_concern
             )
-        metadata = AsyncMetadata(raw_store)
+        metadata = AsyncMetadata(timed(raw_store, self.metrics.observe_metadata))
         tls = TlsFiles.load(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if cfg.tls else None
         signer = PeerSigner(cfg.cluster_secret) if tls is None and cfg.cluster_secret else None
         verifier = None if cfg.no_auth else TokenVerifier(metadata, cfg.token_cache_s)
-        return _Base(store, metadata, tls, signer, verifier)
+        box = await asyncio.to_thread(load_secret_box, cfg.s3_key_file, cfg.cluster_secret, cfg.data_dir)
+        s3_keys = S3Keys(metadata, box, cfg.token_cache_s, self.clock)
+        return _Base(store, metadata, tls, signer, verifier, s3_keys)
 
     def _membership(self, base: _Base, grpc_addr: str) -> _Membership:
         """The membership view, the gossiper that keeps it current, and the ring that follows it."""
@@ -225,6 +248,7 @@ class Node:
         http.mount(gossip_app(members.gossiper, cfg.max_gossip_bytes, signer=base.signer,
                               require_peer_cert=base.tls is not None, body_timeout_s=cfg.client_idle_timeout_s))
         http.mount(health_app(lambda: chores.health_doc(self.node_id)))
+        http.mount(metrics_app(self.metrics.render, cfg.metrics_networks, base.verifier, self.metrics.auth_failed))
         gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
         try:
             bound_gossip = await http.start(
@@ -239,16 +263,19 @@ class Node:
 
     def _services(
         self, base: _Base, grpc: GrpcListeners, members: _Membership, peers: GrpcChunkPeers, chores: Housekeeping
-    ) -> WorkerRunner:
-        """Transfers, background workers and status, served on the bound gRPC listeners."""
+    ) -> tuple[WorkerRunner, FileService]:
+        """Transfers, background workers and status, served on the bound gRPC listeners; the file
+        service, which the S3 API serves too."""
         cfg = self.config
         cluster = members.cluster
+        budget = ByteBudget(cfg.inflight_chunks * cfg.chunk_size)
+        self.metrics.track_budget(lambda: budget.used, budget.limit)
         uploads = UploadService(cluster, base.store, peers, base.metadata, self.clock, placement=cluster.placement,
-                                chunk_size=cfg.chunk_size, window=cfg.upload_window,
-                                budget=ByteBudget(cfg.inflight_chunks * cfg.chunk_size))
+                                chunk_size=cfg.chunk_size, window=cfg.upload_window, budget=budget)
         downloads = DownloadService(cluster, base.store, peers, base.metadata, placement=cluster.placement,
                                     window=cfg.download_window)
         self.metrics.track_store(lambda: base.store.stats)
+        self.metrics.track_quarantine(lambda: base.store.quarantined)
         anti_entropy = AntiEntropy(cluster, base.store, peers, base.metadata, self.metrics, self.clock,
                                    placement=cluster.placement, batch=cfg.repair_batch,
                                    min_rebuild_s=cfg.repair_interval_s / 2)
@@ -264,10 +291,29 @@ class Node:
         limits = ClientLimits(cfg.max_file_size, cfg.max_metadata_bytes, cfg.client_idle_timeout_s,
                               max_get_bytes=max(0, min(ClientLimits.max_get_bytes, cfg.message_limit - MIB)))
         files = FileService(uploads, downloads, base.metadata, chores.metadata_health,
-                            limits=limits, verifier=base.verifier, clock=self.clock)
+                            limits=limits, verifier=base.verifier, s3_keys=base.s3_keys, clock=self.clock)
         grpc.serve(FileStoreServicer(files, reporter.snapshot, auth=ClientAuth(base.verifier)),
                    PeerChunksServicer(base.store, anti_entropy.answer, local_stats, self.node_id))
-        return workers
+        return workers, files
+
+    async def _start_s3(self, base: _Base, files: FileService) -> HttpServer | None:
+        """The S3 API on its own HTTP listener (HTTPS with TLS, no client certificate asked), port read
+        back; None when DFS_S3_ADDR is empty."""
+        cfg = self.config
+        if not cfg.s3_addr:
+            return None
+        server = HttpServer(idle_timeout_s=cfg.connection_idle_timeout_s)
+        server.mount(s3_app(files, BucketService(files, base.metadata, self.clock), base.s3_keys.lookup,
+                            no_auth=cfg.no_auth, domain=cfg.s3_domain, idle_s=cfg.client_idle_timeout_s))
+        host, port = split_hostport(cfg.s3_addr, "s3_addr")
+        ssl_context = server_only_ssl_context(Path(cfg.tls_cert), Path(cfg.tls_key)) if base.tls else None
+        try:
+            bound = await server.start(host, port, ssl_context=ssl_context)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"cannot listen for S3 on {cfg.s3_addr}: {reason}") from exc
+        self._s3_addr = advertised(f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}", "")
+        return server
 
     def _workers(
         self,
@@ -289,7 +335,28 @@ class Node:
                    min(cfg.scrub_interval_s, 1.0))
         runner.add(GarbageCollector(base.store, base.metadata, self.metrics, self.clock, grace_s=cfg.gc_grace_s),
                    cfg.gc_interval_s)
+        self.metrics.track_workers(runner.states, lambda: self.clock.wall() - self.clock.monotonic())
         return runner
+
+    def _track(self, members: _Membership, grpc: GrpcListeners, chores: Housekeeping) -> None:
+        """What the metrics read at each scrape (members, ring, disk) or hear of (ring rebuilds, the
+        metadata store's health, which the gRPC health service answers with too)."""
+        view, cluster = members.view, members.cluster
+        self.metrics.track_cluster(lambda: [m.state.value for m in view.members()], lambda: len(cluster.ring))
+        cluster.on_change = self.metrics.ring_changes.inc
+        data_dir = self.config.data_dir
+
+        def disk() -> tuple[int, int]:
+            usage = shutil.disk_usage(data_dir)
+            return usage.total, usage.free
+
+        self.metrics.track_disk(disk)
+
+        async def health_changed(healthy: bool) -> None:
+            self.metrics.metadata_healthy.set(1 if healthy else 0)
+            await grpc.set_serving(healthy)
+
+        chores.on_health_change(health_changed)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -298,8 +365,8 @@ class Node:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(workers.run())
             self._write_ready(members.view)
-            log.info("peer %s serving gRPC on %s, gossip on %s", self.node_id, members.view.local.grpc_addr,
-                     members.view.local.gossip_addr)
+            log.info("peer %s serving gRPC on %s, gossip on %s, S3 on %s", self.node_id,
+                     members.view.local.grpc_addr, members.view.local.gossip_addr, self._s3_addr or "(off)")
             await self.stop_event.wait()
             await members.gossiper.leave(LEAVE_TIMEOUT_S)
 
@@ -321,7 +388,7 @@ class Node:
     def _write_ready(self, view: MembershipView) -> None:
         me = view.local
         doc = {"node_id": self.node_id, "grpc_addr": me.grpc_addr, "gossip_addr": me.gossip_addr,
-               "peer_addr": me.internal_addr, "tls": self.config.tls, "pid": os.getpid()}
+               "peer_addr": me.internal_addr, "s3_addr": self._s3_addr, "tls": self.config.tls, "pid": os.getpid()}
         write_durable(self.config.data_dir / "ready.json", json.dumps(doc).encode())
 
     def _install_signals(self) -> None:

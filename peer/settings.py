@@ -28,13 +28,17 @@ class Setting:
     """The command line's default for a field the dataclass requires (the data directory)."""
     choices: tuple[str, ...] = ()
     secret: bool = False
+    empty_env: bool = False
+    """An environment variable set to "" sets the value "" (which means something: "off"), where
+    otherwise an empty variable counts as unset."""
 
 
 def setting(default: Any, env: str | tuple[str, ...], help: str, *, flag: str = "", shown_default: str = "",
-            cli_default: Any = None, choices: tuple[str, ...] = (), secret: bool = False) -> Any:
+            cli_default: Any = None, choices: tuple[str, ...] = (), secret: bool = False,
+            empty_env: bool = False) -> Any:
     """A dataclass field carrying its Setting; the flag defaults to the field name (without `_s`)."""
     envs = (env,) if isinstance(env, str) else env
-    meta = {_KEY: Setting(envs, help, flag, shown_default, cli_default, choices, secret)}
+    meta = {_KEY: Setting(envs, help, flag, shown_default, cli_default, choices, secret, empty_env)}
     if default is REQUIRED:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta, repr=not secret)

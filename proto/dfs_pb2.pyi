@@ -346,6 +346,52 @@ class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class S3KeyInfo(_message.Message):
+    __slots__ = ("access_key_id", "role", "name", "created_at", "revoked_at")
+    ACCESS_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    access_key_id: str
+    role: str
+    name: str
+    created_at: float
+    revoked_at: float
+    def __init__(self, access_key_id: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[float] = ..., revoked_at: _Optional[float] = ...) -> None: ...
+
+class CreateS3KeyRequest(_message.Message):
+    __slots__ = ("role", "name")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    name: str
+    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class CreateS3KeyReply(_message.Message):
+    __slots__ = ("secret_access_key", "info")
+    SECRET_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    secret_access_key: str
+    info: S3KeyInfo
+    def __init__(self, secret_access_key: _Optional[str] = ..., info: _Optional[_Union[S3KeyInfo, _Mapping]] = ...) -> None: ...
+
+class ListS3KeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListS3KeysReply(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[S3KeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[S3KeyInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeS3KeyRequest(_message.Message):
+    __slots__ = ("access_key_id",)
+    ACCESS_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    access_key_id: str
+    def __init__(self, access_key_id: _Optional[str] = ...) -> None: ...
+
 class DigestRequest(_message.Message):
     __slots__ = ("from_node", "ring_digest", "buckets")
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]

@@ -101,6 +101,21 @@ class FileStoreStub:
                 request_serializer=proto_dot_dfs__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.TokenInfo.FromString,
                 _registered_method=True)
+        self.CreateS3Key = channel.unary_unary(
+                '/dfs.v1.FileStore/CreateS3Key',
+                request_serializer=proto_dot_dfs__pb2.CreateS3KeyRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.CreateS3KeyReply.FromString,
+                _registered_method=True)
+        self.ListS3Keys = channel.unary_unary(
+                '/dfs.v1.FileStore/ListS3Keys',
+                request_serializer=proto_dot_dfs__pb2.ListS3KeysRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.ListS3KeysReply.FromString,
+                _registered_method=True)
+        self.RevokeS3Key = channel.unary_unary(
+                '/dfs.v1.FileStore/RevokeS3Key',
+                request_serializer=proto_dot_dfs__pb2.RevokeS3KeyRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.S3KeyInfo.FromString,
+                _registered_method=True)
 
 
 class FileStoreServicer:
@@ -196,6 +211,26 @@ class FileStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateS3Key(self, request, context):
+        """S3 access key management (role admin). A key's secret is returned once, by CreateS3Key; peers
+        keep it sealed under their encryption key, and no call returns it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListS3Keys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeS3Key(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -263,6 +298,21 @@ def add_FileStoreServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=proto_dot_dfs__pb2.WhoAmIRequest.FromString,
                     response_serializer=proto_dot_dfs__pb2.TokenInfo.SerializeToString,
+            ),
+            'CreateS3Key': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateS3Key,
+                    request_deserializer=proto_dot_dfs__pb2.CreateS3KeyRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.CreateS3KeyReply.SerializeToString,
+            ),
+            'ListS3Keys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListS3Keys,
+                    request_deserializer=proto_dot_dfs__pb2.ListS3KeysRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.ListS3KeysReply.SerializeToString,
+            ),
+            'RevokeS3Key': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeS3Key,
+                    request_deserializer=proto_dot_dfs__pb2.RevokeS3KeyRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.S3KeyInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +668,87 @@ class FileStore:
             '/dfs.v1.FileStore/WhoAmI',
             proto_dot_dfs__pb2.WhoAmIRequest.SerializeToString,
             proto_dot_dfs__pb2.TokenInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateS3Key(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/CreateS3Key',
+            proto_dot_dfs__pb2.CreateS3KeyRequest.SerializeToString,
+            proto_dot_dfs__pb2.CreateS3KeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListS3Keys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/ListS3Keys',
+            proto_dot_dfs__pb2.ListS3KeysRequest.SerializeToString,
+            proto_dot_dfs__pb2.ListS3KeysReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeS3Key(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/RevokeS3Key',
+            proto_dot_dfs__pb2.RevokeS3KeyRequest.SerializeToString,
+            proto_dot_dfs__pb2.S3KeyInfo.FromString,
             options,
             channel_credentials,
             insecure,

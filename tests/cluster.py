@@ -72,9 +72,10 @@ def wait_ring_agreement(peers: Sequence[HasClient], timeout: float) -> str:
 
 
 #: Process peers sign their gossip and chunk calls with this secret (the path production clusters
-#: without TLS take); clients need no token unless a test turns auth on (DFS_NO_AUTH="").
+#: without TLS take); clients need no token unless a test turns auth on (DFS_NO_AUTH=""). Each serves
+#: S3 on a port of its own (the default 9000 would be one port for every peer).
 TEST_SECRET = "test-cluster-secret-0123456789"
-PEER_ENV = {"DFS_CLUSTER_SECRET": TEST_SECRET, "DFS_NO_AUTH": "1"}
+PEER_ENV = {"DFS_CLUSTER_SECRET": TEST_SECRET, "DFS_NO_AUTH": "1", "DFS_S3_ADDR": "127.0.0.1:0"}
 
 
 class PeerProc:
@@ -94,6 +95,7 @@ class PeerProc:
         self.grpc_addr = ""
         self.gossip_addr = ""
         self.peer_addr = ""
+        self.s3_addr = ""
         self.log_path = self.data_dir / "peer.log"
 
     def start(self, seeds: Sequence[str] = (), env: dict[str, str] | None = None) -> PeerProc:
@@ -119,6 +121,7 @@ class PeerProc:
         doc = json.loads(ready.read_text())
         self.node_id, self.grpc_addr, self.gossip_addr = doc["node_id"], doc["grpc_addr"], doc["gossip_addr"]
         self.peer_addr = doc.get("peer_addr", self.grpc_addr)
+        self.s3_addr = doc.get("s3_addr", "")
         return self
 
     def spawn(self, args: list[str], log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:

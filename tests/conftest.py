@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytest
 
 from tests.cluster import Cluster
+
+# Every peer a test starts serves S3 on a free port unless the test names one: the default address
+# (127.0.0.1:9000) would be the same for every peer, and for every test run on this host.
+os.environ.setdefault("DFS_S3_ADDR", "127.0.0.1:0")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

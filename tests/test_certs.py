@@ -47,7 +47,7 @@ def other_ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_files_and_modes(tmp_path: Path) -> None:
     d = tmp_path / "a" / "tls"
     written = init_certs(d, 2)
-    names = ["ca.crt", "ca.key", "peer-1.crt", "peer-1.key", "peer-2.crt", "peer-2.key"]
+    names = ["ca.crt", "ca.key", "peer-1.crt", "peer-1.key", "peer-2.crt", "peer-2.key", "s3-secret.key"]
     assert sorted(p.name for p in written) == sorted(names)
     assert sorted(p.name for p in d.iterdir()) == sorted(names)  # no temp files left behind
     assert _mode(d) == 0o700

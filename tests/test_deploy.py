@@ -32,6 +32,7 @@ from peer.config import PeerConfig, advertised, split_hostport
 from peer.errors import ConfigError
 from peer.http.tls import client_ssl_context, server_ssl_context
 from peer.security.certs import PEER_TLS_NAME
+from peer.security.s3keys import load_secret_box
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -292,13 +293,17 @@ def test_the_certs_service_command_makes_a_working_peer_certificate(compose: dic
     args[args.index("--dir") + 1] = str(tmp_path)
     env = environment(service(compose, "peer"))
     files = {name: tmp_path / Path(env[name]).relative_to(in_container)
-             for name in ("DFS_TLS_CERT", "DFS_TLS_KEY", "DFS_TLS_CA")}
+             for name in ("DFS_TLS_CERT", "DFS_TLS_KEY", "DFS_TLS_CA", "DFS_S3_KEY_FILE")}
 
     result = CliRunner().invoke(main, args)
     again = CliRunner().invoke(main, args)  # `up` runs it every time: it must succeed and keep the CA
 
     assert result.exit_code == 0, result.output
     assert again.exit_code == 0 and "nothing to write" in again.output, again.output
+    # Every replica seals S3 secrets under this one key, so a key made through one peer opens on all.
+    first = load_secret_box(str(files["DFS_S3_KEY_FILE"]), "", tmp_path / "data-a")
+    assert first.key_id == load_secret_box(str(files["DFS_S3_KEY_FILE"]), "", tmp_path / "data-b").key_id
+    assert files["DFS_S3_KEY_FILE"].stat().st_mode & 0o077 == 0
     server_ssl_context(files["DFS_TLS_CERT"], files["DFS_TLS_KEY"], files["DFS_TLS_CA"])
     client_ssl_context(files["DFS_TLS_CERT"], files["DFS_TLS_KEY"], files["DFS_TLS_CA"])
     cert = x509.load_pem_x509_certificate(files["DFS_TLS_CERT"].read_bytes())

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from client.sdk import DfsClient
@@ -30,9 +31,10 @@ DFS_PEER = [sys.executable, "-m", "peer"]
 
 
 def free_base(peers: int) -> int:
-    """A base port below 32768 whose gRPC, gossip and internal ports for `peers` peers are all free."""
+    """A base port below 32768 whose gRPC, gossip, internal and S3 ports for `peers` peers are all free."""
+    kinds = ("grpc", "gossip", "internal", "s3")
     for base in range(20000 + (os.getpid() % 40) * 160, 32000 - MAX_PEERS * len(LISTENERS), 331):
-        ports = [PortScheme(base).port(kind, k) for kind in ("grpc", "gossip", "internal") for k in range(1, peers + 1)]
+        ports = [PortScheme(base).port(kind, k) for kind in kinds for k in range(1, peers + 1)]
         if all(_free(p) for p in ports):
             return base
     raise RuntimeError("no free base port below 32768")
@@ -99,8 +101,14 @@ def test_background_cluster_survives_a_stopped_peer_and_takes_it_back(cluster_di
     assert up.returncode == 0, up.stderr
     addrs = up.stdout.split()
     assert addrs == [f"127.0.0.1:{base_port + k}" for k in range(3)]  # the command returned; peers run on
+    endpoints = [f"http://127.0.0.1:{base_port + 192 + k}" for k in range(3)]
+    assert [line for line in up.stderr.splitlines() if "S3 endpoint" in line] == [
+        f"peer {k + 1}: gRPC {addrs[k]}, S3 endpoint {endpoints[k]}" for k in range(3)]
+    credentials = cluster_dir.resolve() / "s3-credentials"
+    assert f"AWS_SHARED_CREDENTIALS_FILE={credentials} aws --endpoint-url {endpoints[0]} s3 ls" in up.stderr
     peers = status(cluster_dir)
     assert [p["running"] for p in peers] == [True] * 3 and {p["state"] for p in peers} == {"alive"}
+    assert [p["s3_endpoint"] for p in peers] == endpoints
     assert [p["gossip_addr"] for p in peers] == [f"127.0.0.1:{base_port + 64 + k}" for k in range(3)]
     assert all((cluster_dir / f"peer{k}" / "peer.log").stat().st_size > 0 for k in (1, 2, 3))
 
@@ -136,6 +144,7 @@ def test_a_directory_with_a_running_cluster_is_refused(cluster_dir: Path) -> Non
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
     assert [p["grpc_addr"] for p in doc["peers"]] == [f"127.0.0.1:{base_port}", f"127.0.0.1:{base_port + 1}"]
+    assert [p["s3_endpoint"] for p in doc["peers"]] == [f"http://127.0.0.1:{base_port + 192 + k}" for k in range(2)]
     assert doc["replicas"] == 2 and doc["ring_digest"]
     second = run("up", "--peers", "2", "--dir", str(cluster_dir), "--base-port", str(free_base(2)))
     assert second.returncode != 0
@@ -257,10 +266,13 @@ def test_down_stops_peers_whose_starting_command_is_gone(cluster_dir: Path) -> N
     assert again.returncode == 0 and "no peer was running" in again.stderr
 
 
-def test_tls_and_auth_cluster_is_reachable_with_the_files_it_wrote(cluster_dir: Path) -> None:
+def test_tls_and_auth_cluster_is_reachable_with_the_files_it_wrote(cluster_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     base_port = free_base(2)
     up = run("up", "--peers", "2", "--dir", str(cluster_dir), "--base-port", str(base_port), "--tls", "--auth")
     assert up.returncode == 0, up.stderr
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(cluster_dir / "s3-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(cluster_dir / "no-aws-config"))
     assert f"--tls-ca {cluster_dir.resolve() / 'certs' / 'ca.crt'}" in up.stderr
     peers = status(cluster_dir)  # status itself needs the CA and the admin token
     assert {p["state"] for p in peers} == {"alive"}
@@ -272,3 +284,11 @@ def test_tls_and_auth_cluster_is_reachable_with_the_files_it_wrote(cluster_dir: 
         assert c.whoami().role == "admin"
     with DfsClient(up.stdout.split()[1], timeout=30, tls_ca=ca, token="") as c, pytest.raises(Exception, match="token"):
         c.status()
+    # S3 over HTTPS (the peer's certificate, no client certificate) with the admin key of DIR/s3-credentials
+    endpoint = f"https://127.0.0.1:{base_port + 192}"
+    assert f"aws --endpoint-url {endpoint} --ca-bundle {cluster_dir.resolve() / 'certs' / 'ca.crt'} s3 ls" in up.stderr
+    session = boto3.Session(profile_name="default")
+    s3 = session.client("s3", endpoint_url=endpoint, verify=ca, region_name="us-east-1")
+    s3.create_bucket(Bucket="tls-bucket")
+    s3.put_object(Bucket="tls-bucket", Key="k", Body=b"over https")
+    assert s3.get_object(Bucket="tls-bucket", Key="k")["Body"].read() == b"over https"

@@ -27,10 +27,13 @@ import pymongo
 import pytest
 
 from peer.errors import (
+    BucketExists,
+    BucketNotFound,
     ConfigError,
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    S3KeyNotFound,
     TokenNotFound,
     VersionNotFound,
 )
@@ -39,10 +42,12 @@ from peer.metadata.mongo import MongoStore
 from peer.metadata.open import open_store
 from peer.metadata.sqlite import SqliteStore
 from peer.metadata.store import (
+    BucketRecord,
     ChunkRef,
     FileRefSpec,
     MetadataStore,
     NewVersion,
+    S3KeyRecord,
     TokenRecord,
     VersionRecord,
     VersionSpec,
@@ -107,6 +112,18 @@ def token(token_id: str = "0123456789abcdef", created_at: float = 1712345678.25,
         "name": "ci uploader",
     }
     return TokenRecord(token_id=token_id, created_at=created_at, **(values | fields))
+
+
+def s3_key(access_key_id: str = "DKAAAAAAAAAAAAAAAAA1", created_at: float = 1712345678.25,
+           **fields: Any) -> S3KeyRecord:
+    values: dict[str, Any] = {
+        "secret_ciphertext": hashlib.sha256(b"sealed " + access_key_id.encode()).hexdigest() + "ab" * 24,
+        "nonce": "0f" * 12,
+        "key_id": "1234567890abcdef",
+        "role": "write",
+        "name": "backup job",
+    }
+    return S3KeyRecord(access_key_id=access_key_id, created_at=created_at, **(values | fields))
 
 
 def numbers(records: list[VersionRecord]) -> list[int]:
@@ -721,6 +738,165 @@ def test_concurrent_token_writes_settle_on_one_winner(
     assert not revoked_at, "every revocation must report the one time that was kept"
 
 
+# -- S3 access keys ------------------------------------------------------------------------------
+
+
+def test_s3_key_round_trips_exactly(store: MetadataStore) -> None:
+    sent = s3_key("DK0000000000000000A1", created_at=1712345678.125, role="admin", name="Zoë's rclone 日本 $x.y")
+    revoked = s3_key("DK0000000000000000B2", created_at=1712345679.5, role="read", revoked_at=1712345680.75)
+
+    assert store.get_s3_key(sent.access_key_id) is None  # before anything exists, too
+    store.add_s3_key(sent)
+    store.add_s3_key(revoked)
+
+    assert store.get_s3_key(sent.access_key_id) == sent
+    assert store.get_s3_key(revoked.access_key_id) == revoked
+    assert store.list_s3_keys() == [sent, revoked]
+    assert store.list_tokens() == []  # keys and tokens are apart
+
+
+def test_unknown_s3_key_is_none(store: MetadataStore) -> None:
+    store.add_s3_key(s3_key("DKAAAAAAAAAAAAAAAAA1"))
+
+    assert store.get_s3_key("DKAAAAAAAAAAAAAAAAA2") is None
+    assert store.get_s3_key("dkaaaaaaaaaaaaaaaaa1") is None  # ids are compared exactly
+    assert store.get_s3_key("") is None
+
+
+def test_adding_an_existing_s3_key_id_is_refused_and_keeps_the_first(store: MetadataStore) -> None:
+    first = s3_key(role="read")
+    store.add_s3_key(first)
+
+    with pytest.raises(InvalidRequest, match=first.access_key_id):
+        store.add_s3_key(s3_key(role="admin", secret_ciphertext="00" * 56, created_at=1.0))
+
+    assert store.get_s3_key(first.access_key_id) == first
+    assert store.list_s3_keys() == [first]
+
+
+def test_list_s3_keys_oldest_first_with_revoked_ones(store: MetadataStore) -> None:
+    assert store.list_s3_keys() == []
+    for record in [
+        s3_key("DKBBBBBBBBBBBBBBBBBB", created_at=20.0),
+        s3_key("DKDDDDDDDDDDDDDDDDDD", created_at=30.0),
+        s3_key("DKCCCCCCCCCCCCCCCCCC", created_at=10.5),
+        s3_key("DKAAAAAAAAAAAAAAAAAA", created_at=20.0),  # same time as DKBB...: the id breaks the tie
+    ]:
+        store.add_s3_key(record)
+    store.revoke_s3_key("DKDDDDDDDDDDDDDDDDDD", 40.0)
+
+    listed = store.list_s3_keys()
+
+    assert [k.access_key_id for k in listed] == [
+        "DKCCCCCCCCCCCCCCCCCC", "DKAAAAAAAAAAAAAAAAAA", "DKBBBBBBBBBBBBBBBBBB", "DKDDDDDDDDDDDDDDDDDD",
+    ]
+    assert listed[-1].revoked_at == 40.0
+    assert listed == [store.get_s3_key(k.access_key_id) for k in listed]
+
+
+def test_revoking_an_s3_key_sets_revoked_at_once_and_nothing_else(store: MetadataStore) -> None:
+    mine, other = s3_key("DKAAAAAAAAAAAAAAAAA1"), s3_key("DKAAAAAAAAAAAAAAAAA2")
+    store.add_s3_key(mine)
+    store.add_s3_key(other)
+
+    first = store.revoke_s3_key(mine.access_key_id, 100.5)
+    again = store.revoke_s3_key(mine.access_key_id, 200.0)
+
+    assert first == again == dataclasses.replace(mine, revoked_at=100.5)
+    assert store.get_s3_key(mine.access_key_id) == first
+    assert store.get_s3_key(other.access_key_id) == other
+
+
+def test_revoking_an_unknown_s3_key_raises_and_creates_nothing(store: MetadataStore) -> None:
+    known = s3_key()
+    store.add_s3_key(known)
+
+    with pytest.raises(S3KeyNotFound) as caught:
+        store.revoke_s3_key("DKZZZZZZZZZZZZZZZZZZ", 1.0)
+
+    assert caught.value.access_key_id == "DKZZZZZZZZZZZZZZZZZZ"
+    assert store.get_s3_key("DKZZZZZZZZZZZZZZZZZZ") is None
+    assert store.list_s3_keys() == [known]
+
+
+def test_closed_store_reports_s3_key_calls_unavailable(store: MetadataStore) -> None:
+    store.close()
+
+    for call in (
+        lambda: store.add_s3_key(s3_key()),
+        lambda: store.get_s3_key(s3_key().access_key_id),
+        store.list_s3_keys,
+        lambda: store.revoke_s3_key(s3_key().access_key_id, 1.0),
+    ):
+        with pytest.raises(MetadataUnavailable, match="closed"):
+            call()
+
+
+# -- buckets -------------------------------------------------------------------------------------
+
+
+def test_bucket_round_trips_exactly(store: MetadataStore) -> None:
+    record = BucketRecord("photos", 1700000000.25)
+    store.add_bucket(record)
+
+    assert store.get_bucket("photos") == record
+    assert store.get_bucket("other") is None
+    assert store.list_buckets() == [record]
+
+
+def test_adding_an_existing_bucket_is_refused_and_keeps_the_first(store: MetadataStore) -> None:
+    store.add_bucket(BucketRecord("photos", 1.0))
+
+    with pytest.raises(BucketExists):
+        store.add_bucket(BucketRecord("photos", 2.0, "Enabled"))
+    assert store.get_bucket("photos") == BucketRecord("photos", 1.0)
+
+
+def test_buckets_are_listed_by_name(store: MetadataStore) -> None:
+    for name, at in (("zeta", 1.0), ("alpha", 3.0), ("mid.dle", 2.0)):
+        store.add_bucket(BucketRecord(name, at))
+
+    assert [b.name for b in store.list_buckets()] == ["alpha", "mid.dle", "zeta"]
+
+
+def test_bucket_versioning_state_is_recorded(store: MetadataStore) -> None:
+    store.add_bucket(BucketRecord("photos", 1.0))
+
+    assert store.set_bucket_versioning("photos", "Enabled") == BucketRecord("photos", 1.0, "Enabled")
+    assert store.set_bucket_versioning("photos", "Suspended").versioning == "Suspended"
+    assert store.get_bucket("photos") == BucketRecord("photos", 1.0, "Suspended")
+    with pytest.raises(BucketNotFound):
+        store.set_bucket_versioning("missing", "Enabled")
+    assert store.get_bucket("missing") is None
+
+
+def test_deleting_a_bucket_removes_its_record_only(store: MetadataStore) -> None:
+    store.add_bucket(BucketRecord("photos", 1.0))
+    committed = store.commit_version(new("photos/a.jpg"))
+
+    store.delete_bucket("photos")
+    assert store.get_bucket("photos") is None and store.list_buckets() == []
+    assert store.get_version(FileRefSpec(name="photos/a.jpg"), LATEST) == committed  # files are not its records
+    with pytest.raises(BucketNotFound):
+        store.delete_bucket("photos")
+    store.add_bucket(BucketRecord("photos", 5.0))  # the name is free again
+    assert store.get_bucket("photos") == BucketRecord("photos", 5.0)
+
+
+def test_closed_store_reports_bucket_calls_unavailable(store: MetadataStore) -> None:
+    store.close()
+
+    for call in (
+        lambda: store.add_bucket(BucketRecord("photos", 1.0)),
+        lambda: store.get_bucket("photos"),
+        store.list_buckets,
+        lambda: store.set_bucket_versioning("photos", "Enabled"),
+        lambda: store.delete_bucket("photos"),
+    ):
+        with pytest.raises(MetadataUnavailable, match="closed"):
+            call()
+
+
 # -- concurrency and health ----------------------------------------------------------------------
 
 
@@ -876,6 +1052,63 @@ def test_sqlite_file_from_before_tokens_gains_the_table(tmp_path: Path) -> None:
         store.close()
 
 
+def test_sqlite_s3_key_row_holds_only_the_record_fields(tmp_path: Path) -> None:
+    path, sent = tmp_path / "m.db", s3_key()
+    store = SqliteStore(path)
+    try:
+        store.add_s3_key(sent)
+    finally:
+        store.close()
+
+    with closing(sqlite3.connect(path)) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(s3_keys)")]
+        rows = conn.execute("SELECT * FROM s3_keys").fetchall()
+
+    assert columns == [field.name for field in dataclasses.fields(S3KeyRecord)]
+    assert rows == [dataclasses.astuple(sent)]
+
+
+def test_sqlite_file_from_before_s3_keys_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = SqliteStore(path)
+    committed = old.commit_version(new())
+    old.add_token(token())
+    old.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("DROP TABLE s3_keys")  # as a file written before S3 keys existed
+
+    store = SqliteStore(path)
+    try:
+        store.add_s3_key(s3_key())
+        assert store.list_s3_keys() == [s3_key()]
+        assert store.get_version(ref(), LATEST) == committed
+        assert store.list_tokens() == [token()]
+    finally:
+        store.close()
+    reopened = SqliteStore(path)  # and opening it again changes nothing
+    try:
+        assert reopened.list_s3_keys() == [s3_key()]
+    finally:
+        reopened.close()
+
+
+def test_sqlite_file_from_before_buckets_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = SqliteStore(path)
+    committed = old.commit_version(new())
+    old.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("DROP TABLE buckets")  # as a file written before buckets existed
+
+    store = SqliteStore(path)
+    try:
+        store.add_bucket(BucketRecord("photos", 1.0))
+        assert store.list_buckets() == [BucketRecord("photos", 1.0)]
+        assert store.get_version(ref(), LATEST) == committed
+    finally:
+        store.close()
+
+
 def test_sqlite_file_from_before_policies_gains_the_column_and_old_rows_read_as_unrecorded(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     old = SqliteStore(path)
@@ -969,6 +1202,36 @@ def test_mongo_token_document_holds_only_the_record_fields(mongo: tuple[Any, str
     assert list(client[name]["tokens"].find({}, {"_id": False})) == [dataclasses.asdict(sent)]
     unique = [index for index in client[name]["tokens"].index_information().values() if index.get("unique")]
     assert [index["key"] for index in unique] == [[("token_id", 1)]]
+
+
+def test_mongo_s3_key_document_holds_only_the_record_fields(mongo: tuple[Any, str]) -> None:
+    client, name = mongo
+    first, second = (MongoStore("mongodb://unused", database=name, client=client) for _ in range(2))
+    sent = s3_key()
+
+    first.add_s3_key(sent)
+
+    assert list(client[name]["s3_keys"].find({}, {"_id": False})) == [dataclasses.asdict(sent)]
+    unique = [index for index in client[name]["s3_keys"].index_information().values() if index.get("unique")]
+    assert [index["key"] for index in unique] == [[("access_key_id", 1)]]
+    assert second.get_s3_key(sent.access_key_id) == sent  # every peer on the database sees it
+    second.revoke_s3_key(sent.access_key_id, 5.0)
+    assert first.get_s3_key(sent.access_key_id) == dataclasses.replace(sent, revoked_at=5.0)
+
+
+def test_mongo_s3_key_calls_on_an_unreachable_server_are_unavailable() -> None:
+    store = MongoStore("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")
+    try:
+        for call in (
+            lambda: store.add_s3_key(s3_key()),
+            lambda: store.get_s3_key(s3_key().access_key_id),
+            store.list_s3_keys,
+            lambda: store.revoke_s3_key(s3_key().access_key_id, 1.0),
+        ):
+            with pytest.raises(MetadataUnavailable, match="mongodb"):
+                call()
+    finally:
+        store.close()
 
 
 def test_mongo_version_document_from_before_policies_reads_as_unrecorded(mongo: tuple[Any, str]) -> None:

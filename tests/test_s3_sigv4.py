@@ -633,9 +633,14 @@ def test_public_surface() -> None:
         "canonical",
         "checksums",
         "chunked",
+        "conditions",
         "credentials",
         "errors",
+        "names",
+        "objectmeta",
+        "operations",
         "request",
         "sigv4",
+        "xmldoc",
     }
     assert exported == set(peer.s3.__all__)

@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from peer.clock import Clock, SystemClock
-from peer.errors import InvalidRequest, MetadataUnavailable, TooLarge
+from peer.errors import ConfigError, InvalidRequest, MetadataUnavailable, TooLarge
 from peer.files import rules
 from peer.files.limits import ClientLimits
 from peer.files.proof import UploadProof
+from peer.metadata.common import encode_token
 from peer.metadata.store import AsyncMetadata, FileRefSpec, ListPage, TokenRecord, VersionRecord, VersionSpec
+from peer.security.s3keys import NewS3Key, S3KeyInfo, S3Keys
 from peer.security.tokens import TokenVerifier, check_role, check_token_name, new_token
 from peer.transfer.download import ByteRange, DownloadService, Piece
 from peer.transfer.upload import UploadService, UploadSpec
@@ -51,16 +53,19 @@ class FileService:
         *,
         limits: ClientLimits | None = None,
         verifier: TokenVerifier | None = None,
+        s3_keys: S3Keys | None = None,
         clock: Clock | None = None,
     ) -> None:
         """`metadata_health` is (healthy, last error) of the store as the peer's periodic ping saw it.
         `verifier` is the token cache of this peer's edges (None with authentication off): a token
-        revoked here is dropped from it, so it stops working here at once."""
+        revoked here is dropped from it, so it stops working here at once. `s3_keys` holds the
+        peer's S3 access keys (with their cache, which a revocation here clears the same way)."""
         self._uploads = uploads
         self._downloads = downloads
         self._metadata = metadata
         self._metadata_health = metadata_health
         self._verifier = verifier
+        self._s3_keys = s3_keys
         self._clock = clock or SystemClock()
         self.limits = limits or ClientLimits()
 
@@ -81,12 +86,15 @@ class FileService:
         *,
         content_type: str = "",
         user_metadata: Mapping[str, str] | None = None,
+        late_metadata: Callable[[], Mapping[str, str]] | None = None,
     ) -> VersionRecord:
         """Stores `data` as a new version of `name` once every chunk is durable and `proof` holds.
 
         The edge fills `proof.trailer` in as the client sends it, before `data` ends. A declared size
         over the limit is refused before any data is read; data beyond the declared size or the limit
-        is refused before it reaches the chunker.
+        is refused before it reaches the chunker. `late_metadata` gives entries known only once `data`
+        has ended (a digest computed as the bytes passed): it is called after the proof holds and
+        before the commit, and its entries join `user_metadata` under the same rules.
         """
         self.require_metadata()
         spec = UploadSpec(
@@ -97,7 +105,14 @@ class FileService:
         limit = self.limits.max_file_size
         if proof.declared is not None and not 0 <= proof.declared <= limit:
             raise TooLarge(f"declared size {proof.declared} is outside 0..{limit} (DFS_MAX_FILE_SIZE)")
-        return await self._uploads.upload(spec, self._bounded(data, proof.declared), proof.check)
+
+        def check(size: int, sha256: str) -> Mapping[str, str] | None:
+            proof.check(size, sha256)
+            if late_metadata is None:
+                return None
+            return rules.check_metadata({**spec.metadata, **late_metadata()}, self.limits.max_metadata_bytes)
+
+        return await self._uploads.upload(spec, self._bounded(data, proof.declared), check)
 
     async def _bounded(self, data: AsyncIterator[Data], declared: int | None) -> AsyncIterator[Data]:
         limit = self.limits.max_file_size if declared is None else declared
@@ -146,11 +161,19 @@ class FileService:
         self.require_metadata()
         return await self._metadata.get_version(_checked_ref(ref), _checked_version(version))
 
-    async def list_files(self, prefix: str, page_size: int, page_token: str, delimiter: str = "") -> ListPage:
-        """One page of latest versions by name; with a delimiter, names are rolled up into common prefixes."""
+    async def list_files(
+        self, prefix: str, page_size: int, page_token: str, delimiter: str = "", *, start_after: str = ""
+    ) -> ListPage:
+        """One page of latest versions by name; with a delimiter, names are rolled up into common prefixes.
+
+        Without a page token, `start_after` starts the listing after that name, as the token of a page
+        that ended there would: after the whole common prefix the name falls in, when it falls in one.
+        """
         self.require_metadata()
         prefix = rules.check_name(prefix) if prefix else ""
         delimiter = rules.check_delimiter(delimiter)
+        if not page_token and start_after:
+            page_token = encode_token(rules.check_name(start_after))
         return await self._metadata.list_files(prefix, rules.check_page_size(page_size), page_token, delimiter)
 
     async def versions(self, ref: FileRefSpec) -> list[VersionRecord]:
@@ -186,6 +209,31 @@ class FileService:
             return None
         self.require_metadata()
         return await self._metadata.get_token(token_id)
+
+
+    # ------------------------------------------------------------------------------- S3 keys
+
+    async def create_s3_key(self, role: str, name: str) -> NewS3Key:
+        """A new S3 access key: its secret, shown to its owner once, and the record stored sealed."""
+        self.require_metadata()
+        made = await self._keys().create(role, name)
+        log.info("created %s S3 access key %s (%s)", made.record.role, made.access_key_id, name or "unnamed")
+        return made
+
+    async def list_s3_keys(self) -> list[S3KeyInfo]:
+        self.require_metadata()
+        return await self._keys().list()
+
+    async def revoke_s3_key(self, access_key_id: str) -> S3KeyInfo:
+        self.require_metadata()
+        revoked = await self._keys().revoke(access_key_id)
+        log.info("revoked S3 access key %s", revoked.access_key_id)
+        return revoked
+
+    def _keys(self) -> S3Keys:
+        if self._s3_keys is None:
+            raise ConfigError("this peer serves no S3 access keys")
+        return self._s3_keys
 
 
 def _checked_ref(ref: FileRefSpec) -> FileRefSpec:

@@ -35,11 +35,20 @@ class HttpServer:
         self._root = web.Application()
         self._idle_timeout_s = idle_timeout_s
         self._runner: web.AppRunner | None = None
+        self._mounted: list[str] = []
 
     def mount(self, mount: Mount) -> None:
+        """Adds an app under its prefix; the prefix "" gives one app every path of the listener (the S3
+        API, whose paths are buckets and keys), which then shares the listener with no other app."""
         if self._runner is not None:
             raise RuntimeError(f"cannot mount {mount.prefix} on a started HTTP server: mount every app first")
-        self._root.add_subapp(mount.prefix, mount.app)
+        if "" in self._mounted or (not mount.prefix and self._mounted):
+            raise RuntimeError("an app answering every path needs an HTTP listener of its own")
+        if mount.prefix:
+            self._root.add_subapp(mount.prefix, mount.app)
+        else:
+            self._root = mount.app
+        self._mounted.append(mount.prefix)
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Serves every mounted app on host:port (over TLS with `ssl_context`); returns the bound port.
@@ -49,8 +58,10 @@ class HttpServer:
         if self._runner is not None:
             raise RuntimeError("the HTTP server is already started")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # No access log: one line per gossip round would drown the log.
-        runner = web.AppRunner(self._root, access_log=None, keepalive_timeout=self._idle_timeout_s)
+        # No access log: one line per gossip round would drown the log. Bodies reach the apps as sent:
+        # a Content-Encoding describes what a client stores (an S3 object's gzip), not a transfer to undo.
+        runner = web.AppRunner(self._root, access_log=None, keepalive_timeout=self._idle_timeout_s,
+                               auto_decompress=False)
         await runner.setup()
         try:
             sock = socket.create_server((host, port), family=family)

@@ -16,7 +16,7 @@ from pathlib import Path
 from peer.errors import ConfigError
 from peer.security.certs import PEER_TLS_NAME
 
-__all__ = ["PEER_TLS_NAME", "client_ssl_context", "server_ssl_context"]
+__all__ = ["PEER_TLS_NAME", "client_ssl_context", "server_only_ssl_context", "server_ssl_context"]
 
 MIN_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 
@@ -28,6 +28,16 @@ def server_ssl_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     _load_chain(ctx, cert, key)
     _load_ca(ctx, ca)
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def server_only_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """Serves `cert`/`key` and asks for no client certificate: for clients that prove who they are
+    otherwise (the S3 API's signatures), as any HTTPS client can connect."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = MIN_TLS_VERSION
+    _load_chain(ctx, cert, key)
+    ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

@@ -4,11 +4,13 @@ Every peer seeds from all the others, so any one of them can be stopped and star
 finds the cluster. Peers always authenticate each other: by mutual TLS with TLS on, else by a cluster
 secret generated into DIR/cluster.secret and passed in the environment (never on a command line, where
 `ps` would show it). The configured replication factor is never lowered: a layout that cannot meet
-it is refused before anything starts.
+it is refused before anything starts. An admin S3 access key, sealed under that same secret, is kept
+in DIR/s3-credentials (an AWS shared credentials file), with or without client authentication.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import secrets
@@ -21,17 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peer.errors import ConfigError
+from peer.errors import ConfigError, EncryptionKeyMismatch
 from peer.localcluster import procs
 from peer.localcluster.dfscli import DfsCommand, DfsCommandFailed
 from peer.localcluster.ports import MAX_PEERS, PortScheme
 from peer.localcluster.state import ClusterState, peer_dir, serve_running
 from peer.metadata.open import open_store
 from peer.security.certs import init_certs
+from peer.security.s3keys import SecretBox, new_s3_key
 from peer.security.tokens import new_token
 
 CONVERGE_TIMEOUT_S = 30.0
 SUPERVISE_POLL_S = 0.5
+S3_CREDENTIALS = "s3-credentials"
 
 Report = Callable[[str], None]
 
@@ -48,6 +52,7 @@ class PeerInfo:
     gossip_addr: str
     peer_addr: str
     state: str  # as the answering peer's membership sees it; "" when no peer answers
+    s3_endpoint: str = ""  # the URL of the peer's S3 API
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,6 +102,7 @@ class LocalCluster:
             init_certs(self.certs, count)
         if auth:
             self._admin_token()
+        self._s3_credentials()
         state = ClusterState(count, base_port, replicas, tls, auth)
         state.save(self.base)
         started: dict[int, subprocess.Popen[bytes]] = {}
@@ -145,6 +151,7 @@ class LocalCluster:
             "--data-dir", str(data_dir),
             "--grpc-addr", ports.addr("grpc", k),
             "--gossip-addr", ports.addr("gossip", k),
+            "--s3-addr", ports.addr("s3", k),
             "--metadata", self.metadata_uri,
             "--replicas", str(state.replicas),
             "--seeds", ",".join(seeds),
@@ -155,7 +162,9 @@ class LocalCluster:
         if not state.auth:
             args += ["--no-auth"]
         env = {**os.environ, "DFS_CLUSTER_SECRET": self._cluster_secret()}
-        for name in ("DFS_NODE_ID", "DFS_SEEDS", "DFS_DATA_DIR"):  # per-peer settings: never inherited
+        # Per-peer settings are never inherited; nor is an S3 key file, since the local peers seal S3
+        # secrets under the cluster secret (as DIR/s3-credentials was made).
+        for name in ("DFS_NODE_ID", "DFS_SEEDS", "DFS_DATA_DIR", "DFS_S3_KEY_FILE"):
             env.pop(name, None)
         return procs.spawn(args, data_dir, env, tied=tied)
 
@@ -254,6 +263,7 @@ class LocalCluster:
                 index=k, pid=pid, running=serve_running(pid, data_dir), node_id=_node_id(data_dir),
                 grpc_addr=ports.addr("grpc", k), gossip_addr=ports.addr("gossip", k),
                 peer_addr=ports.addr("internal", k) if state.tls else ports.addr("grpc", k), state="",
+                s3_endpoint=s3_endpoint(ports.addr("s3", k), state.tls),
             ))
         views = self._membership(state, [r.grpc_addr for r in rows if r.running])
         return [PeerInfo(**{**r.__dict__, "state": views.get(r.node_id, "unknown" if views else "")}) for r in rows]
@@ -307,6 +317,53 @@ class LocalCluster:
             store.close()
         write_private(path, token)
         return token
+
+    @property
+    def s3_credentials(self) -> Path:
+        return self.base / S3_CREDENTIALS
+
+    def _s3_credentials(self) -> str:
+        """An admin S3 access key for this cluster in DIR/s3-credentials (mode 0600), made on the
+        metadata store directly and kept across restarts while it is still valid; returns its id."""
+        box = SecretBox.from_cluster_secret(self._cluster_secret())
+        store = open_store(self.metadata_uri)
+        try:
+            kept = _read_credentials(self.s3_credentials)
+            if kept is not None and _still_valid(store, box, *kept):
+                return kept[0]
+            made = new_s3_key(box, "admin", "cluster up", time.time())
+            store.add_s3_key(made.record)
+        finally:
+            store.close()
+        write_private(self.s3_credentials, f"[default]\naws_access_key_id = {made.access_key_id}\n"
+                                           f"aws_secret_access_key = {made.secret}")
+        return made.access_key_id
+
+
+def _read_credentials(path: Path) -> tuple[str, str] | None:
+    """(access key id, secret) of the [default] profile of an AWS credentials file, if it has one."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(path.read_text())
+        return parser["default"]["aws_access_key_id"].strip(), parser["default"]["aws_secret_access_key"].strip()
+    except (OSError, configparser.Error, KeyError):
+        return None
+
+
+def _still_valid(store: Any, box: SecretBox, access_key_id: str, secret: str) -> bool:
+    """Whether the key exists, is not revoked, and opens under this cluster's secret to `secret`."""
+    record = store.get_s3_key(access_key_id)
+    if record is None or record.revoked_at is not None:
+        return False
+    try:
+        return box.open(record) == secret
+    except EncryptionKeyMismatch:
+        return False
+
+
+def s3_endpoint(s3_addr: str, tls: bool) -> str:
+    """The URL S3 clients take as their endpoint for a peer's S3 address ("" when it serves none)."""
+    return f"{'https' if tls else 'http'}://{s3_addr}" if s3_addr else ""
 
 
 def _node_id(data_dir: Path) -> str:

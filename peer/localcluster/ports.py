@@ -6,7 +6,7 @@ ports, so no two peers' listeners collide for any cluster of up to 64 peers:
     gRPC (clients)          P + k - 1           50051-50114 with the default P = 50051
     gossip / health HTTP    P + 64 + k - 1      50115-50178
     internal gRPC (TLS)     P + 128 + k - 1     50179-50242
-    S3 HTTP (reserved)      P + 192 + k - 1     50243-50306
+    S3 API (HTTP)           P + 192 + k - 1     50243-50306
     console HTTP (reserved) P + 256 + k - 1     50307-50370
 """
 

@@ -1,4 +1,4 @@
-"""Request checks, name-ordered paging and the stored token layout shared by the metadata backends.
+"""Request checks, name-ordered paging and the stored token and S3 key layouts shared by the backends.
 
 Both backends compare names by Unicode code point (SQLite BINARY collation on UTF-8, MongoDB's
 simple binary comparison), so a prefix is the half-open range [prefix, prefix_upper_bound(prefix))
@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from peer.errors import InvalidRequest
-from peer.metadata.store import TokenRecord, VersionSpec
+from peer.metadata.store import S3KeyRecord, TokenRecord, VersionSpec
 
 # A token is stored as exactly its record's fields (SQLite columns, MongoDB document keys), in this
 # order: `TokenRecord(*row)` and `TokenRecord(**doc)` read it back, and no secret has a place to go.
 TOKEN_FIELDS = tuple(field.name for field in dataclasses.fields(TokenRecord))
+# The same for S3 access keys: the secret has a place only in its sealed form.
+S3_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(S3KeyRecord))
 
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)

@@ -9,7 +9,9 @@ Without replica-set transactions every invariant rests on single-document atomic
   if its file document still exists after the insert, so a commit racing a delete retries as a new file.
 A crash between two steps leaves a file document without versions (invisible; its name keeps
 counting) or versions without a file document (invisible; they only keep their chunks from GC).
-API tokens live in a third collection, `tokens`, one document each, unique on token_id.
+API tokens live in a third collection, `tokens`, one document each, unique on token_id; S3 access
+keys likewise in `s3_keys`, unique on access_key_id (their secrets only sealed), and S3 buckets in
+`buckets`, unique on name.
 Version documents gained `policy` without a migration: one stored before it reads as "" (store.py).
 """
 
@@ -29,15 +31,19 @@ from pymongo.collection import Collection
 from pymongo.errors import ConfigurationError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from peer.errors import (
+    BucketExists,
+    BucketNotFound,
     ConfigError,
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    S3KeyNotFound,
     TokenNotFound,
     VersionConflict,
     VersionNotFound,
 )
 from peer.metadata.common import (
+    S3_KEY_FIELDS,
     TOKEN_FIELDS,
     check_limit,
     check_version_spec,
@@ -47,10 +53,12 @@ from peer.metadata.common import (
     prefix_upper_bound,
 )
 from peer.metadata.store import (
+    BucketRecord,
     ChunkRef,
     FileRefSpec,
     ListPage,
     NewVersion,
+    S3KeyRecord,
     TokenRecord,
     VersionRecord,
     VersionSpec,
@@ -69,6 +77,8 @@ _COMMIT_ATTEMPTS = 5
 _IN_BATCH = 1000
 _NO_ID = {"_id": False}
 _TOKEN_PROJECTION = {"_id": False, **dict.fromkeys(TOKEN_FIELDS, True)}
+_BUCKET_PROJECTION = {"_id": False, "name": True, "created_at": True, "versioning": True}
+_S3_KEY_PROJECTION = {"_id": False, **dict.fromkeys(S3_KEY_FIELDS, True)}
 
 
 class MongoStore:
@@ -92,6 +102,8 @@ class MongoStore:
         self._files: Collection[Doc] = db.get_collection("files")
         self._versions: Collection[Doc] = db.get_collection("versions")
         self._tokens: Collection[Doc] = db.get_collection("tokens")
+        self._buckets: Collection[Doc] = db.get_collection("buckets")
+        self._s3_keys: Collection[Doc] = db.get_collection("s3_keys")
         # Indexes are built on first use, not here: a peer must start, and report the outage through
         # ping(), while MongoDB is briefly down. No operation runs before the unique indexes exist.
         self._indexed = False
@@ -106,6 +118,8 @@ class MongoStore:
         self._versions.create_index("name")
         self._versions.create_index("chunk_ids")
         self._tokens.create_index("token_id", unique=True)
+        self._buckets.create_index("name", unique=True)
+        self._s3_keys.create_index("access_key_id", unique=True)
 
     # -- MetadataStore ---------------------------------------------------------------------------
 
@@ -238,6 +252,71 @@ class MongoStore:
         if doc is None:
             raise TokenNotFound(token_id)
         return TokenRecord(**doc)
+
+    def add_s3_key(self, record: S3KeyRecord) -> None:
+        with self._guard():
+            try:
+                self._s3_keys.insert_one(dataclasses.asdict(record))
+            except DuplicateKeyError as exc:
+                raise InvalidRequest(f"S3 access key {record.access_key_id} already exists") from exc
+
+    def get_s3_key(self, access_key_id: str) -> S3KeyRecord | None:
+        with self._guard():
+            doc = self._s3_keys.find_one({"access_key_id": access_key_id}, _S3_KEY_PROJECTION)
+        return None if doc is None else S3KeyRecord(**doc)
+
+    def list_s3_keys(self) -> list[S3KeyRecord]:
+        with self._guard():
+            cursor = self._s3_keys.find({}, _S3_KEY_PROJECTION)
+            docs = list(cursor.sort([("created_at", ASCENDING), ("access_key_id", ASCENDING)]))
+        return [S3KeyRecord(**doc) for doc in docs]
+
+    def revoke_s3_key(self, access_key_id: str, revoked_at: float) -> S3KeyRecord:
+        with self._guard():
+            # Only an unrevoked key is updated, so racing revocations keep whichever landed first.
+            doc = self._s3_keys.find_one_and_update(
+                {"access_key_id": access_key_id, "revoked_at": None},
+                {"$set": {"revoked_at": revoked_at}},
+                projection=_S3_KEY_PROJECTION,
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:  # unknown, or revoked already
+                doc = self._s3_keys.find_one({"access_key_id": access_key_id}, _S3_KEY_PROJECTION)
+        if doc is None:
+            raise S3KeyNotFound(access_key_id)
+        return S3KeyRecord(**doc)
+
+    def add_bucket(self, record: BucketRecord) -> None:
+        with self._guard():
+            try:
+                self._buckets.insert_one(dataclasses.asdict(record))
+            except DuplicateKeyError as exc:
+                raise BucketExists(record.name) from exc
+
+    def get_bucket(self, name: str) -> BucketRecord | None:
+        with self._guard():
+            doc = self._buckets.find_one({"name": name}, _BUCKET_PROJECTION)
+        return None if doc is None else BucketRecord(**doc)
+
+    def list_buckets(self) -> list[BucketRecord]:
+        with self._guard():
+            docs = list(self._buckets.find({}, _BUCKET_PROJECTION).sort("name", ASCENDING))
+        return [BucketRecord(**doc) for doc in docs]
+
+    def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
+        with self._guard():
+            doc = self._buckets.find_one_and_update(
+                {"name": name}, {"$set": {"versioning": versioning}},
+                projection=_BUCKET_PROJECTION, return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise BucketNotFound(name)
+        return BucketRecord(**doc)
+
+    def delete_bucket(self, name: str) -> None:
+        with self._guard():
+            if self._buckets.delete_one({"name": name}).deleted_count == 0:
+                raise BucketNotFound(name)
 
     def ping(self) -> None:
         with self._guard():

@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from peer.errors import (
+    BucketExists,
+    BucketNotFound,
     ConfigError,
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    S3KeyNotFound,
     TokenNotFound,
     VersionNotFound,
 )
 from peer.metadata.common import (
+    S3_KEY_FIELDS,
     TOKEN_FIELDS,
     check_limit,
     check_version_spec,
@@ -38,10 +42,12 @@ from peer.metadata.common import (
     prefix_upper_bound,
 )
 from peer.metadata.store import (
+    BucketRecord,
     ChunkRef,
     FileRefSpec,
     ListPage,
     NewVersion,
+    S3KeyRecord,
     TokenRecord,
     VersionRecord,
     VersionSpec,
@@ -91,7 +97,25 @@ _SCHEMA = (
         created_at REAL NOT NULL,
         revoked_at REAL
     )""",
+    # S3 access keys, added the same way as tokens (no schema bump); the secret only sealed.
+    """CREATE TABLE IF NOT EXISTS s3_keys (
+        access_key_id TEXT PRIMARY KEY,
+        secret_ciphertext TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    )""",
 )
+
+# S3 buckets, added the same way as tokens (no schema bump): a name space of the file names.
+_BUCKETS_SCHEMA = """CREATE TABLE IF NOT EXISTS buckets (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    versioning TEXT NOT NULL DEFAULT ''
+)"""
 
 # Columns added to a table after its first release, each with the definition that adds it to an
 # older file. No schema bump, as for the tokens table: the DEFAULT fills the rows already there, and
@@ -106,6 +130,7 @@ _COLUMNS = (
 _MAX_VERSION = "(SELECT MAX(w.version) FROM versions AS w WHERE w.file_id = v.file_id)"
 _SELECT = f"SELECT {_COLUMNS}, v.version = {_MAX_VERSION} FROM versions AS v"
 _SELECT_TOKEN = f"SELECT {', '.join(TOKEN_FIELDS)} FROM tokens"
+_SELECT_S3_KEY = f"SELECT {', '.join(S3_KEY_FIELDS)} FROM s3_keys"
 _LIST = (
     f"SELECT {_COLUMNS}, 1 FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
     f" WHERE v.version = {_MAX_VERSION} AND f.name >= ? AND f.name > ?"
@@ -300,6 +325,68 @@ class SqliteStore:
             raise TokenNotFound(token_id)
         return record
 
+    def add_s3_key(self, record: S3KeyRecord) -> None:
+        columns = ", ".join(S3_KEY_FIELDS)
+        marks = ", ".join("?" * len(S3_KEY_FIELDS))
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO s3_keys ({columns}) VALUES ({marks})", dataclasses.astuple(record)
+            )
+            if cursor.rowcount == 0:
+                raise InvalidRequest(f"S3 access key {record.access_key_id} already exists")
+
+    def get_s3_key(self, access_key_id: str) -> S3KeyRecord | None:
+        with self._transaction("BEGIN") as conn:
+            return _find_s3_key(conn, access_key_id)
+
+    def list_s3_keys(self) -> list[S3KeyRecord]:
+        with self._transaction("BEGIN") as conn:
+            rows = conn.execute(f"{_SELECT_S3_KEY} ORDER BY created_at, access_key_id").fetchall()
+        return [S3KeyRecord(*row) for row in rows]
+
+    def revoke_s3_key(self, access_key_id: str, revoked_at: float) -> S3KeyRecord:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            conn.execute(
+                "UPDATE s3_keys SET revoked_at = ? WHERE access_key_id = ? AND revoked_at IS NULL",
+                (revoked_at, access_key_id),
+            )
+            record = _find_s3_key(conn, access_key_id)
+        if record is None:
+            raise S3KeyNotFound(access_key_id)
+        return record
+
+    def add_bucket(self, record: BucketRecord) -> None:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO buckets (name, created_at, versioning) VALUES (?, ?, ?)",
+                (record.name, record.created_at, record.versioning),
+            )
+            if cursor.rowcount == 0:
+                raise BucketExists(record.name)
+
+    def get_bucket(self, name: str) -> BucketRecord | None:
+        with self._transaction("BEGIN") as conn:
+            row = conn.execute("SELECT name, created_at, versioning FROM buckets WHERE name = ?", (name,)).fetchone()
+        return None if row is None else BucketRecord(*row)
+
+    def list_buckets(self) -> list[BucketRecord]:
+        with self._transaction("BEGIN") as conn:
+            rows = conn.execute("SELECT name, created_at, versioning FROM buckets ORDER BY name").fetchall()
+        return [BucketRecord(*row) for row in rows]
+
+    def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (versioning, name))
+            row = conn.execute("SELECT name, created_at, versioning FROM buckets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise BucketNotFound(name)
+        return BucketRecord(*row)
+
+    def delete_bucket(self, name: str) -> None:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            if conn.execute("DELETE FROM buckets WHERE name = ?", (name,)).rowcount == 0:
+                raise BucketNotFound(name)
+
     def ping(self) -> None:
         with self._connection() as conn:
             conn.execute("SELECT 1 FROM files LIMIT 1").fetchall()
@@ -322,7 +409,7 @@ class SqliteStore:
                 raise ConfigError(
                     f"sqlite metadata {self.path} has schema {found}; this peer reads up to {SCHEMA_VERSION}"
                 )
-            for statement in _SCHEMA:
+            for statement in (*_SCHEMA, _BUCKETS_SCHEMA):
                 conn.execute(statement)
             _add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -485,6 +572,11 @@ def _versions_of(conn: sqlite3.Connection, file_id: str) -> list[VersionRecord]:
 def _find_token(conn: sqlite3.Connection, token_id: str) -> TokenRecord | None:
     row = conn.execute(f"{_SELECT_TOKEN} WHERE token_id = ?", (token_id,)).fetchone()
     return None if row is None else TokenRecord(*row)
+
+
+def _find_s3_key(conn: sqlite3.Connection, access_key_id: str) -> S3KeyRecord | None:
+    row = conn.execute(f"{_SELECT_S3_KEY} WHERE access_key_id = ?", (access_key_id,)).fetchone()
+    return None if row is None else S3KeyRecord(*row)
 
 
 def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:

@@ -117,6 +117,39 @@ class TokenRecord:
     revoked_at: float | None = None
 
 
+@dataclass(frozen=True)
+class S3KeyRecord:
+    """An S3 access key as stored: the secret only sealed, never in plain text.
+
+    SigV4 signs with the secret itself, so the server needs it back and a hash (as for tokens) would
+    not do. `secret_ciphertext` is the secret sealed with AES-256-GCM (hex, tag included) under the
+    peers' encryption key with `nonce` (hex, 96 bits); `key_id` is a fingerprint of that encryption
+    key (not the key), so a peer holding another key says so instead of failing to decrypt.
+    """
+
+    access_key_id: str
+    secret_ciphertext: str
+    nonce: str
+    key_id: str
+    role: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+BUCKET_VERSIONING = ("", "Enabled", "Suspended")  # "": never configured
+
+
+@dataclass(frozen=True)
+class BucketRecord:
+    """An S3 bucket: a name space of file names (its objects are the files named `name/...`)."""
+
+    name: str
+    created_at: float
+    versioning: str = ""
+    """One of BUCKET_VERSIONING."""
+
+
 class MetadataStore(Protocol):
     """Synchronous metadata backend. Raises FileNotFound/VersionNotFound and MetadataUnavailable."""
 
@@ -165,6 +198,39 @@ class MetadataStore(Protocol):
         NotFound (TokenNotFound) when no such token exists."""
         ...
 
+    def add_s3_key(self, record: S3KeyRecord) -> None:
+        """Stores a new S3 access key; raises InvalidRequest if its access_key_id already exists."""
+        ...
+
+    def get_s3_key(self, access_key_id: str) -> S3KeyRecord | None: ...
+
+    def list_s3_keys(self) -> list[S3KeyRecord]:
+        """Every S3 access key, revoked ones included, oldest first."""
+        ...
+
+    def revoke_s3_key(self, access_key_id: str, revoked_at: float) -> S3KeyRecord:
+        """Marks the key revoked (idempotent: the first revocation time is kept); raises
+        NotFound (S3KeyNotFound) when no such key exists."""
+        ...
+
+    def add_bucket(self, record: BucketRecord) -> None:
+        """Stores a new bucket; raises BucketExists if one of that name exists."""
+        ...
+
+    def get_bucket(self, name: str) -> BucketRecord | None: ...
+
+    def list_buckets(self) -> list[BucketRecord]:
+        """Every bucket, by name."""
+        ...
+
+    def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
+        """Records the bucket's versioning state; raises BucketNotFound when there is no such bucket."""
+        ...
+
+    def delete_bucket(self, name: str) -> None:
+        """Removes the bucket record (its files are the caller's concern); raises BucketNotFound."""
+        ...
+
     def ping(self) -> None:
         """Raises MetadataUnavailable when the backend cannot serve requests."""
         ...
@@ -211,6 +277,33 @@ class AsyncMetadata:
 
     async def revoke_token(self, token_id: str, revoked_at: float) -> TokenRecord:
         return await asyncio.to_thread(self.store.revoke_token, token_id, revoked_at)
+
+    async def add_s3_key(self, record: S3KeyRecord) -> None:
+        await asyncio.to_thread(self.store.add_s3_key, record)
+
+    async def get_s3_key(self, access_key_id: str) -> S3KeyRecord | None:
+        return await asyncio.to_thread(self.store.get_s3_key, access_key_id)
+
+    async def list_s3_keys(self) -> list[S3KeyRecord]:
+        return await asyncio.to_thread(self.store.list_s3_keys)
+
+    async def revoke_s3_key(self, access_key_id: str, revoked_at: float) -> S3KeyRecord:
+        return await asyncio.to_thread(self.store.revoke_s3_key, access_key_id, revoked_at)
+
+    async def add_bucket(self, record: BucketRecord) -> None:
+        await asyncio.to_thread(self.store.add_bucket, record)
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        return await asyncio.to_thread(self.store.get_bucket, name)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        return await asyncio.to_thread(self.store.list_buckets)
+
+    async def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
+        return await asyncio.to_thread(self.store.set_bucket_versioning, name, versioning)
+
+    async def delete_bucket(self, name: str) -> None:
+        await asyncio.to_thread(self.store.delete_bucket, name)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.store.ping)

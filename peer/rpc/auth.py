@@ -5,6 +5,9 @@ admin). Missing or bad token -> UNAUTHENTICATED, role too low -> PERMISSION_DENI
 runs and nothing is read from the request stream. Internal chunk service: with TLS it listens on its
 own mutual-TLS port, so the handshake has already proved the caller is a peer; without TLS every call
 carries a peer credential (see peer.security.peerauth) over the method and what the call acts on.
+The standard health and reflection services need no token: they tell whether the peer serves and
+which services and messages it has (the published proto), nothing about any file. Each refusal is
+counted by reason (`dfs_auth_failures_total`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,19 @@ FILESTORE = "/dfs.v1.FileStore/"
 PEERCHUNKS = "/dfs.v1.PeerChunks/"
 PEER_AUTH_KEY = "dfs-peer-auth"
 AUTHORIZATION_KEY = "authorization"
+#: Services anyone may call: gRPC health checking and server reflection.
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+#: Why a call was refused, as dfs_auth_failures_total counts it.
+NO_TOKEN, BAD_TOKEN, ROLE_TOO_LOW, CLOSED_METHOD, BAD_PEER_CREDENTIAL = (
+    "no_token", "bad_token", "role_too_low", "closed_method", "bad_peer_credential",
+)
+Failures = Callable[[str], None]
+"""Told the reason of each refusal."""
 
 #: The least role each client method needs. A method missing here is refused, so a new RPC
 #: cannot become reachable without someone deciding who may call it.
@@ -34,6 +50,7 @@ METHOD_ROLES = {
     "ClusterStatus": "read", "WhoAmI": "read",
     "Upload": "write", "Put": "write", "Delete": "write",
     "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
+    "CreateS3Key": "admin", "ListS3Keys": "admin", "RevokeS3Key": "admin",
 }
 
 # Sequence[tuple[str, str | bytes]] as grpc hands it over (a grpc.aio.Metadata on the handler side).
@@ -85,10 +102,15 @@ def peer_payload(method: str, request: Any) -> bytes:
     return data
 
 
+def _ignore(_reason: str) -> None:
+    pass
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, clients: ClientAuth, signer: PeerSigner | None) -> None:
+    def __init__(self, clients: ClientAuth, signer: PeerSigner | None, failures: Failures = _ignore) -> None:
         self._clients = clients
         self._signer = signer
+        self._failures = failures
 
     async def intercept_service(
         self,
@@ -101,14 +123,30 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = details.invocation_metadata
         if method.startswith(PEERCHUNKS):
-            return handler if self._signer is None else _peer_checked(handler, method, self._signer, metadata)
+            if self._signer is None:
+                return handler
+            return _peer_checked(handler, method, self._signer, metadata, self._failures)
+        if method.startswith(OPEN_SERVICES):
+            return handler
         name = method.removeprefix(FILESTORE)
         role = METHOD_ROLES.get(name) if method.startswith(FILESTORE) else None
         try:
             if role is None:
+                self._failures(CLOSED_METHOD)
                 raise Unauthenticated(f"method {method[:80]} is not open to clients")
-            require(await self._clients.principal(metadata), role)
+            principal = await self._clients.principal(metadata)
+        except Unauthenticated as exc:
+            if role is not None:
+                self._failures(BAD_TOKEN if bearer(metadata) else NO_TOKEN)
+            log.debug("refused %s: %s", method, exc)
+            return _refusal(handler, exc)
+        except DfsError as exc:  # the metadata store could not check the token: not the caller's fault
+            log.debug("refused %s: %s", method, exc)
+            return _refusal(handler, exc)
+        try:
+            require(principal, role)
         except DfsError as exc:
+            self._failures(ROLE_TOO_LOW)
             log.debug("refused %s: %s", method, exc)
             return _refusal(handler, exc)
         return handler
@@ -131,7 +169,7 @@ def _refusal(handler: grpc.RpcMethodHandler, exc: DfsError) -> grpc.RpcMethodHan
 
 
 def _peer_checked(
-    handler: grpc.RpcMethodHandler, method: str, signer: PeerSigner, metadata: Metadata
+    handler: grpc.RpcMethodHandler, method: str, signer: PeerSigner, metadata: Metadata, failures: Failures
 ) -> grpc.RpcMethodHandler:
     """Wraps an internal handler so it runs only after the caller's peer credential checks out."""
     credential = metadata_value(metadata, PEER_AUTH_KEY)
@@ -142,6 +180,7 @@ def _peer_checked(
         try:
             signer.verify(method, peer_payload(method, request), credential)
         except DfsError as exc:
+            failures(BAD_PEER_CREDENTIAL)
             log.warning("refused %s from %s: %s", method, context.peer(), exc)
             await abort_with(context, exc)
 

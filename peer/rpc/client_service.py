@@ -20,8 +20,10 @@ from peer.files import ClientLimits, ClusterSnapshot, FileService, MemberSnapsho
 from peer.metadata.store import TokenRecord, VersionRecord, VersionSpec
 from peer.rpc import wire
 from peer.rpc.auth import ClientAuth
+from peer.rpc.observe import Call, current_call
 from peer.rpc.status import maps_errors, maps_stream_errors
 from peer.rpc.validation import file_ref, version_spec
+from peer.security.s3keys import S3KeyInfo
 from peer.transfer.download import Piece
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
@@ -69,6 +71,11 @@ def token_info(rec: TokenRecord) -> pb.TokenInfo:
                         revoked_at=rec.revoked_at or 0.0)
 
 
+def s3_key_info(info: S3KeyInfo) -> pb.S3KeyInfo:
+    return pb.S3KeyInfo(access_key_id=info.access_key_id, role=info.role, name=info.name,
+                        created_at=info.created_at, revoked_at=info.revoked_at or 0.0)
+
+
 def _upload_reply(record: VersionRecord) -> pb.UploadReply:
     peers = sorted({p for c in record.chunks for p in c.peers})
     return pb.UploadReply(version=version_info(record, with_chunks=True), peers=peers)
@@ -89,14 +96,15 @@ async def _next_message(requests: AsyncIterator[UploadItem], idle_s: float) -> U
 
 
 async def _upload_data(
-    requests: AsyncIterator[UploadItem], proof: UploadProof, idle_s: float
+    requests: AsyncIterator[UploadItem], proof: UploadProof, idle_s: float, call: Call
 ) -> AsyncIterator[memoryview]:
-    """The data messages after an Upload's header. The trailer goes into `proof`; a stream that
-    stalls, or sends anything but data and then one trailer, is refused."""
+    """The data messages after an Upload's header, counted into `call`. The trailer goes into
+    `proof`; a stream that stalls, or sends anything but data and then one trailer, is refused."""
     while (item := await _next_message(requests, idle_s)) is not None:
         if proof.trailer is not None:
             raise InvalidRequest("nothing may follow the upload trailer")
         if isinstance(item, memoryview):
+            call.received += len(item)
             yield item
         elif isinstance(item, pb.UploadRequest) and item.WhichOneof("msg") == "trailer":
             proof.trailer = Trailer(item.trailer.size, item.trailer.sha256)
@@ -168,8 +176,10 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         if not isinstance(first, pb.UploadRequest) or first.WhichOneof("msg") != "header":
             raise InvalidRequest("the first upload message must be a header")
         header = first.header
+        call = current_call()
+        call.name = header.name
         proof = UploadProof(declared=_declared(header))
-        record = await self._files.put(header.name, _upload_data(requests, proof, idle_s), proof,
+        record = await self._files.put(header.name, _upload_data(requests, proof, idle_s, call), proof,
                                        content_type=header.content_type, user_metadata=header.metadata)
         return _upload_reply(record)
 
@@ -201,10 +211,12 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             version=version_info(record), offset=rng.offset, length=rng.length, chunk_markers=markers
         )
         await self._write(context, pb.DownloadReply(header=header))
+        call = current_call()
         async for piece in data:
             if markers:
                 await self._write(context, pb.DownloadReply(marker=chunk_marker(piece)))
             await self._write(context, piece.data)
+            call.sent += len(piece.data)
 
     @maps_errors
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetReply:  # noqa: N802
@@ -300,6 +312,25 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.TokenInfo:
         return token_info(await self._files.revoke_token(request.token_id))
+
+    @maps_errors
+    async def CreateS3Key(  # noqa: N802
+        self, request: pb.CreateS3KeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateS3KeyReply:
+        made = await self._files.create_s3_key(request.role, request.name)
+        return pb.CreateS3KeyReply(secret_access_key=made.secret, info=s3_key_info(made.info))
+
+    @maps_errors
+    async def ListS3Keys(  # noqa: N802
+        self, request: pb.ListS3KeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListS3KeysReply:
+        return pb.ListS3KeysReply(keys=[s3_key_info(k) for k in await self._files.list_s3_keys()])
+
+    @maps_errors
+    async def RevokeS3Key(  # noqa: N802
+        self, request: pb.RevokeS3KeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.S3KeyInfo:
+        return s3_key_info(await self._files.revoke_s3_key(request.access_key_id))
 
     @maps_errors
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> pb.TokenInfo:  # noqa: N802

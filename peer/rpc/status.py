@@ -50,8 +50,14 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: errors.DfsError) ->
     code = status_of(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.error("internal error: %s", exc)
-    await context.abort(code, str(exc), trailing_metadata=((ERROR_KIND_KEY, exc.kind),))
+    await context.abort(code, str(exc), trailing_metadata=_trailing(context, exc))
     raise AssertionError("unreachable: abort raises")
+
+
+def _trailing(context: grpc.aio.ServicerContext, exc: errors.DfsError) -> tuple[tuple[str, str | bytes], ...]:
+    """The error kind added to what the call already set (its request id): an abort replaces it all."""
+    kept = tuple((k, v) for k, v in context.trailing_metadata() or () if k != ERROR_KIND_KEY)
+    return (*kept, (ERROR_KIND_KEY, exc.kind))
 
 
 def set_status(context: grpc.aio.ServicerContext, exc: errors.DfsError) -> None:
@@ -60,7 +66,7 @@ def set_status(context: grpc.aio.ServicerContext, exc: errors.DfsError) -> None:
     client likes (gRPC sends the status once the stream drains or the call ends)."""
     context.set_code(status_of(exc))
     context.set_details(str(exc))
-    context.set_trailing_metadata(((ERROR_KIND_KEY, exc.kind),))
+    context.set_trailing_metadata(_trailing(context, exc))
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

@@ -102,7 +102,7 @@ def open_body(auth: AuthResult, head: RequestHead, *, max_chunk_size: int = DEFA
     decoder = None
     if mode.streaming:
         decoder = AwsChunkedDecoder(
-            chain=ChunkSignatureChain(auth.signing) if mode.chunk_signed else None,
+            chain=ChunkSignatureChain(auth.signing) if mode.chunk_signed and auth.verified else None,
             trailer_names=[checksums.header_name(a) for a in trailer_algorithms] if mode.has_trailer else None,
             decoded_length=_decoded_length(head),
             max_chunk_size=max_chunk_size,

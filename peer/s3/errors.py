@@ -11,19 +11,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-# The S3 codes this package raises, with the HTTP status S3 answers them with.
+# The S3 codes the peer answers with, and the HTTP status S3 answers each with.
 STATUS_BY_CODE: Mapping[str, int] = {
     "AccessDenied": 403,
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
     "BadDigest": 400,
+    "BucketAlreadyOwnedByYou": 409,
+    "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
+    "IllegalVersioningConfigurationException": 400,
     "IncompleteBody": 400,
+    "InternalError": 500,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
+    "InvalidBucketName": 400,
     "InvalidDigest": 400,
+    "InvalidRange": 416,
     "InvalidRequest": 400,
+    "KeyTooLongError": 400,
     "MalformedTrailerError": 400,
+    "MalformedXML": 400,
+    "MethodNotAllowed": 405,
+    "MissingContentLength": 411,
+    "NoSuchBucket": 404,
+    "NoSuchKey": 404,
+    "NoSuchVersion": 404,
+    "NotImplemented": 501,
+    "OperationAborted": 409,
+    "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
+    "RequestTimeout": 400,
+    "ServiceUnavailable": 503,
     "SignatureDoesNotMatch": 403,
     "XAmzContentSHA256Mismatch": 400,
 }

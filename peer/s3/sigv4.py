@@ -76,6 +76,25 @@ class AuthResult:
     """Lower-case hex digest the body must hash to, for `PayloadMode.SIGNED` only."""
     signing: SigningContext
     presigned: bool
+    verified: bool = True
+    """False for `unverified`: nothing was authenticated, so there is no key to check chunk and trailer
+    signatures with; the body is still decoded and its digests and checksums still verified."""
+
+
+def unverified(head: RequestHead) -> AuthResult:
+    """What a request declares about its body, taken without authenticating it: for a peer that runs
+    without authentication (development), where any credentials, or none, are accepted."""
+    declared = head.header("x-amz-content-sha256") or PayloadMode.UNSIGNED.value
+    mode = _payload_mode(declared)
+    query_names = {name for name, _ in canonical.parse_query(head.raw_query)}
+    return AuthResult(
+        access_key_id="",
+        payload_mode=mode,
+        payload_sha256=declared.lower() if mode is PayloadMode.SIGNED else None,
+        signing=SigningContext(b"", "", "", ""),
+        presigned="X-Amz-Signature" in query_names,
+        verified=False,
+    )
 
 
 def has_credentials(head: RequestHead) -> bool:
@@ -101,6 +120,12 @@ class SigV4Verifier:
         self._clock = clock
         self._region = region
         self._max_skew_s = max_skew_s
+
+    def claimed_access_key(self, head: RequestHead) -> str:
+        """The access key id the request claims, read as `verify` reads it (an unreadable claim or an
+        anonymous request raises the same `S3Error`), so a caller can fetch the key's secret before
+        it verifies."""
+        return self._read_claim(head).credential.access_key_id
 
     def verify(self, head: RequestHead) -> AuthResult:
         """Authenticate the request head, or raise the `S3Error` S3 would answer with."""
@@ -257,4 +282,5 @@ __all__ = [
     "SigningContext",
     "WallClock",
     "has_credentials",
+    "unverified",
 ]

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from peer.errors import ConfigError
+from peer.security.s3keys import read_or_generate_key_file
 
 __all__ = ["PEER_TLS_NAME", "init_certs"]
 
@@ -41,6 +42,8 @@ MAX_VALID_DAYS = 36500
 CA_MIN_VALID_DAYS = 3650
 # Backdated so a peer whose clock runs a little behind the one that signed still accepts the cert.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+#: Written beside the certificates; peers sharing the directory name it as DFS_S3_KEY_FILE.
+S3_KEY_FILE = "s3-secret.key"
 
 # DNS labels, optionally a leading wildcard; "_" is allowed because Docker Compose service names use it.
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
@@ -64,6 +67,9 @@ def init_certs(
 ) -> list[Path]:
     """Creates (or extends) the CA in `directory` and certificates for peer-1..peer-`peers`; returns the files written.
 
+    It also makes `s3-secret.key` once, the key every peer seals S3 secrets under (DFS_S3_KEY_FILE):
+    peers that share this directory then open each other's S3 keys, as they trust each other's certificates.
+
     An existing `ca.crt`/`ca.key` is reused, so asking for more peers later adds certificates the
     running peers already trust. Existing peer pairs are kept as they are (new `extra_hosts` do not
     reach them) unless `force`, which regenerates the CA and every requested peer; peer files
@@ -82,6 +88,10 @@ def init_certs(
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _peer_cert(f"peer-{i}", key.public_key(), sans, ca, now, valid_days)
         written += _write_pair(directory / f"peer-{i}", cert, key)
+    s3_key = directory / S3_KEY_FILE
+    if not s3_key.exists():
+        read_or_generate_key_file(s3_key)
+        written.append(s3_key)
     return written
 
 

@@ -160,6 +160,7 @@ class ChunkStore:
         self._sizes: dict[str, int] = {}
         self._bytes = 0
         self.version = 0  # bumped on every change, so derived indexes know when to rebuild
+        self.quarantined = 0  # copies moved to quarantine since start, whoever found them corrupt
         self._recover()
 
     def _recover(self) -> None:
@@ -267,6 +268,7 @@ class ChunkStore:
         with self._lock:
             try:
                 os.replace(path, target)
+                self.quarantined += 1
             except FileNotFoundError:
                 return
             finally:

@@ -126,11 +126,12 @@ class UploadService:
         self,
         spec: UploadSpec,
         pieces: AsyncIterator[bytes | memoryview],
-        check: Callable[[int, str], None] | None = None,
+        check: Callable[[int, str], Mapping[str, str] | None] | None = None,
     ) -> VersionRecord:
         """Stores `pieces` as a new version. `check(size, sha256)` runs once every chunk is durable and
         before the commit; whatever it raises leaves no version (the edge uses it to refuse a stream
-        that was cut short)."""
+        that was cut short). A mapping it returns is the version's metadata in place of the spec's
+        (the spec's completed with what only the end of the data told)."""
         policy = self._placement.require_writable()
         slots = asyncio.Semaphore(self._window)
         pending: list[tuple[int, asyncio.Task[tuple[str, tuple[str, ...]]]]] = []
@@ -157,8 +158,10 @@ class UploadService:
             raise _first_domain_error(group_error) from group_error
         finally:
             writer.abort()  # a no-op after close(); on failure it ends the replication streams at once
-        if check is not None:
-            check(size, sha256)
+        metadata = spec.metadata
+        completed = check(size, sha256) if check is not None else None
+        if completed is not None:
+            metadata = completed
         chunks = tuple(ChunkRef(chunk_id, n, nodes) for n, (chunk_id, nodes) in ((n, t.result()) for n, t in pending))
         new = NewVersion(
             name=spec.name,
@@ -166,7 +169,7 @@ class UploadService:
             sha256=sha256,
             chunks=chunks,
             content_type=spec.content_type,
-            metadata=dict(spec.metadata),
+            metadata=dict(metadata),
             created_at=self._clock.wall(),
             policy=str(policy),
         )

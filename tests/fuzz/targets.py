@@ -285,6 +285,9 @@ class AbortingContext:
     def invocation_metadata(self) -> tuple[()]:
         return ()
 
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
 
 @dataclass
 class RecordingUploads:
