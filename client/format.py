@@ -74,14 +74,15 @@ def profiles_table(profiles: Sequence[Profile], active: str | None = None) -> st
 
 
 def versions_table(versions: Sequence[VersionInfo]) -> str:
+    """One row per version; a delete marker shows "(delete marker)" in place of its size and digest."""
     rows = [
         (
             v.version,
             "*" if v.latest else "",
-            human_size(v.size),
+            "-" if v.delete_marker else human_size(v.size),
             human_time(v.created_at),
             v.version_id,
-            v.sha256[:16],
+            "(delete marker)" if v.delete_marker else v.sha256[:16],
         )
         for v in versions
     ]

@@ -50,6 +50,9 @@ class VersionInfo(_Serializable):
     policy: str = ""
     """Redundancy policy the version was stored with, e.g. "rep:2"; "" when its record predates
     policies (the cluster's policy applies)."""
+    delete_marker: bool = False
+    """A delete marker (an S3 delete in a versioned bucket): no content; while it is the latest
+    version the file reads as not found."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ def version_from_proto(msg: dfs_pb2.VersionInfo) -> VersionInfo:
         latest=msg.latest,
         chunks=[ChunkPlacement(c.chunk_id, c.size, list(c.peers)) for c in msg.chunks],
         policy=msg.policy,
+        delete_marker=msg.delete_marker,
     )
 
 

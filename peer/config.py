@@ -134,6 +134,13 @@ class PeerConfig:
         "DFS_GC_GRACE",
         "seconds an unreferenced chunk stays untouched before deletion (must exceed the longest upload)",
     )
+    # DFS_MULTIPART_EXPIRY: seconds an unfinished S3 multipart upload may go without a new part before
+    # garbage collection aborts it; its parts' chunks are then collected after DFS_GC_GRACE.
+    multipart_expiry_s: float = setting(
+        7 * 86400.0,
+        "DFS_MULTIPART_EXPIRY",
+        "seconds an unfinished S3 multipart upload may go without a new part before it is aborted (7 days)",
+    )
     # DFS_MAX_GOSSIP_BYTES: largest gossip body accepted; larger gets HTTP 413.
     max_gossip_bytes: int = setting(4 * MIB, "DFS_MAX_GOSSIP_BYTES", "largest gossip body accepted (larger: HTTP 413)")
     # DFS_TLS_CERT / DFS_TLS_KEY: this peer's certificate and private key (PEM). With DFS_TLS_CA they
@@ -302,6 +309,7 @@ class PeerConfig:
             (self.scrub_interval_s > 0, "DFS_SCRUB_INTERVAL must be positive"),
             (self.gc_interval_s > 0, "DFS_GC_INTERVAL must be positive"),
             (self.gc_grace_s >= 0, "DFS_GC_GRACE must not be negative"),
+            (self.multipart_expiry_s > 0, "DFS_MULTIPART_EXPIRY must be positive"),
             (self.max_gossip_bytes >= 64 * 1024, "DFS_MAX_GOSSIP_BYTES must be at least 64 KiB"),
             (
                 self.metadata_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")),

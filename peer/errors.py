@@ -38,6 +38,18 @@ class VersionNotFound(NotFound):
         self.version = version
 
 
+class DeleteMarkerFound(FileNotFound):
+    """The version asked for is a delete marker: with the name's latest version a marker the file
+    reads as absent, and a marker asked by its id has no content to read."""
+
+    def __init__(self, ref: str, version_id: str, *, by_id: bool, null_version: bool = False) -> None:
+        super().__init__(ref)
+        self.args = (f"{ref}: version {version_id} is a delete marker",)
+        self.version_id = version_id
+        self.by_id = by_id  # asked for by its version id, rather than as the name's latest version
+        self.null_version = null_version  # the marker is the name's null version
+
+
 class ChunkNotFound(NotFound):
     def __init__(self, chunk_id: str) -> None:
         super().__init__(f"chunk not found: {chunk_id}")
@@ -80,6 +92,27 @@ class S3KeyNotFound(NotFound):
     def __init__(self, access_key_id: str) -> None:
         super().__init__(f"S3 access key not found: {access_key_id}")
         self.access_key_id = access_key_id
+
+
+class UploadNotFound(NotFound):
+    """No multipart upload of that id is open for that name: never created, or already completed,
+    aborted or expired."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"multipart upload not found: {upload_id}")
+        self.upload_id = upload_id
+
+
+class InvalidPart(InvalidRequest):
+    """A multipart completion names a part that was not uploaded, or gives another ETag for it."""
+
+
+class InvalidPartOrder(InvalidRequest):
+    """A multipart completion lists its part numbers other than in strictly ascending order."""
+
+
+class PartTooSmall(InvalidRequest):
+    """A part other than the last of a multipart completion is smaller than the minimum part size."""
 
 
 class EncryptionKeyMismatch(DfsError):
@@ -140,6 +173,13 @@ class VersionConflict(DfsError):
     """Two writers raced for the same version number; retried internally before reaching a client."""
 
     kind = "version_conflict"
+
+
+class PreconditionFailed(DfsError):
+    """A conditional write found the name's latest version other than it required (create-only, or
+    a given version); checked inside the commit, so nothing was written."""
+
+    kind = "precondition_failed"
 
 
 class StorageFull(DfsError):

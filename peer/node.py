@@ -304,7 +304,8 @@ class Node:
             return None
         server = HttpServer(idle_timeout_s=cfg.connection_idle_timeout_s)
         server.mount(s3_app(files, BucketService(files, base.metadata, self.clock), base.s3_keys.lookup,
-                            no_auth=cfg.no_auth, domain=cfg.s3_domain, idle_s=cfg.client_idle_timeout_s))
+                            no_auth=cfg.no_auth, domain=cfg.s3_domain, idle_s=cfg.client_idle_timeout_s,
+                            metrics=self.metrics))
         host, port = split_hostport(cfg.s3_addr, "s3_addr")
         ssl_context = server_only_ssl_context(Path(cfg.tls_cert), Path(cfg.tls_key)) if base.tls else None
         try:
@@ -333,7 +334,8 @@ class Node:
         runner.add(Scrubber(cluster, base.store, downloads, self.metrics, self.clock, placement=cluster.placement,
                             bytes_per_s=cfg.scrub_bytes_per_s, pass_interval_s=cfg.scrub_interval_s),
                    min(cfg.scrub_interval_s, 1.0))
-        runner.add(GarbageCollector(base.store, base.metadata, self.metrics, self.clock, grace_s=cfg.gc_grace_s),
+        runner.add(GarbageCollector(base.store, base.metadata, self.metrics, self.clock, grace_s=cfg.gc_grace_s,
+                                    multipart_expiry_s=cfg.multipart_expiry_s),
                    cfg.gc_interval_s)
         self.metrics.track_workers(runner.states, lambda: self.clock.wall() - self.clock.monotonic())
         return runner

@@ -80,7 +80,7 @@ class ChunkPlacement(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., size: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("file_id", "version_id", "version", "name", "size", "sha256", "chunk_count", "content_type", "metadata", "created_at", "latest", "chunks", "policy")
+    __slots__ = ("file_id", "version_id", "version", "name", "size", "sha256", "chunk_count", "content_type", "metadata", "created_at", "latest", "chunks", "policy", "delete_marker")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class VersionInfo(_message.Message):
     LATEST_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    DELETE_MARKER_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     version_id: str
     version: int
@@ -114,7 +115,8 @@ class VersionInfo(_message.Message):
     latest: bool
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkPlacement]
     policy: str
-    def __init__(self, file_id: _Optional[str] = ..., version_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., latest: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkPlacement, _Mapping]]] = ..., policy: _Optional[str] = ...) -> None: ...
+    delete_marker: bool
+    def __init__(self, file_id: _Optional[str] = ..., version_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., latest: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkPlacement, _Mapping]]] = ..., policy: _Optional[str] = ..., delete_marker: _Optional[bool] = ...) -> None: ...
 
 class UploadReply(_message.Message):
     __slots__ = ("version", "peers")

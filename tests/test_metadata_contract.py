@@ -33,6 +33,7 @@ from peer.errors import (
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    PreconditionFailed,
     S3KeyNotFound,
     TokenNotFound,
     VersionNotFound,
@@ -610,6 +611,218 @@ def test_referenced_chunks_handles_empty_and_large_queries(store: MetadataStore)
 
     assert store.referenced_chunks([]) == set()
     assert store.referenced_chunks([f"chunk-{i:05d}" for i in range(3000)]) == set(used)
+
+
+# -- delete markers, null versions and conditional commits ------------------------------------------
+
+
+def marker(name: str = "docs/a.txt", **fields: Any) -> NewVersion:
+    return NewVersion(name=name, size=0, sha256="", chunks=(), delete_marker=True, **fields)
+
+
+def listed_names(store: MetadataStore, prefix: str = "", delimiter: str = "") -> list[str]:
+    page = store.list_files(prefix, 1000, "", delimiter)
+    return [record.name for record in page.files] + list(page.prefixes)
+
+
+def test_a_delete_marker_is_a_version_that_hides_the_file_until_it_is_deleted(store: MetadataStore) -> None:
+    v1 = store.commit_version(new(chunks=("c1",)))
+    store.commit_version(new("docs/b.txt"))
+    gone = store.commit_version(marker())
+
+    assert gone.delete_marker and gone.latest and gone.version == 2 and gone.size == 0 and gone.chunks == ()
+    assert store.get_version(ref(), LATEST) == gone
+    assert [(r.version, r.delete_marker) for r in store.list_versions(ref())] == [(2, True), (1, False)]
+    assert listed_names(store, "docs/") == ["docs/b.txt"]
+    assert listed_names(store, "", "/") == ["docs/"]
+    assert listed_names(store, "docs/", "/") == ["docs/b.txt"]
+    assert store.referenced_chunks(["c1"]) == {"c1"}  # the version under the marker keeps its chunks
+
+    store.delete_version(ref(), VersionSpec(version_id=gone.version_id))
+    assert store.get_version(ref(), LATEST) == v1
+    assert listed_names(store, "docs/") == ["docs/a.txt", "docs/b.txt"]
+
+
+def test_a_prefix_holding_only_deleted_files_is_not_listed(store: MetadataStore) -> None:
+    store.commit_version(new("dir/x"))
+    store.commit_version(marker("dir/x"))
+    store.commit_version(marker("other"))  # a marker on a name that never had content
+
+    assert listed_names(store, "", "/") == []
+    assert listed_names(store, "") == []
+    assert store.get_version(ref("other"), LATEST).delete_marker
+
+
+def test_a_marker_is_not_latest_once_a_new_version_follows(store: MetadataStore) -> None:
+    store.commit_version(new())
+    gone = store.commit_version(marker())
+    back = store.commit_version(new(chunks=("c2",)))
+
+    assert back.latest and not back.delete_marker
+    assert store.get_version(ref(), VersionSpec(version_id=gone.version_id)) == dataclasses.replace(gone, latest=False)
+    assert listed_names(store) == ["docs/a.txt"]
+    store.delete_version(ref(), VersionSpec(version_id=back.version_id))
+    assert listed_names(store) == []  # the marker is the latest again
+
+
+def test_a_null_version_replaces_the_previous_null_version(store: MetadataStore) -> None:
+    first = store.commit_version(new(chunks=("n1",), null_version=True))
+    kept = store.commit_version(new(chunks=("k",)))
+    second = store.commit_version(new(chunks=("n2",), null_version=True))
+
+    assert second.null_version and not kept.null_version
+    assert [r.version_id for r in store.list_versions(ref())] == [second.version_id, kept.version_id]
+    with pytest.raises(VersionNotFound):
+        store.get_version(ref(), VersionSpec(version_id=first.version_id))
+    assert store.referenced_chunks(["n1", "k", "n2"]) == {"k", "n2"}
+
+    null_marker = store.commit_version(marker(null_version=True))
+    assert [(r.version_id, r.delete_marker, r.null_version) for r in store.list_versions(ref())] == [
+        (null_marker.version_id, True, True), (kept.version_id, False, False)]
+    assert store.referenced_chunks(["n2"]) == set()
+
+
+def test_create_only_commits_when_the_name_has_no_current_version(store: MetadataStore) -> None:
+    created = store.commit_version(new(chunks=("a",), if_latest=""))
+    assert created.version == 1
+
+    with pytest.raises(PreconditionFailed):
+        store.commit_version(new(chunks=("b",), if_latest=""))
+    assert numbers(store.list_versions(ref())) == [1]
+    assert store.referenced_chunks(["b"]) == set()
+
+    store.commit_version(marker())
+    again = store.commit_version(new(chunks=("c",), if_latest=""))
+    assert again.version == 3 and again.latest
+
+
+def test_a_commit_on_a_given_latest_version_fails_once_another_came(store: MetadataStore) -> None:
+    v1 = store.commit_version(new())
+    v2 = store.commit_version(new(if_latest=v1.version_id))
+
+    with pytest.raises(PreconditionFailed):
+        store.commit_version(new(if_latest=v1.version_id))
+    with pytest.raises(PreconditionFailed):
+        store.commit_version(new("docs/none", if_latest=v1.version_id))
+    gone = store.commit_version(marker())
+    with pytest.raises(PreconditionFailed):  # a marker is no current version to match
+        store.commit_version(new(if_latest=gone.version_id))
+    store.delete_version(ref(), VersionSpec(version_id=gone.version_id))
+    assert store.commit_version(new(if_latest=v2.version_id)).version == 4
+    assert numbers(store.list_versions(ref())) == [4, 2, 1]
+
+
+def test_a_failed_condition_in_a_group_commit_fails_only_its_own_commit(store: MetadataStore) -> None:
+    store.commit_version(new("taken"))
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(
+            lambda i: _outcome(lambda: store.commit_version(new(f"name-{i % 4}" if i % 2 else "taken", if_latest=""))),
+            range(16),
+        ))
+    assert outcomes.count("PreconditionFailed") >= 8  # every commit on "taken", and repeats of the others
+    assert sorted(r.name for r in store.list_files("", 100, "").files) == ["name-1", "name-3", "taken"]
+
+
+def _outcome(call: Callable[[], Any]) -> str:
+    try:
+        call()
+    except PreconditionFailed:
+        return "PreconditionFailed"
+    return "committed"
+
+
+def test_concurrent_create_only_commits_let_exactly_one_win(
+    store: MetadataStore, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["store"] == "mongomock":
+        pytest.skip("mongomock's find_one_and_update is not atomic across threads; real MongoDB's is")
+    threads = 8
+    start = threading.Barrier(threads)
+
+    def create(i: int) -> str:
+        start.wait(timeout=30)
+        return _outcome(lambda: store.commit_version(new("race", chunks=(f"r{i}",), if_latest="")))
+
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = list(pool.map(create, range(threads)))
+    assert outcomes.count("committed") == 1
+    assert numbers(store.list_versions(ref("race"))) == [1]
+
+
+def test_a_copy_commits_only_while_its_source_version_exists(store: MetadataStore) -> None:
+    source = store.commit_version(new("src", chunks=("s1", "s2")))
+    copy = store.commit_version(dataclasses.replace(new("dst", chunks=("s1", "s2")), source_version=source.version_id))
+    store.delete_file(ref("src"))
+
+    assert store.referenced_chunks(["s1", "s2"]) == {"s1", "s2"}  # the copy keeps the shared chunks
+    with pytest.raises(VersionNotFound):
+        store.commit_version(dataclasses.replace(new("dst"), source_version=source.version_id))
+    assert [r.version_id for r in store.list_versions(ref("dst"))] == [copy.version_id]
+    store.delete_file(ref("dst"))
+    assert store.referenced_chunks(["s1", "s2"]) == set()
+
+
+def _version_model(store: MetadataStore, names: list[str], prefix: str, delimiter: str) -> list[tuple[str, str]]:
+    """Every entry a version listing must give, in order: (name, version id) or (common prefix, "")."""
+    entries: list[tuple[str, str]] = []
+    for name in sorted(n for n in set(names) if n.startswith(prefix)):
+        group = common_prefix(name, prefix, delimiter)
+        if group is not None:
+            if (group, "") not in entries:
+                entries.append((group, ""))
+            continue
+        entries.extend((name, r.version_id) for r in store.list_versions(ref(name)))
+    return entries
+
+
+def _all_version_pages(store: MetadataStore, prefix: str, limit: int, delimiter: str) -> list[tuple[str, str]]:
+    entries: list[tuple[str, str]] = []
+    after_name = after_version = ""
+    for _ in range(1000):
+        page = store.list_all_versions(prefix, limit, after_name, after_version, delimiter)
+        assert len(page.versions) + len(page.prefixes) <= limit
+        found = [(r.name, r.version_id) for r in page.versions] + [(p, "") for p in page.prefixes]
+        entries.extend(sorted(found, key=lambda e: e[0]) if page.prefixes else found)
+        if not page.next_name:
+            return entries
+        after_name, after_version = page.next_name, page.next_version_id
+    raise AssertionError("the version listing never ends")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 1000])
+def test_version_listing_pages_neither_drop_nor_repeat_a_version(store: MetadataStore, limit: int) -> None:
+    names = ["a", "b/1", "b/2", "c", "d/e/f", "e"]
+    for i, name in enumerate(names):
+        for n in range(1 + i % 3):
+            store.commit_version(new(name, chunks=(f"{name}-{n}",)))
+    store.commit_version(marker("c"))
+    store.commit_version(marker("gone"))
+    names += ["gone"]
+
+    for prefix, delimiter in [("", ""), ("", "/"), ("b/", ""), ("d/", "/"), ("z", "")]:
+        expected = _version_model(store, names, prefix, delimiter)
+        assert _all_version_pages(store, prefix, limit, delimiter) == expected, (prefix, delimiter)
+
+
+def test_version_listing_flags_latest_versions_and_markers(store: MetadataStore) -> None:
+    store.commit_version(new("k"))
+    store.commit_version(new("k"))
+    store.commit_version(marker("k"))
+
+    page = store.list_all_versions("", 2)
+    assert [(r.version, r.latest, r.delete_marker) for r in page.versions] == [(3, True, True), (2, False, False)]
+    assert (page.next_name, page.next_version_id) == ("k", page.versions[-1].version_id)
+    rest = store.list_all_versions("", 2, page.next_name, page.next_version_id)
+    assert [(r.version, r.latest) for r in rest.versions] == [(1, False)]
+    assert (rest.next_name, rest.next_version_id, rest.prefixes) == ("", "", ())
+
+
+def test_version_listing_refuses_a_marker_version_it_does_not_know(store: MetadataStore) -> None:
+    store.commit_version(new("k"))
+    with pytest.raises(InvalidRequest):
+        store.list_all_versions("", 10, "k", uuid.uuid4().hex)
+    with pytest.raises(InvalidRequest):
+        store.list_all_versions("", 0)
 
 
 # -- API tokens ----------------------------------------------------------------------------------
@@ -1244,6 +1457,32 @@ def test_mongo_version_document_from_before_policies_reads_as_unrecorded(mongo: 
     assert store.get_version(ref(), LATEST) == dataclasses.replace(committed, policy="")
 
 
+def test_mongo_file_from_before_heads_takes_conditional_commits(mongo: tuple[Any, str]) -> None:
+    client, name = mongo
+    store = MongoStore("mongodb://unused", database=name, client=client)
+    v1 = store.commit_version(new())
+    client[name]["files"].update_many({}, {"$unset": {"head": "", "deleted": ""}})  # as stored before heads
+    client[name]["versions"].update_many({}, {"$unset": {"delete_marker": "", "null_version": ""}})
+
+    assert store.get_version(ref(), LATEST) == v1
+    assert listed_names(store) == ["docs/a.txt"]
+    with pytest.raises(PreconditionFailed):
+        store.commit_version(new(if_latest=""))
+    assert store.commit_version(new(if_latest=v1.version_id)).version == 2
+
+
+def test_mongo_deleting_the_head_version_moves_the_head(mongo: tuple[Any, str]) -> None:
+    client, name = mongo
+    store = MongoStore("mongodb://unused", database=name, client=client)
+    v1 = store.commit_version(new())
+    v2 = store.commit_version(new())
+    store.delete_version(ref(), VersionSpec(version_id=v2.version_id))
+
+    assert client[name]["files"].find_one({}, {"_id": False, "head": True, "deleted": True}) == {
+        "head": v1.version_id, "deleted": False}
+    assert store.commit_version(new(if_latest=v1.version_id)).version == 3
+
+
 def _interfere_after_claim(
     store: MongoStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]
 ) -> None:
@@ -1251,8 +1490,8 @@ def _interfere_after_claim(
     claim = store._claim_number
     pending = [action]
 
-    def claim_then_interfere(name: str, now: float) -> dict[str, Any]:
-        file = claim(name, now)
+    def claim_then_interfere(*args: Any) -> dict[str, Any]:
+        file = claim(*args)
         while pending:
             pending.pop()()
         return file
@@ -1290,6 +1529,23 @@ def test_mongo_commit_racing_delete_of_the_last_version_keeps_the_file(
     other.delete_version(ref(), LATEST)
     with pytest.raises(FileNotFound):
         other.get_version(ref(), LATEST)
+
+
+def test_mongo_copy_racing_delete_of_its_source_commits_nothing(
+    mongo: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, name = mongo
+    mine, other = (MongoStore("mongodb://unused", database=name, client=client) for _ in range(2))
+    source = mine.commit_version(new("src", chunks=("s",)))
+    kept = mine.commit_version(new("dst", chunks=("d",)))
+    _interfere_after_claim(mine, monkeypatch, lambda: other.delete_file(ref("src")))
+
+    with pytest.raises(VersionNotFound):
+        mine.commit_version(dataclasses.replace(new("dst", chunks=("s",)), source_version=source.version_id))
+
+    assert other.list_versions(ref("dst")) == [kept]
+    assert other.referenced_chunks(["s", "d"]) == {"d"}
+    assert other.commit_version(new("dst", if_latest=kept.version_id)).version == 3
 
 
 # -- opening by URI and paging helpers -----------------------------------------------------------

@@ -14,8 +14,16 @@ from aiohttp import web
 from peer.http.s3.call import parse_target
 from peer.http.server import HttpServer, Mount
 from peer.s3 import RequestHead, S3Error, open_body, unverified
-from peer.s3.conditions import Outcome, Span, check_preconditions, http_date, iso_time, parse_range
-from peer.s3.names import bucket_name_problem, check_bucket_name, key_of, object_name
+from peer.s3.conditions import (
+    Outcome,
+    Span,
+    check_copy_preconditions,
+    check_preconditions,
+    http_date,
+    iso_time,
+    parse_range,
+)
+from peer.s3.names import CopySource, bucket_name_problem, check_bucket_name, key_of, object_name, parse_copy_source
 from peer.s3.objectmeta import (
     checksum_headers,
     completed_metadata,
@@ -86,6 +94,17 @@ def test_object_keys_map_to_file_names_and_back() -> None:
     ("HEAD", "b", "k", {}, False, "HeadObject", READ),
     ("DELETE", "b", "k", {"versionId": "v"}, False, "DeleteObject", WRITE),
     ("GET", "b", "k", {"acl": ""}, False, "GetObjectAcl", READ),
+    ("PUT", "b", "k", {}, True, "CopyObject", WRITE),
+    ("GET", "b", "", {"versions": "", "key-marker": "k", "version-id-marker": "v", "max-keys": "2"}, False,
+     "ListObjectVersions", READ),
+    ("POST", "b", "k", {"uploads": ""}, False, "CreateMultipartUpload", WRITE),
+    ("PUT", "b", "k", {"uploadId": "u", "partNumber": "1"}, False, "UploadPart", WRITE),
+    ("PUT", "b", "k", {"uploadId": "u", "partNumber": "1"}, True, "UploadPartCopy", WRITE),
+    ("GET", "b", "k", {"uploadId": "u", "max-parts": "2", "part-number-marker": "1"}, False, "ListParts", READ),
+    ("GET", "b", "", {"uploads": "", "key-marker": "k", "upload-id-marker": "u", "max-uploads": "2",
+                      "prefix": "p", "delimiter": "/"}, False, "ListMultipartUploads", READ),
+    ("POST", "b", "k", {"uploadId": "u"}, False, "CompleteMultipartUpload", WRITE),
+    ("DELETE", "b", "k", {"uploadId": "u"}, False, "AbortMultipartUpload", WRITE),
 ])
 def test_operations_and_their_roles(method: str, bucket: str, key: str, query: dict[str, str], copy: bool,
                                      name: str, role: str) -> None:
@@ -94,10 +113,6 @@ def test_operations_and_their_roles(method: str, bucket: str, key: str, query: d
 
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "copy", "name"), [
-    ("PUT", "b", "k", {}, True, "CopyObject"),
-    ("POST", "b", "k", {"uploads": ""}, False, "CreateMultipartUpload"),
-    ("PUT", "b", "k", {"uploadId": "u", "partNumber": "1"}, False, "UploadPart"),
-    ("GET", "b", "", {"versions": ""}, False, "ListObjectVersions"),
     ("GET", "b", "k", {"partNumber": "1"}, False, "GetObject (partNumber)"),
     ("PUT", "b", "", {"cors": ""}, False, "PUT bucket ?cors"),
     ("GET", "b", "k", {"tagging": ""}, False, "GET object ?tagging"),
@@ -212,6 +227,44 @@ def test_preconditions_in_rfc_order(headers: dict[str, str], outcome: Outcome | 
     else:
         error = s3_error(judge)
         assert error.code == "PreconditionFailed" and error.status == 412 and error.extra["Condition"] == outcome
+
+
+@pytest.mark.parametrize(("headers", "condition"), [
+    ({}, None),
+    ({"if-match": '"e1"', "if-unmodified-since": BEFORE}, None),  # If-Match decides, as for a GET
+    ({"if-none-match": '"e2"', "if-modified-since": AFTER}, None),
+    ({"if-match": '"e2"'}, "If-Match"),
+    ({"if-unmodified-since": BEFORE}, "If-Unmodified-Since"),
+    ({"if-none-match": '"e1"'}, "x-amz-copy-source-If-None-Match"),  # a GET's 304 is a copy's 412
+    ({"if-modified-since": AFTER}, "x-amz-copy-source-If-Modified-Since"),
+])
+def test_copy_source_conditions(headers: dict[str, str], condition: str | None) -> None:
+    sent = {f"x-amz-copy-source-{name}": value for name, value in headers.items()}
+    sent["if-match"] = '"not-for-the-source"'  # the target's own conditions are not the source's
+
+    def judge() -> None:
+        check_copy_preconditions(sent.get, "e1", MODIFIED)
+
+    if condition is None:
+        judge()
+    else:
+        error = s3_error(judge)
+        assert error.code == "PreconditionFailed" and error.status == 412 and error.extra["Condition"] == condition
+
+
+@pytest.mark.parametrize(("header", "source"), [
+    ("b/k", CopySource("b", "k")),
+    ("/b/dir/a%20b%2Bc+d%3F%E6%97%A5", CopySource("b", "dir/a b+c+d?日")),
+    ("b/k?versionId=0123", CopySource("b", "k", "0123")),
+    ("/b/a%3FversionId%3Dx?versionId=v", CopySource("b", "a?versionId=x", "v")),
+])
+def test_copy_source_header(header: str, source: CopySource) -> None:
+    assert parse_copy_source(header) == source
+
+
+@pytest.mark.parametrize("header", ["", "b", "/b/", "b/k?versionId="])
+def test_malformed_copy_source_header(header: str) -> None:
+    assert s3_error(lambda: parse_copy_source(header)).code == "InvalidArgument"
 
 
 # -------------------------------------------------------------------------------- object metadata

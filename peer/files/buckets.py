@@ -58,10 +58,11 @@ class BucketService:
         return record
 
     async def delete(self, name: str) -> None:
-        """Removes an empty bucket; BucketNotEmpty while a file starts with `name/`."""
+        """Removes an empty bucket; BucketNotEmpty while a file starts with `name/`, even one whose
+        latest version is a delete marker (its versions would come back with a new bucket of that name)."""
         await self.get(name)
-        page = await self._files.list_files(bucket_prefix(name), 1, "")
-        if page.files:
+        page = await self._files.list_all_versions(bucket_prefix(name), 1)
+        if page.versions:
             raise BucketNotEmpty(name)
         await self._metadata.delete_bucket(name)
         log.info("deleted bucket %s", name)

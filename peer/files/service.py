@@ -14,12 +14,22 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from peer.clock import Clock, SystemClock
-from peer.errors import ConfigError, InvalidRequest, MetadataUnavailable, TooLarge
+from peer.errors import ConfigError, DeleteMarkerFound, InvalidRequest, MetadataUnavailable, TooLarge, VersionNotFound
 from peer.files import rules
 from peer.files.limits import ClientLimits
+from peer.files.multipart import MultipartService
 from peer.files.proof import UploadProof
 from peer.metadata.common import encode_token
-from peer.metadata.store import AsyncMetadata, FileRefSpec, ListPage, TokenRecord, VersionRecord, VersionSpec
+from peer.metadata.store import (
+    AsyncMetadata,
+    FileRefSpec,
+    ListPage,
+    NewVersion,
+    TokenRecord,
+    VersionPage,
+    VersionRecord,
+    VersionSpec,
+)
 from peer.security.s3keys import NewS3Key, S3KeyInfo, S3Keys
 from peer.security.tokens import TokenVerifier, check_role, check_token_name, new_token
 from peer.transfer.download import ByteRange, DownloadService, Piece
@@ -68,6 +78,9 @@ class FileService:
         self._s3_keys = s3_keys
         self._clock = clock or SystemClock()
         self.limits = limits or ClientLimits()
+        self.multipart = MultipartService(uploads, downloads, metadata, self.require_metadata, self.limits,
+                                          self._clock)
+        """S3's multipart uploads, under the same rules, limits and metadata-health check."""
 
     def require_metadata(self) -> None:
         """Raises MetadataUnavailable while the store is known to be down. Every operation that needs
@@ -87,8 +100,14 @@ class FileService:
         content_type: str = "",
         user_metadata: Mapping[str, str] | None = None,
         late_metadata: Callable[[], Mapping[str, str]] | None = None,
+        null_version: bool = False,
+        if_latest: str | None = None,
     ) -> VersionRecord:
         """Stores `data` as a new version of `name` once every chunk is durable and `proof` holds.
+
+        `null_version` makes it the name's null version (replacing the previous one); `if_latest` is
+        a condition on the name's latest version (NewVersion.if_latest), checked inside the commit:
+        PreconditionFailed when it does not hold, and the stored chunks are left to collection.
 
         The edge fills `proof.trailer` in as the client sends it, before `data` ends. A declared size
         over the limit is refused before any data is read; data beyond the declared size or the limit
@@ -101,6 +120,8 @@ class FileService:
             name=rules.check_name(name),
             content_type=rules.check_content_type(content_type),
             metadata=rules.check_metadata(user_metadata or {}, self.limits.max_metadata_bytes),
+            null_version=null_version,
+            if_latest=_checked_condition(if_latest),
         )
         limit = self.limits.max_file_size
         if proof.declared is not None and not 0 <= proof.declared <= limit:
@@ -125,6 +146,51 @@ class FileService:
                 raise TooLarge(f"upload larger than the limit of {limit} bytes (DFS_MAX_FILE_SIZE)")
             if piece:
                 yield piece
+
+    async def copy(
+        self,
+        source: VersionRecord,
+        name: str,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
+        null_version: bool = False,
+        if_latest: str | None = None,
+    ) -> VersionRecord:
+        """A new version of `name` with the content of the version `source`: the same chunks, size
+        and SHA-256, so no byte is moved. The commit requires `source` to exist still
+        (NewVersion.source_version), so garbage collection can never take a chunk the copy shares;
+        `content_type` and `metadata` are the copy's own (the source's for a plain copy)."""
+        self.require_metadata()
+        if source.delete_marker:
+            raise DeleteMarkerFound(source.name, source.version_id, by_id=True)
+        new = NewVersion(
+            name=rules.check_name(name),
+            size=source.size,
+            sha256=source.sha256,
+            chunks=source.chunks,
+            content_type=rules.check_content_type(content_type),
+            metadata=rules.check_metadata(metadata, self.limits.max_metadata_bytes),
+            created_at=self._clock.wall(),
+            policy=source.policy,
+            null_version=null_version,
+            if_latest=_checked_condition(if_latest),
+            source_version=source.version_id,
+        )
+        record = await self._metadata.commit_version(new)
+        log.info("copied %s v%d to %s v%d (%d bytes, no data moved)", source.name, source.version, record.name,
+                 record.version, record.size)
+        return record
+
+    async def delete_marker(self, name: str, *, null_version: bool = False) -> VersionRecord:
+        """Commits a delete marker as the latest version of `name` (the file need not exist): the name
+        then reads as deleted while its versions stay, until the marker itself is deleted."""
+        self.require_metadata()
+        new = NewVersion(name=rules.check_name(name), size=0, sha256="", chunks=(), created_at=self._clock.wall(),
+                         delete_marker=True, null_version=null_version)
+        record = await self._metadata.commit_version(new)
+        log.info("delete marker %s v%d", record.name, record.version)
+        return record
 
     async def delete(self, ref: FileRefSpec, version: VersionSpec | None = None) -> list[VersionRecord]:
         """Deletes one version, or with `version` None the whole file with every version."""
@@ -158,6 +224,15 @@ class FileService:
         return SmallRead(record, rng, tuple([piece async for piece in data]))
 
     async def stat(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        """The version's record; DeleteMarkerFound (a FileNotFound) when it is a delete marker."""
+        record = await self.stat_version(ref, version)
+        if record.delete_marker:
+            raise DeleteMarkerFound(str(ref), record.version_id, by_id=version != VersionSpec(),
+                                    null_version=record.null_version)
+        return record
+
+    async def stat_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
+        """The version's record, a delete marker included."""
         self.require_metadata()
         return await self._metadata.get_version(_checked_ref(ref), _checked_version(version))
 
@@ -177,9 +252,30 @@ class FileService:
         return await self._metadata.list_files(prefix, rules.check_page_size(page_size), page_token, delimiter)
 
     async def versions(self, ref: FileRefSpec) -> list[VersionRecord]:
-        """Every version of a file, newest first."""
+        """Every version of a file, newest first, delete markers included."""
         self.require_metadata()
         return await self._metadata.list_versions(_checked_ref(ref))
+
+    async def null_version(self, ref: FileRefSpec) -> VersionRecord:
+        """The file's null version (NewVersion.null_version); VersionNotFound when it has none."""
+        for record in await self.versions(ref):
+            if record.null_version:
+                return record
+        raise VersionNotFound(str(ref), "null")
+
+    async def list_all_versions(
+        self, prefix: str, page_size: int, after_name: str = "", after_version: str = "", delimiter: str = ""
+    ) -> VersionPage:
+        """One page of every version (delete markers included) of the files under `prefix`, by name
+        and each file's newest first; it resumes after `after_name`, or after its version `after_version`."""
+        self.require_metadata()
+        prefix = rules.check_name(prefix) if prefix else ""
+        delimiter = rules.check_delimiter(delimiter)
+        after_name = rules.check_name(after_name) if after_name else ""
+        after_version = rules.check_id(after_version, "version id") if after_version else ""
+        return await self._metadata.list_all_versions(
+            prefix, rules.check_page_size(page_size), after_name, after_version, delimiter
+        )
 
     # ------------------------------------------------------------------------------------ tokens
 
@@ -240,6 +336,12 @@ def _checked_ref(ref: FileRefSpec) -> FileRefSpec:
     if ref.name is not None:
         return FileRefSpec(name=rules.check_name(ref.name))
     return FileRefSpec(file_id=rules.check_id(ref.file_id or "", "file id"))
+
+
+def _checked_condition(if_latest: str | None) -> str | None:
+    if if_latest:
+        return rules.check_id(if_latest, "version id")
+    return if_latest
 
 
 def _checked_version(version: VersionSpec) -> VersionSpec:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from peer.errors import InvalidRequest
-from peer.metadata.store import S3KeyRecord, TokenRecord, VersionSpec
+from peer.metadata.store import S3KeyRecord, TokenRecord, VersionPage, VersionRecord, VersionSpec
 
 # A token is stored as exactly its record's fields (SQLite columns, MongoDB document keys), in this
 # order: `TokenRecord(*row)` and `TokenRecord(**doc)` read it back, and no secret has a place to go.
@@ -120,6 +120,84 @@ def page_keys(prefix: str, delimiter: str, limit: int, page_token: str, scan: Na
         else:
             bound, count = (tail, False), min(2 * count, limit + 1)
     return KeyPage(names, prefixes, "")
+
+
+VersionScan = Callable[[str, int | None, int], Sequence[VersionRecord]]
+"""versions(name, below, count): up to `count` versions of the file `name`, newest first, only those
+numbered below `below` when it is not None; each record's `latest` set as get_version sets it."""
+
+VersionNumber = Callable[[str, str], int | None]
+"""number_of(name, version_id): the number of that version of the file `name`; None when it has none."""
+
+
+def page_versions(prefix: str, delimiter: str, limit: int, after_name: str, after_version: str,
+                  scan: NameScan, versions: VersionScan, number_of: VersionNumber) -> VersionPage:
+    """One page of at most `limit` entries, versions and common prefixes together, of every version of
+    the files under `prefix`: by name, each file's versions newest first (S3's ListObjectVersions).
+
+    The page ends on a (name, version id) pair, or on a common prefix (its version id ""). It resumes
+    after that version of that name (with the name's older versions, then the following names), or
+    after the name, or after the whole common prefix a name falls in, as `page_keys` does; so no page
+    size drops or repeats a version. Each file's versions are read at most as many as the page still
+    needs, plus one to tell whether it goes on.
+    """
+    check_limit(limit)
+    listed: list[VersionRecord] = []
+    prefixes: list[str] = []
+    last = ("", "")
+
+    def room() -> int:
+        return limit - len(listed) - len(prefixes)
+
+    def take(records: Sequence[VersionRecord]) -> bool:
+        """Adds the records while the page has room; False when one of them found it full."""
+        nonlocal last
+        for record in records:
+            if room() == 0:
+                return False
+            listed.append(record)
+            last = (record.name, record.version_id)
+        return True
+
+    def ended() -> VersionPage:
+        return VersionPage(tuple(listed), tuple(prefixes), last[0], last[1])
+
+    bound: tuple[str, bool] | None
+    if after_version:
+        if not after_name:
+            raise InvalidRequest("a version marker needs the name it belongs to")
+        number = number_of(after_name, after_version)
+        if number is None:
+            raise InvalidRequest(f"version {after_version[:40]!r} of {after_name[:200]!r} not found to resume after")
+        if not take(versions(after_name, number, limit + 1)):
+            return ended()
+        bound = (after_name, False)
+    elif after_name:
+        bound = _resume_bound(prefix, delimiter, after_name)
+    else:
+        bound = (prefix, True)
+    rolled: str | None = None
+    count = limit + 1
+    while bound is not None:
+        batch = scan(bound[0], bound[1], count)
+        for name in batch:
+            if rolled is not None and name.startswith(rolled):
+                continue
+            group = common_prefix(name, prefix, delimiter)
+            if group is None:
+                if not take(versions(name, None, room() + 1)):
+                    return ended()
+                continue
+            if room() == 0:
+                return ended()
+            prefixes.append(group)
+            rolled = group
+            last = (group, "")
+        if len(batch) < count:
+            break
+        tail = batch[-1]
+        bound = _past(rolled) if rolled is not None and tail.startswith(rolled) else (tail, False)
+    return VersionPage(tuple(listed), tuple(prefixes), "", "")
 
 
 def _resume_bound(prefix: str, delimiter: str, after: str) -> tuple[str, bool] | None:

@@ -9,9 +9,15 @@ Without replica-set transactions every invariant rests on single-document atomic
   if its file document still exists after the insert, so a commit racing a delete retries as a new file.
 A crash between two steps leaves a file document without versions (invisible; its name keeps
 counting) or versions without a file document (invisible; they only keep their chunks from GC).
+Conditional commits rest on the same claim: the file document names its latest claimed version
+(`head`) and whether that is a delete marker (`deleted`), both set by the $inc that claims a number,
+so a commit whose condition is on the latest version claims only while the document still matches
+it. Deleting the head version points `head` at the version now latest, unless a claim came between.
+A null version replaces the name's older null versions once it is stored (and yields to a newer one).
 API tokens live in a third collection, `tokens`, one document each, unique on token_id; S3 access
 keys likewise in `s3_keys`, unique on access_key_id (their secrets only sealed), and S3 buckets in
-`buckets`, unique on name.
+`buckets`, unique on name. Open S3 multipart uploads and their parts live in `multipart_uploads` and
+`multipart_parts` (peer/metadata/mongo_multipart.py).
 Version documents gained `policy` without a migration: one stored before it reads as "" (store.py).
 """
 
@@ -37,6 +43,7 @@ from peer.errors import (
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    PreconditionFailed,
     S3KeyNotFound,
     TokenNotFound,
     VersionConflict,
@@ -50,8 +57,10 @@ from peer.metadata.common import (
     decode_token,
     encode_token,
     page_keys,
+    page_versions,
     prefix_upper_bound,
 )
+from peer.metadata.mongo_multipart import MongoMultipart
 from peer.metadata.store import (
     BucketRecord,
     ChunkRef,
@@ -60,6 +69,7 @@ from peer.metadata.store import (
     NewVersion,
     S3KeyRecord,
     TokenRecord,
+    VersionPage,
     VersionRecord,
     VersionSpec,
 )
@@ -81,8 +91,9 @@ _BUCKET_PROJECTION = {"_id": False, "name": True, "created_at": True, "versionin
 _S3_KEY_PROJECTION = {"_id": False, **dict.fromkeys(S3_KEY_FIELDS, True)}
 
 
-class MongoStore:
-    """MetadataStore on MongoDB; reads go to the primary so a peer sees every acknowledged commit."""
+class MongoStore(MongoMultipart):
+    """MetadataStore on MongoDB; reads go to the primary so a peer sees every acknowledged commit.
+    The multipart-upload methods come from `MongoMultipart` (peer/metadata/mongo_multipart.py)."""
 
     backend = "mongodb"
 
@@ -104,6 +115,8 @@ class MongoStore:
         self._tokens: Collection[Doc] = db.get_collection("tokens")
         self._buckets: Collection[Doc] = db.get_collection("buckets")
         self._s3_keys: Collection[Doc] = db.get_collection("s3_keys")
+        self._uploads: Collection[Doc] = db.get_collection("multipart_uploads")
+        self._parts: Collection[Doc] = db.get_collection("multipart_parts")
         # Indexes are built on first use, not here: a peer must start, and report the outage through
         # ping(), while MongoDB is briefly down. No operation runs before the unique indexes exist.
         self._indexed = False
@@ -120,6 +133,7 @@ class MongoStore:
         self._tokens.create_index("token_id", unique=True)
         self._buckets.create_index("name", unique=True)
         self._s3_keys.create_index("access_key_id", unique=True)
+        self.ensure_multipart_indexes()
 
     # -- MetadataStore ---------------------------------------------------------------------------
 
@@ -129,13 +143,23 @@ class MongoStore:
         created_at = new.created_at or time.time()
         with self._guard():
             for _ in range(_COMMIT_ATTEMPTS):
-                file = self._claim_number(new.name, created_at)
-                doc = _version_doc(file, new, created_at)
+                self._require_source(new)
+                version_id = uuid.uuid4().hex
+                file = self._claim_number(new, created_at, version_id)
+                doc = _version_doc(file, new, created_at, version_id)
                 self._versions.insert_one(doc)
-                if self._files.find_one({"file_id": file["file_id"]}, {"_id": True}) is not None:
-                    return _record(doc, latest=self._is_latest(file["file_id"], file["last_version"]))
-                # The file was deleted while this commit ran; its version must not outlive it.
-                self._versions.delete_one({"version_id": doc["version_id"]})
+                if self._files.find_one({"file_id": file["file_id"]}, {"_id": True}) is None:
+                    # The file was deleted while this commit ran; its version must not outlive it.
+                    self._versions.delete_one({"version_id": version_id})
+                    continue
+                if new.source_version and self._versions.find_one(
+                        {"version_id": new.source_version}, {"_id": True}) is None:
+                    # The source went before this version referenced its chunks: they may be collected.
+                    self._remove(file["file_id"], version_id)
+                    raise VersionNotFound("the copy source", new.source_version)
+                if new.null_version:
+                    self._replace_null(file["file_id"], file["last_version"], version_id)
+                return _record(doc, latest=self._is_latest(file["file_id"], file["last_version"]))
         raise VersionConflict(f"{new.name}: file deleted during {_COMMIT_ATTEMPTS} commit attempts")
 
     def get_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
@@ -152,10 +176,11 @@ class MongoStore:
         if upper is not None:
             name_range["$lt"] = upper
         with self._guard():
-            cursor = self._files.find({"name": name_range}, {"_id": False, "file_id": True, "name": True})
+            cursor = self._files.find({"name": name_range, "deleted": {"$ne": True}},
+                                      {"_id": False, "file_id": True, "name": True})
             files = list(cursor.sort("name", ASCENDING).limit(limit + 1))
             page = files[:limit]
-            latest = self._latest_docs([file["file_id"] for file in page])
+            latest = _live(self._latest_docs([file["file_id"] for file in page]))
         # A file document with no version yet (a first commit in flight) is not listed.
         records = [_record(latest[f["file_id"]], latest=True) for f in page if f["file_id"] in latest]
         next_token = encode_token(page[-1]["name"]) if len(files) > limit else ""
@@ -172,14 +197,15 @@ class MongoStore:
             name_range: Doc = {"$gte": max(prefix, bound)} if inclusive else {"$gte": prefix, "$gt": bound}
             if upper is not None:
                 name_range["$lt"] = upper
-            cursor = self._files.find({"name": name_range}, {"_id": False, "file_id": True, "name": True})
+            cursor = self._files.find({"name": name_range, "deleted": {"$ne": True}},
+                                      {"_id": False, "file_id": True, "name": True})
             docs = list(cursor.sort("name", ASCENDING).limit(count))
             file_ids.update((doc["name"], doc["file_id"]) for doc in docs)
             return [doc["name"] for doc in docs]
 
         with self._guard():
             keys = page_keys(prefix, delimiter, limit, page_token, scan)
-            latest = self._latest_docs([file_ids[name] for name in keys.names])
+            latest = _live(self._latest_docs([file_ids[name] for name in keys.names]))
         records = [_record(latest[file_ids[n]], latest=True) for n in keys.names if file_ids[n] in latest]
         return ListPage(files=tuple(records), next_token=keys.next_token, prefixes=tuple(keys.prefixes))
 
@@ -190,13 +216,55 @@ class MongoStore:
             raise FileNotFound(str(ref))
         return records
 
+    def list_all_versions(
+        self, prefix: str, limit: int, after_name: str = "", after_version: str = "", delimiter: str = ""
+    ) -> VersionPage:
+        """Names from range reads of the files collection (files whose latest version is a delete
+        marker included), each file's versions from the (file_id, version) index."""
+        upper = prefix_upper_bound(prefix)
+        file_ids: dict[str, str] = {}
+
+        def scan(bound: str, inclusive: bool, count: int) -> list[str]:
+            name_range: Doc = {"$gte": max(prefix, bound)} if inclusive else {"$gte": prefix, "$gt": bound}
+            if upper is not None:
+                name_range["$lt"] = upper
+            cursor = self._files.find({"name": name_range}, {"_id": False, "file_id": True, "name": True})
+            docs = list(cursor.sort("name", ASCENDING).limit(count))
+            file_ids.update((doc["name"], doc["file_id"]) for doc in docs)
+            return [doc["name"] for doc in docs]
+
+        def file_id_of(name: str) -> str | None:
+            if name not in file_ids:
+                file = self._files.find_one({"name": name}, {"_id": False, "file_id": True})
+                if file is None:
+                    return None
+                file_ids[name] = file["file_id"]
+            return file_ids[name]
+
+        def versions(name: str, below: int | None, count: int) -> list[VersionRecord]:
+            file_id = file_id_of(name)
+            if file_id is None:
+                return []
+            query: Doc = {"file_id": file_id} if below is None else {"file_id": file_id, "version": {"$lt": below}}
+            docs = self._versions.find(query, _NO_ID).sort("version", DESCENDING).limit(count)
+            # Below a version that exists no version is the latest; else the first one is.
+            return [_record(doc, latest=below is None and index == 0) for index, doc in enumerate(docs)]
+
+        def number_of(name: str, version_id: str) -> int | None:
+            file_id = file_id_of(name)
+            doc = None if file_id is None else self._versions.find_one(
+                {"file_id": file_id, "version_id": version_id}, {"_id": False, "version": True})
+            return None if doc is None else int(doc["version"])
+
+        with self._guard():
+            return page_versions(prefix, delimiter, limit, after_name, after_version, scan, versions, number_of)
+
     def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
         check_version_spec(version)
         with self._guard():
             record = self._find_version(ref, version)
-            if self._versions.delete_one({"version_id": record.version_id}).deleted_count == 0:
+            if not self._remove(record.file_id, record.version_id):
                 raise VersionNotFound(str(ref), str(version))  # a concurrent delete took it first
-            self._forget_version(record.file_id)
         return record
 
     def delete_file(self, ref: FileRefSpec) -> list[VersionRecord]:
@@ -215,6 +283,7 @@ class MongoStore:
         found: set[str] = set()
         with self._guard():
             for start in range(0, len(wanted), _IN_BATCH):
+                found.update(self.part_chunks(wanted[start : start + _IN_BATCH]))  # parts before versions
                 query = {"chunk_ids": {"$in": wanted[start : start + _IN_BATCH]}}
                 for doc in self._versions.find(query, {"_id": False, "chunk_ids": True}):
                     found.update(doc["chunk_ids"])
@@ -329,16 +398,24 @@ class MongoStore:
 
     # -- steps -----------------------------------------------------------------------------------
 
-    def _claim_number(self, name: str, now: float) -> Doc:
-        """The name's file document after taking the next version number on it."""
+    def _claim_number(self, new: NewVersion, now: float, version_id: str) -> Doc:
+        """The name's file document after taking the next version number on it, for `version_id`
+        (its head from then on). With a condition on the latest version (NewVersion.if_latest) the
+        number is taken only while the document still says that version is the latest."""
+        name = new.name
+        head = {"head": version_id, "deleted": new.delete_marker}
+        claim: Doc = {"$inc": {"last_version": 1, "live_versions": 1}, "$set": head}
         for _ in range(_COMMIT_ATTEMPTS):
+            if new.if_latest is not None:
+                file = self._claim_if(name, new.if_latest, claim, {"name": name, "file_id": uuid.uuid4().hex,
+                                      "created_at": now, "last_version": 1, "live_versions": 1, **head})
+                if file is None:
+                    continue
+                return file
             try:
                 file = self._files.find_one_and_update(
                     {"name": name},
-                    {
-                        "$inc": {"last_version": 1, "live_versions": 1},
-                        "$setOnInsert": {"file_id": uuid.uuid4().hex, "created_at": now},
-                    },
+                    {**claim, "$setOnInsert": {"file_id": uuid.uuid4().hex, "created_at": now}},
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
                 )
@@ -347,6 +424,77 @@ class MongoStore:
             if file is not None:
                 return file
         raise VersionConflict(f"{name}: could not claim a version number")
+
+    def _claim_if(self, name: str, expected: str, claim: Doc, first: Doc) -> Doc | None:
+        """The claimed file document when the name's latest version is `expected` ("" for none:
+        no file, or a delete marker); None to try again; PreconditionFailed when it is not."""
+        if expected:
+            condition: Doc = {"name": name, "head": expected, "deleted": {"$ne": True}}
+        else:
+            condition = {"name": name, "$or": [{"deleted": True}, {"live_versions": {"$lte": 0}}]}
+        file = self._files.find_one_and_update(condition, claim, return_document=ReturnDocument.AFTER)
+        if file is not None:
+            return file
+        current = self._files.find_one({"name": name}, _NO_ID)
+        if current is None:
+            if expected:
+                raise PreconditionFailed(f"{name} does not exist")
+            try:
+                self._files.insert_one(dict(first))
+            except DuplicateKeyError:  # a racing commit created the name: judge it again
+                return None
+            first.pop("_id", None)
+            return first
+        if "head" not in current:  # a file from before heads were kept: record its head, then judge
+            self._set_head(current)
+            return None
+        if _holds(current, expected):  # it changed since the claim was refused: judge it again
+            return None
+        if expected:
+            raise PreconditionFailed(f"the latest version of {name} is no longer {expected}")
+        raise PreconditionFailed(f"{name} exists already")
+
+    def _set_head(self, file: Doc) -> None:
+        """Records the head of a file document that has none (written before heads were kept)."""
+        latest = self._latest_docs([file["file_id"]]).get(file["file_id"])
+        head = {"head": None if latest is None else latest["version_id"],
+                "deleted": bool(latest is not None and latest.get("delete_marker", False))}
+        self._files.update_one(
+            {"file_id": file["file_id"], "head": {"$exists": False}, "last_version": file["last_version"]},
+            {"$set": head},
+        )
+
+    def _require_source(self, new: NewVersion) -> None:
+        if new.source_version and self._versions.find_one({"version_id": new.source_version}, {"_id": True}) is None:
+            raise VersionNotFound("the copy source", new.source_version)
+
+    def _remove(self, file_id: str, version_id: str) -> bool:
+        """Deletes one version document; False when it was gone already. A head that was this
+        version moves to the version now latest, and the file's live count drops."""
+        if self._versions.delete_one({"version_id": version_id}).deleted_count == 0:
+            return False
+        file = self._files.find_one({"file_id": file_id, "head": version_id}, {"_id": False, "last_version": True})
+        if file is not None:
+            latest = self._latest_docs([file_id]).get(file_id)
+            head = {"head": None if latest is None else latest["version_id"],
+                    "deleted": bool(latest is not None and latest.get("delete_marker", False))}
+            # Conditional: a commit that claimed a number since keeps the head it set.
+            self._files.update_one({"file_id": file_id, "head": version_id, "last_version": file["last_version"]},
+                                   {"$set": head})
+        self._forget_version(file_id)
+        return True
+
+    def _replace_null(self, file_id: str, number: int, version_id: str) -> None:
+        """After storing null version `number`: the name's older null versions go, and this one
+        goes in turn when a newer null version was stored meanwhile."""
+        older = self._versions.find({"file_id": file_id, "null_version": True, "version": {"$lt": number}},
+                                    {"_id": False, "version_id": True})
+        for doc in list(older):
+            self._remove(file_id, doc["version_id"])
+        newer = self._versions.find_one({"file_id": file_id, "null_version": True, "version": {"$gt": number}},
+                                        {"_id": True})
+        if newer is not None:
+            self._remove(file_id, version_id)
 
     def _forget_version(self, file_id: str) -> None:
         file = self._files.find_one_and_update(
@@ -446,9 +594,21 @@ def _file_query(ref: FileRefSpec) -> Doc:
     return {"name": ref.name} if ref.name is not None else {"file_id": ref.file_id}
 
 
-def _version_doc(file: Mapping[str, Any], new: NewVersion, created_at: float) -> Doc:
+def _holds(file: Mapping[str, Any], expected: str) -> bool:
+    """Whether a file document says its latest version is `expected` (_claim_if's condition)."""
+    if expected:
+        return bool(file.get("head") == expected and not file.get("deleted", False))
+    return bool(file.get("deleted", False) or file.get("live_versions", 0) <= 0)
+
+
+def _live(latest: dict[str, Doc]) -> dict[str, Doc]:
+    """The latest version documents that are not delete markers."""
+    return {file_id: doc for file_id, doc in latest.items() if not doc.get("delete_marker", False)}
+
+
+def _version_doc(file: Mapping[str, Any], new: NewVersion, created_at: float, version_id: str) -> Doc:
     return {
-        "version_id": uuid.uuid4().hex,
+        "version_id": version_id,
         "file_id": file["file_id"],
         "version": file["last_version"],
         "name": new.name,
@@ -461,6 +621,8 @@ def _version_doc(file: Mapping[str, Any], new: NewVersion, created_at: float) ->
         "metadata": [[key, value] for key, value in new.metadata.items()],
         "created_at": created_at,
         "policy": new.policy,
+        "delete_marker": new.delete_marker,
+        "null_version": new.null_version,
     }
 
 
@@ -478,4 +640,6 @@ def _record(doc: Mapping[str, Any], latest: bool) -> VersionRecord:
         created_at=doc["created_at"],
         latest=latest,
         policy=doc.get("policy", ""),  # documents stored before versions recorded a policy lack it
+        delete_marker=doc.get("delete_marker", False),  # and before delete markers, these two
+        null_version=doc.get("null_version", False),
     )

@@ -27,6 +27,7 @@ from peer.errors import (
     FileNotFound,
     InvalidRequest,
     MetadataUnavailable,
+    PreconditionFailed,
     S3KeyNotFound,
     TokenNotFound,
     VersionNotFound,
@@ -39,8 +40,10 @@ from peer.metadata.common import (
     decode_token,
     encode_token,
     page_keys,
+    page_versions,
     prefix_upper_bound,
 )
+from peer.metadata.sqlite_multipart import MULTIPART_SCHEMA, SqliteMultipart, parts_referencing
 from peer.metadata.store import (
     BucketRecord,
     ChunkRef,
@@ -49,6 +52,7 @@ from peer.metadata.store import (
     NewVersion,
     S3KeyRecord,
     TokenRecord,
+    VersionPage,
     VersionRecord,
     VersionSpec,
 )
@@ -121,11 +125,18 @@ _BUCKETS_SCHEMA = """CREATE TABLE IF NOT EXISTS buckets (
 # older file. No schema bump, as for the tokens table: the DEFAULT fills the rows already there, and
 # a peer that predates the column still reads and inserts with its own column lists, so peers of
 # both releases can share one file during a rolling upgrade.
-_ADDED_COLUMNS = (("versions", "policy", "TEXT NOT NULL DEFAULT ''"),)
+_ADDED_COLUMNS = (
+    ("versions", "policy", "TEXT NOT NULL DEFAULT ''"),
+    ("versions", "delete_marker", "INTEGER NOT NULL DEFAULT 0"),
+    ("versions", "null_version", "INTEGER NOT NULL DEFAULT 0"),
+    # Whether the file's latest version is a delete marker, kept by every commit and version delete,
+    # so a listing's name scan leaves such a file out without reading its versions.
+    ("files", "deleted", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 _COLUMNS = (
     "v.file_id, v.version_id, v.version, v.name, v.size, v.sha256, v.chunks, v.content_type,"
-    " v.metadata, v.created_at, v.policy"
+    " v.metadata, v.created_at, v.policy, v.delete_marker, v.null_version"
 )
 _MAX_VERSION = "(SELECT MAX(w.version) FROM versions AS w WHERE w.file_id = v.file_id)"
 _SELECT = f"SELECT {_COLUMNS}, v.version = {_MAX_VERSION} FROM versions AS v"
@@ -133,12 +144,13 @@ _SELECT_TOKEN = f"SELECT {', '.join(TOKEN_FIELDS)} FROM tokens"
 _SELECT_S3_KEY = f"SELECT {', '.join(S3_KEY_FIELDS)} FROM s3_keys"
 _LIST = (
     f"SELECT {_COLUMNS}, 1 FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
-    f" WHERE v.version = {_MAX_VERSION} AND f.name >= ? AND f.name > ?"
+    f" WHERE v.version = {_MAX_VERSION} AND v.delete_marker = 0 AND f.name >= ? AND f.name > ?"
 )
 
 
-class SqliteStore:
-    """MetadataStore on a local SQLite file; safe to share between threads and processes."""
+class SqliteStore(SqliteMultipart):
+    """MetadataStore on a local SQLite file; safe to share between threads and processes. The
+    multipart-upload methods come from `SqliteMultipart` (peer/metadata/sqlite_multipart.py)."""
 
     backend = "sqlite"
 
@@ -194,29 +206,45 @@ class SqliteStore:
                     waiter.set_exception(exc)
                 continue
             for (_, waiter), record in zip(batch, records, strict=True):
-                waiter.set_result(record)
+                if isinstance(record, VersionRecord):
+                    waiter.set_result(record)
+                else:
+                    waiter.set_exception(record)
 
-    def _commit_batch(self, batch: list[NewVersion]) -> list[VersionRecord]:
-        records: list[VersionRecord] = []
+    def _commit_batch(self, batch: list[NewVersion]) -> list[VersionRecord | PreconditionFailed | VersionNotFound]:
+        """Each commit's conditions are checked before it writes anything, so one whose condition
+        fails leaves the transaction as it found it, and only its own caller learns why."""
+        records: list[VersionRecord | PreconditionFailed | VersionNotFound] = []
         with self._transaction("BEGIN IMMEDIATE") as conn:
             for new in batch:
+                try:
+                    _check_conditions(conn, new)
+                except (PreconditionFailed, VersionNotFound) as exc:
+                    records.append(exc)
+                    continue
                 created_at = new.created_at or time.time()
                 version_id = uuid.uuid4().hex
                 file_id, number = _claim_number(conn, new.name, created_at)
+                if new.null_version:  # cascades to the chunk references of the version it replaces
+                    conn.execute("DELETE FROM versions WHERE file_id = ? AND null_version = 1", (file_id,))
                 conn.execute(
-                    "INSERT INTO versions (version_id, file_id, version, name, size, sha256, chunks,"
-                    " content_type, metadata, created_at, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO versions (version_id, file_id, version, name, size, sha256, chunks, content_type,"
+                    " metadata, created_at, policy, delete_marker, null_version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (version_id, file_id, number, new.name, new.size, new.sha256, _dump_chunks(new.chunks),
-                     new.content_type, json.dumps(dict(new.metadata)), created_at, new.policy),
+                     new.content_type, json.dumps(dict(new.metadata)), created_at, new.policy,
+                     int(new.delete_marker), int(new.null_version)),
                 )
                 conn.executemany(
                     "INSERT OR IGNORE INTO chunk_refs (version_id, chunk_id) VALUES (?, ?)",
                     [(version_id, chunk.chunk_id) for chunk in new.chunks],
                 )
+                conn.execute("UPDATE files SET deleted = ? WHERE file_id = ?", (int(new.delete_marker), file_id))
                 records.append(VersionRecord(
                     file_id=file_id, version_id=version_id, version=number, name=new.name, size=new.size,
                     sha256=new.sha256, chunks=tuple(new.chunks), content_type=new.content_type,
                     metadata=dict(new.metadata), created_at=created_at, latest=True, policy=new.policy,
+                    delete_marker=new.delete_marker, null_version=new.null_version,
                 ))
         return records
 
@@ -249,7 +277,7 @@ class SqliteStore:
         with self._transaction("BEGIN") as conn:
 
             def scan(bound: str, inclusive: bool, count: int) -> list[str]:
-                sql = f"SELECT name FROM files WHERE {within} AND name {'>=' if inclusive else '>'} ?"
+                sql = f"SELECT name FROM files WHERE {within} AND deleted = 0 AND name {'>=' if inclusive else '>'} ?"
                 rows = conn.execute(f"{sql} ORDER BY name LIMIT ?", [*limits, bound, count])
                 return [row[0] for row in rows]
 
@@ -261,6 +289,37 @@ class SqliteStore:
         with self._transaction("BEGIN") as conn:
             return _versions_of(conn, _file_id(conn, ref))
 
+    def list_all_versions(
+        self, prefix: str, limit: int, after_name: str = "", after_version: str = "", delimiter: str = ""
+    ) -> VersionPage:
+        """Names from range reads of the files table's unique index (files whose latest version is a
+        delete marker included), each file's versions from its (file_id, version) index, all in one
+        read snapshot."""
+        upper = prefix_upper_bound(prefix)
+        within = "name >= ?" if upper is None else "name >= ? AND name < ?"
+        limits = [prefix] if upper is None else [prefix, upper]
+        named = f"{_SELECT} JOIN files AS f ON f.file_id = v.file_id WHERE f.name = ?"
+        with self._transaction("BEGIN") as conn:
+
+            def scan(bound: str, inclusive: bool, count: int) -> list[str]:
+                sql = f"SELECT name FROM files WHERE {within} AND name {'>=' if inclusive else '>'} ?"
+                rows = conn.execute(f"{sql} ORDER BY name LIMIT ?", [*limits, bound, count])
+                return [row[0] for row in rows]
+
+            def versions(name: str, below: int | None, count: int) -> list[VersionRecord]:
+                older = "" if below is None else f" AND v.version < {int(below)}"
+                rows = conn.execute(f"{named}{older} ORDER BY v.version DESC LIMIT ?", (name, count))
+                return [_record(row) for row in rows]
+
+            def number_of(name: str, version_id: str) -> int | None:
+                row = conn.execute(
+                    "SELECT v.version FROM versions AS v JOIN files AS f ON f.file_id = v.file_id"
+                    " WHERE f.name = ? AND v.version_id = ?", (name, version_id),
+                ).fetchone()
+                return None if row is None else int(row[0])
+
+            return page_versions(prefix, delimiter, limit, after_name, after_version, scan, versions, number_of)
+
     def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
         check_version_spec(version)
         with self._transaction("BEGIN IMMEDIATE") as conn:
@@ -271,6 +330,11 @@ class SqliteStore:
             ).fetchone()
             if remaining is None:  # a file without versions does not exist: its name starts over
                 conn.execute("DELETE FROM files WHERE file_id = ?", (record.file_id,))
+            else:  # deleting a latest delete marker brings the file back
+                conn.execute(
+                    "UPDATE files SET deleted = (SELECT delete_marker FROM versions WHERE file_id = ?"
+                    " ORDER BY version DESC LIMIT 1) WHERE file_id = ?", (record.file_id, record.file_id),
+                )
         return record
 
     def delete_file(self, ref: FileRefSpec) -> list[VersionRecord]:
@@ -283,9 +347,10 @@ class SqliteStore:
     def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
         wanted = list(dict.fromkeys(chunk_ids))
         found: set[str] = set()
-        with self._transaction("BEGIN") as conn:
+        with self._transaction("BEGIN") as conn:  # one snapshot: the parts and the versions of one moment
             for start in range(0, len(wanted), _IN_BATCH):
                 batch = wanted[start : start + _IN_BATCH]
+                found.update(parts_referencing(conn, batch))
                 marks = ", ".join("?" * len(batch))
                 rows = conn.execute(f"SELECT chunk_id FROM chunk_refs WHERE chunk_id IN ({marks})", batch)
                 found.update(row[0] for row in rows)
@@ -409,7 +474,7 @@ class SqliteStore:
                 raise ConfigError(
                     f"sqlite metadata {self.path} has schema {found}; this peer reads up to {SCHEMA_VERSION}"
                 )
-            for statement in (*_SCHEMA, _BUCKETS_SCHEMA):
+            for statement in (*_SCHEMA, _BUCKETS_SCHEMA, *MULTIPART_SCHEMA):
                 conn.execute(statement)
             _add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -527,6 +592,30 @@ def _claim_number(conn: sqlite3.Connection, name: str, now: float) -> tuple[str,
     return file_id, number
 
 
+def _check_conditions(conn: sqlite3.Connection, new: NewVersion) -> None:
+    """Raises when the commit's conditions do not hold in this transaction (NewVersion.if_latest,
+    NewVersion.source_version)."""
+    if new.source_version:
+        found = conn.execute("SELECT 1 FROM versions WHERE version_id = ?", (new.source_version,)).fetchone()
+        if found is None:
+            raise VersionNotFound("the copy source", new.source_version)
+    if new.if_latest is None:
+        return
+    row = conn.execute(
+        "SELECT v.version_id, v.delete_marker FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
+        " WHERE f.name = ? ORDER BY v.version DESC LIMIT 1", (new.name,),
+    ).fetchone()
+    current = "" if row is None or row[1] else str(row[0])
+    if current != new.if_latest:
+        raise PreconditionFailed(_condition_failure(new.name, new.if_latest))
+
+
+def _condition_failure(name: str, expected: str) -> str:
+    if not expected:
+        return f"{name} exists already"
+    return f"the latest version of {name} is no longer {expected}"
+
+
 def _file_id(conn: sqlite3.Connection, ref: FileRefSpec) -> str:
     if ref.name is not None:
         row = conn.execute("SELECT file_id FROM files WHERE name = ?", (ref.name,)).fetchone()
@@ -559,7 +648,7 @@ def _latest_named(conn: sqlite3.Connection, names: Sequence[str]) -> list[Versio
         batch = names[start : start + _IN_BATCH]
         marks = ", ".join("?" * len(batch))
         sql = (f"SELECT {_COLUMNS}, 1 FROM files AS f JOIN versions AS v ON v.file_id = f.file_id"
-               f" WHERE v.version = {_MAX_VERSION} AND f.name IN ({marks})")
+               f" WHERE v.version = {_MAX_VERSION} AND v.delete_marker = 0 AND f.name IN ({marks})")
         found.update((record.name, record) for record in map(_record, conn.execute(sql, batch)))
     return [found[name] for name in names if name in found]
 
@@ -584,11 +673,12 @@ def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:
 
 
 def _record(row: Sequence[Any]) -> VersionRecord:
-    file_id, version_id, number, name, size, sha256, chunks, content_type, metadata, created_at, policy, latest = row
+    (file_id, version_id, number, name, size, sha256, chunks, content_type, metadata, created_at, policy,
+     delete_marker, null_version, latest) = row
     return VersionRecord(
         file_id=file_id, version_id=version_id, version=number, name=name, size=size, sha256=sha256,
         chunks=tuple(ChunkRef(chunk_id, chunk_size, tuple(peers))
                      for chunk_id, chunk_size, peers in json.loads(chunks)),
         content_type=content_type, metadata=json.loads(metadata), created_at=created_at,
-        latest=bool(latest), policy=policy,
+        latest=bool(latest), policy=policy, delete_marker=bool(delete_marker), null_version=bool(null_version),
     )

@@ -8,7 +8,14 @@ Invariants every backend keeps (tests/test_metadata_contract.py checks them on e
 - a file id names one file for its whole life; deleting the whole file and uploading the name again
   creates a new file id whose versions restart at 1;
 - a record returns its policy string exactly as committed, and "" for a record stored before
-  versions carried one (an older SQLite row or MongoDB document).
+  versions carried one (an older SQLite row or MongoDB document);
+- a delete marker is a version like any other (its own number and id, no chunks, size 0): a name
+  whose latest version is a marker is left out of list_files, and deleting the marker makes the
+  version before it the latest again;
+- a name has at most one null version (S3's versioning suspended): committing one removes the
+  previous null version of the name in the same commit;
+- a commit's condition on the name's latest version (`if_latest`) and on its source version
+  (`source_version`) is checked inside the commit, so a concurrent commit cannot slip in between.
 Backends are synchronous (sqlite3, pymongo); the service layer calls them through AsyncMetadata so
 blocking I/O never runs on the event loop.
 """
@@ -42,6 +49,17 @@ class NewVersion:
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     policy: str = ""  # the redundancy policy the chunks were placed with, e.g. "rep:2"
+    delete_marker: bool = False
+    """A delete marker: no chunks, size 0; the name reads as deleted while it is the latest version."""
+    null_version: bool = False
+    """The name's null version (S3's versioning suspended): replaces the name's previous null version."""
+    if_latest: str | None = None
+    """A condition on the name's latest version when the commit happens: None, none; "" the name has
+    no current version (no version, or a delete marker as the latest); a version id, that version is
+    the latest and not a delete marker. Otherwise PreconditionFailed, and nothing is written."""
+    source_version: str = ""
+    """The version id of a copy's source, whose chunks this version shares: the commit fails with
+    VersionNotFound if that version no longer exists, so no chunk of it can have been collected."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,9 @@ class VersionRecord:
     """The redundancy policy spelling (ring.policy) its upload placed the chunks with. "" marks a
     record written before versions recorded one: the database never knew the cluster's replica count,
     so it is not guessed here; readers take the cluster's policy, which is what placed those chunks."""
+    delete_marker: bool = False
+    null_version: bool = False
+    """The two flags of NewVersion; False for every record stored before they existed."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,16 @@ class ListPage:
     files: tuple[VersionRecord, ...]  # latest version of each file, ordered by name
     next_token: str  # "" on the last page
     prefixes: tuple[str, ...] = ()  # common prefixes of a delimited listing, ordered
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One page of every version of the files under a prefix (S3's ListObjectVersions)."""
+
+    versions: tuple[VersionRecord, ...]  # by name, then newest first; delete markers included
+    prefixes: tuple[str, ...]  # common prefixes of a delimited listing, ordered
+    next_name: str  # "" on the last page: else the name (or common prefix) the page ended on
+    next_version_id: str  # the version the page ended on ("" when it ended on a common prefix)
 
 
 ROLES = ("read", "write", "admin")  # each role includes the ones before it
@@ -150,6 +181,39 @@ class BucketRecord:
     """One of BUCKET_VERSIONING."""
 
 
+@dataclass(frozen=True)
+class MultipartUpload:
+    """An S3 multipart upload in progress, and what its completion commits besides the parts."""
+
+    upload_id: str
+    """32 hex digits; the first 16 are its creation time, so ids of one name sort by creation."""
+    name: str
+    created_at: float
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    touched_at: float = 0.0
+    """When a part was last stored, or a completion began (creation at first): expiry counts from it."""
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One part of a multipart upload: its chunks are durable and referenced by this record alone
+    until the upload is completed (the version then references them) or aborted."""
+
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    """The hex MD5 of the part's bytes."""
+    sha256: str
+    """The hex SHA-256 of the part's bytes."""
+    chunks: tuple[ChunkRef, ...]
+    created_at: float
+    policy: str = ""
+    checksums: Mapping[str, str] = field(default_factory=dict)
+    """The S3 checksums (`crc32`: base64 value...) the part's upload carried and matched."""
+
+
 class MetadataStore(Protocol):
     """Synchronous metadata backend. Raises FileNotFound/VersionNotFound and MetadataUnavailable."""
 
@@ -175,12 +239,25 @@ class MetadataStore(Protocol):
         """Every live version, newest first."""
         ...
 
+    def list_all_versions(
+        self, prefix: str, limit: int, after_name: str = "", after_version: str = "", delimiter: str = ""
+    ) -> VersionPage:
+        """One page of the versions (delete markers included) of the files under `prefix`: by name,
+        each file's newest first. `limit` counts versions and common prefixes together. The page
+        resumes after `after_name` (after its whole common prefix when it falls in one), or with
+        `after_version` too, after that version of that name; an `after_version` the name no longer
+        has is InvalidRequest (common.page_versions)."""
+        ...
+
     def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord: ...
 
     def delete_file(self, ref: FileRefSpec) -> list[VersionRecord]: ...
 
     def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
-        """The subset of chunk_ids that some live version still uses (garbage collection asks this)."""
+        """The subset of chunk_ids that some live version, or some part of an open multipart upload,
+        still uses (garbage collection asks this). A completion commits its version before it removes
+        its parts, and this reads the parts no later than the versions, so a chunk passing from the
+        parts to the version is never missed."""
         ...
 
     def add_token(self, record: TokenRecord) -> None:
@@ -231,6 +308,42 @@ class MetadataStore(Protocol):
         """Removes the bucket record (its files are the caller's concern); raises BucketNotFound."""
         ...
 
+    def create_upload(self, upload: MultipartUpload) -> None:
+        """Stores a new multipart upload; raises InvalidRequest if its id exists."""
+        ...
+
+    def get_upload(self, upload_id: str, touched_at: float | None = None) -> MultipartUpload:
+        """The open upload of that id; with `touched_at`, its touch time is first moved up to it (a
+        completion keeps its upload from expiring while it runs). Raises UploadNotFound."""
+        ...
+
+    def put_part(self, part: PartRecord, source_version: str = "") -> None:
+        """Stores a part, replacing the upload's part of the same number, and moves the upload's touch
+        time up to the part's. Raises UploadNotFound when the upload is gone (no part is kept), and
+        VersionNotFound when `source_version`, the version whose chunks a copied part shares, no
+        longer exists (so none of those chunks can have been collected)."""
+        ...
+
+    def list_parts(self, upload_id: str, after: int, limit: int) -> list[PartRecord]:
+        """Up to `limit` parts numbered above `after`, ascending; raises UploadNotFound."""
+        ...
+
+    def list_uploads(
+        self, prefix: str, key_marker: str, upload_id_marker: str | None, limit: int
+    ) -> list[MultipartUpload]:
+        """Up to `limit` open uploads of the names under `prefix`, by name then id: those of names
+        after `key_marker`, and unless `upload_id_marker` is None, those of `key_marker` itself with
+        an id above it ("": all of them)."""
+        ...
+
+    def delete_upload(self, upload_id: str) -> MultipartUpload:
+        """Removes the upload and its parts; raises UploadNotFound."""
+        ...
+
+    def expire_uploads(self, touched_before: float, limit: int) -> list[MultipartUpload]:
+        """Removes up to `limit` uploads last touched before `touched_before`, with their parts."""
+        ...
+
     def ping(self) -> None:
         """Raises MetadataUnavailable when the backend cannot serve requests."""
         ...
@@ -256,6 +369,13 @@ class AsyncMetadata:
 
     async def list_versions(self, ref: FileRefSpec) -> list[VersionRecord]:
         return await asyncio.to_thread(self.store.list_versions, ref)
+
+    async def list_all_versions(
+        self, prefix: str, limit: int, after_name: str = "", after_version: str = "", delimiter: str = ""
+    ) -> VersionPage:
+        return await asyncio.to_thread(
+            self.store.list_all_versions, prefix, limit, after_name, after_version, delimiter
+        )
 
     async def delete_version(self, ref: FileRefSpec, version: VersionSpec) -> VersionRecord:
         return await asyncio.to_thread(self.store.delete_version, ref, version)
@@ -304,6 +424,29 @@ class AsyncMetadata:
 
     async def delete_bucket(self, name: str) -> None:
         await asyncio.to_thread(self.store.delete_bucket, name)
+
+    async def create_upload(self, upload: MultipartUpload) -> None:
+        await asyncio.to_thread(self.store.create_upload, upload)
+
+    async def get_upload(self, upload_id: str, touched_at: float | None = None) -> MultipartUpload:
+        return await asyncio.to_thread(self.store.get_upload, upload_id, touched_at)
+
+    async def put_part(self, part: PartRecord, source_version: str = "") -> None:
+        await asyncio.to_thread(self.store.put_part, part, source_version)
+
+    async def list_parts(self, upload_id: str, after: int, limit: int) -> list[PartRecord]:
+        return await asyncio.to_thread(self.store.list_parts, upload_id, after, limit)
+
+    async def list_uploads(
+        self, prefix: str, key_marker: str, upload_id_marker: str | None, limit: int
+    ) -> list[MultipartUpload]:
+        return await asyncio.to_thread(self.store.list_uploads, prefix, key_marker, upload_id_marker, limit)
+
+    async def delete_upload(self, upload_id: str) -> MultipartUpload:
+        return await asyncio.to_thread(self.store.delete_upload, upload_id)
+
+    async def expire_uploads(self, touched_before: float, limit: int) -> list[MultipartUpload]:
+        return await asyncio.to_thread(self.store.expire_uploads, touched_before, limit)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.store.ping)

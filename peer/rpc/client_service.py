@@ -46,6 +46,8 @@ def version_info(rec: VersionRecord, with_chunks: bool = False) -> pb.VersionInf
         metadata=dict(rec.metadata),
         created_at=rec.created_at,
         latest=rec.latest,
+        policy=rec.policy,
+        delete_marker=rec.delete_marker,
     )
     if with_chunks:
         info.chunks.extend(

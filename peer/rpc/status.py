@@ -32,6 +32,7 @@ _CODES: list[tuple[type[errors.DfsError], grpc.StatusCode]] = [
     (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.MetadataUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.VersionConflict, grpc.StatusCode.ABORTED),
+    (errors.PreconditionFailed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),

@@ -96,6 +96,29 @@ def check_preconditions(header: HeaderGetter, etag: str, last_modified: float) -
     return Outcome.PROCEED
 
 
+def check_copy_preconditions(header: HeaderGetter, etag: str, last_modified: float) -> None:
+    """The `x-amz-copy-source-if-*` conditions of a copy, judged on its source as a GET's are (the
+    same order, If-Match over If-Unmodified-Since, If-None-Match over If-Modified-Since); a copy has
+    no 304, so every failure is `PreconditionFailed` (412)."""
+
+    def source_header(name: str) -> str | None:
+        return header("x-amz-copy-source-" + name)
+
+    if check_preconditions(source_header, etag, last_modified) is Outcome.NOT_MODIFIED:
+        raise _failed("x-amz-copy-source-If-None-Match" if source_header("if-none-match") is not None
+                      else "x-amz-copy-source-If-Modified-Since")
+
+
+def etag_matches(value: str, etag: str) -> bool:
+    """Whether an If-Match / If-None-Match value names `etag` (unquoted); "*" names any object."""
+    return _etag_listed(value, etag)
+
+
+def precondition_failed(condition: str) -> S3Error:
+    """The 412 of a failed condition, named as S3 names it."""
+    return _failed(condition)
+
+
 def _failed(condition: str) -> S3Error:
     return S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
                    extra={"Condition": condition})

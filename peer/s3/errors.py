@@ -20,6 +20,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
     "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
     "IllegalVersioningConfigurationException": 400,
     "IncompleteBody": 400,
     "InternalError": 500,
@@ -27,6 +28,8 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
     "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "KeyTooLongError": 400,
@@ -36,6 +39,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "MissingContentLength": 411,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchUpload": 404,
     "NoSuchVersion": 404,
     "NotImplemented": 501,
     "OperationAborted": 409,
@@ -54,7 +58,8 @@ class S3Error(Exception):
     The status comes from `STATUS_BY_CODE`, so a code and its status never disagree between call sites.
     """
 
-    def __init__(self, code: str, message: str, *, extra: Mapping[str, str] | None = None) -> None:
+    def __init__(self, code: str, message: str, *, extra: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         if code not in STATUS_BY_CODE:
             raise ValueError(f"unknown S3 error code {code!r}")
         super().__init__(f"{code}: {message}")
@@ -62,3 +67,5 @@ class S3Error(Exception):
         self.status = STATUS_BY_CODE[code]
         self.message = message
         self.extra: Mapping[str, str] = dict(extra or {})
+        self.headers: Mapping[str, str] = dict(headers or {})
+        """Response headers S3 sends with this error (`x-amz-delete-marker` on a deleted key's 404)."""

@@ -10,6 +10,8 @@ that works here also works against S3, in path style and in virtual-hosted style
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from peer.s3.errors import S3Error
 
@@ -63,6 +65,31 @@ def object_name(bucket: str, key: str) -> str:
     if len(key.encode("utf-8", "surrogatepass")) > room:
         raise S3Error("KeyTooLongError", "Your key is too long.", extra={"MaxSizeAllowed": str(room)})
     return prefix + key
+
+
+@dataclass(frozen=True)
+class CopySource:
+    """What `x-amz-copy-source` names: a bucket, a key and optionally one of its versions."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+def parse_copy_source(value: str) -> CopySource:
+    """`x-amz-copy-source` (`[/]BUCKET/KEY[?versionId=ID]`, the path URL-encoded) as S3 reads it: the
+    query is split off before the path is percent-decoded once, so an encoded `?` stays in the key."""
+    path, _, query = value.strip().partition("?")
+    version_id = None
+    for name, given in parse_qsl(query, keep_blank_values=True):
+        if name == "versionId":
+            version_id = given
+    decoded = unquote_to_bytes(path).decode("utf-8", errors="surrogateescape")
+    bucket, slash, key = decoded.removeprefix("/").partition("/")
+    if not bucket or not slash or not key or version_id == "":
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey.",
+                      extra={"ArgumentName": "x-amz-copy-source", "ArgumentValue": value[:1100]})
+    return CopySource(bucket, key, version_id)
 
 
 def key_of(bucket: str, name: str) -> str:

@@ -11,7 +11,8 @@ prefix `s3:`, which no `x-amz-meta-*` header can produce (":" is not allowed in 
     s3:content-language     Content-Language
     s3:cache-control        Cache-Control
     s3:expires              Expires, as sent
-    s3:checksum-ALGORITHM   the x-amz-checksum-* value the upload carried and the data matched
+    s3:checksum-ALGORITHM   the x-amz-checksum-* value the upload carried and the data matched; for a
+                            multipart object, `s3:checksum-sha256` is the composite of its parts' SHA-256s
 
 A file uploaded without S3 has no `s3:etag`; its ETag is its SHA-256 (64 hex digits, which no client
 takes for an MD5). The content type is the version's own field; none reads back as
@@ -34,6 +35,8 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 STORED_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control", "expires")
 """The standard headers an object keeps besides its content type, stored as `s3:<header>`."""
 
+_COMPOSITE = re.compile(r"[A-Za-z0-9+/=]+-[0-9]+")
+"""A checksum of checksums (a multipart object's): the base64 digest, then `-N` for N parts."""
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PLAIN_VALUE = re.compile(r"[\x20-\x7e]*")
 
@@ -59,6 +62,12 @@ def completed_metadata(etag: str, body_checksums: Mapping[str, str]) -> dict[str
     meta = {ETAG_KEY: etag}
     meta.update({CHECKSUM_PREFIX + algorithm: value for algorithm, value in body_checksums.items()})
     return meta
+
+
+def content_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The entries that describe the content itself (its ETag and checksums), which a copy keeps
+    whatever metadata it replaces."""
+    return {key: value for key, value in metadata.items() if key == ETAG_KEY or key.startswith(CHECKSUM_PREFIX)}
 
 
 def etag_of(metadata: Mapping[str, str], sha256_hex: str) -> str:
@@ -101,8 +110,18 @@ def checksum_headers(metadata: Mapping[str, str], sha256_hex: str) -> list[tuple
     headers = [(checksums.header_name(algorithm), value) for algorithm, value in sorted(found.items())
                if algorithm in checksums.ALGORITHMS]
     if headers:
-        headers.append(("x-amz-checksum-type", "FULL_OBJECT"))
+        composite = any(_COMPOSITE.fullmatch(value) for _, value in headers)
+        headers.append(("x-amz-checksum-type", "COMPOSITE" if composite else "FULL_OBJECT"))
     return headers
+
+
+def multipart_metadata(etag: str, composite_sha256: str) -> dict[str, str]:
+    """What a completed multipart upload adds to its version's metadata: its ETag (the hex MD5 of the
+    parts' MD5s, `-N`) and, as its SHA-256 checksum, the composite of its parts' SHA-256s in S3's
+    form for a COMPOSITE checksum (`base64-N`), from `composite_sha256` (`hex-N`)."""
+    digest, _, parts = composite_sha256.partition("-")
+    checksum = base64.b64encode(bytes.fromhex(digest)).decode("ascii") + f"-{parts}"
+    return {ETAG_KEY: etag, CHECKSUM_PREFIX + "sha256": checksum}
 
 
 def _header_value(value: str) -> str:

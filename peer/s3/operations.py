@@ -5,8 +5,9 @@ S3 names an operation by the method and by a "sub-resource" in the query (`?vers
 presigned `X-Amz-*`...) and never change which one it is. A request this table does not serve is
 still named (for the log line and the `NotImplemented` answer) and still authenticated first.
 
-Roles: read for every GET, HEAD and listing; write for PUT and DELETE of objects (and DeleteObjects);
-admin for what changes a bucket itself (create, delete, versioning).
+Roles: read for every GET, HEAD and listing; write for PUT and DELETE of objects (and DeleteObjects)
+and for the multipart operations that change an upload; admin for what changes a bucket itself
+(create, delete, versioning).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 READ, WRITE, ADMIN = "read", "write", "admin"
 
 PARAMETERS = frozenset({
-    "continuation-token", "delimiter", "encoding-type", "fetch-owner", "list-type", "marker", "max-keys",
-    "prefix", "start-after", "versionId", "x-id",
+    "continuation-token", "delimiter", "encoding-type", "fetch-owner", "key-marker", "list-type", "marker",
+    "max-keys", "prefix", "start-after", "version-id-marker", "versionId", "x-id",
+    "max-parts", "max-uploads", "part-number-marker", "upload-id-marker",  # ListParts, ListMultipartUploads
     "response-cache-control", "response-content-disposition", "response-content-encoding",
     "response-content-language", "response-content-type", "response-expires",
     "AWSAccessKeyId", "Expires", "Signature",  # a SigV2 presigned URL's: refused by authentication, not here
@@ -40,6 +42,7 @@ _TABLE: dict[tuple[str, str, str], Operation] = {
     ("bucket", "GET", "location"): Operation("GetBucketLocation", READ),
     ("bucket", "GET", "versioning"): Operation("GetBucketVersioning", READ),
     ("bucket", "GET", "acl"): Operation("GetBucketAcl", READ),
+    ("bucket", "GET", "versions"): Operation("ListObjectVersions", READ),
     ("bucket", "HEAD", ""): Operation("HeadBucket", READ),
     ("bucket", "PUT", ""): Operation("CreateBucket", ADMIN),
     ("bucket", "PUT", "versioning"): Operation("PutBucketVersioning", ADMIN),
@@ -50,17 +53,16 @@ _TABLE: dict[tuple[str, str, str], Operation] = {
     ("object", "HEAD", ""): Operation("HeadObject", READ),
     ("object", "PUT", ""): Operation("PutObject", WRITE),
     ("object", "DELETE", ""): Operation("DeleteObject", WRITE),
+    ("bucket", "GET", "uploads"): Operation("ListMultipartUploads", READ),
+    ("object", "POST", "uploads"): Operation("CreateMultipartUpload", WRITE),
+    ("object", "PUT", "uploadId"): Operation("UploadPart", WRITE),
+    ("object", "GET", "uploadId"): Operation("ListParts", READ),
+    ("object", "POST", "uploadId"): Operation("CompleteMultipartUpload", WRITE),
+    ("object", "DELETE", "uploadId"): Operation("AbortMultipartUpload", WRITE),
 }
 
 # Names of operations not served yet, for the log line and the NotImplemented message.
 _NOT_YET: dict[tuple[str, str, str], str] = {
-    ("bucket", "GET", "versions"): "ListObjectVersions",
-    ("bucket", "GET", "uploads"): "ListMultipartUploads",
-    ("object", "POST", "uploads"): "CreateMultipartUpload",
-    ("object", "PUT", "uploadId"): "UploadPart",
-    ("object", "GET", "uploadId"): "ListParts",
-    ("object", "POST", "uploadId"): "CompleteMultipartUpload",
-    ("object", "DELETE", "uploadId"): "AbortMultipartUpload",
     ("object", "GET", "partNumber"): "GetObject (partNumber)",
     ("object", "HEAD", "partNumber"): "HeadObject (partNumber)",
 }
@@ -77,7 +79,9 @@ def resolve(method: str, bucket: str, key: str, query: Mapping[str, str], copy_s
     if level == "bucket" and method == "GET" and not sub and query.get("list-type") == "2":
         return Operation("ListObjectsV2", READ)
     if level == "object" and method == "PUT" and not sub and copy_source:
-        return Operation("CopyObject", WRITE, implemented=False)
+        return Operation("CopyObject", WRITE)
+    if level == "object" and method == "PUT" and sub == "uploadId" and copy_source:
+        return Operation("UploadPartCopy", WRITE)
     found = _TABLE.get((level, method, sub))
     if found is not None:
         return found

@@ -192,15 +192,19 @@ def _encoded(page: Listing, value: str) -> str:
     return quote(value, safe="/") if page.url_encoded else value
 
 
-def delete_result(deleted: Iterable[tuple[str, str | None]], errors: Iterable[tuple[str, str | None, str, str]]
-                  ) -> bytes:
-    """`deleted`: (key, version id or None); `errors`: (key, version id or None, code, message)."""
+def delete_result(deleted: Iterable[tuple[str, str | None, str | None]],
+                  errors: Iterable[tuple[str, str | None, str, str]]) -> bytes:
+    """`deleted`: (key, version id asked or None, version id of the delete marker written or deleted,
+    or None); `errors`: (key, version id or None, code, message)."""
     root = _root("DeleteResult")
-    for key, version_id in deleted:
+    for key, version_id, marker_version_id in deleted:
         element = _add(root, "Deleted")
         _add(element, "Key", key)
         if version_id:
             _add(element, "VersionId", version_id)
+        if marker_version_id:
+            _add(element, "DeleteMarker", "true")
+            _add(element, "DeleteMarkerVersionId", marker_version_id)
     for key, version_id, code, message in errors:
         element = _add(root, "Error")
         _add(element, "Key", key)
@@ -208,6 +212,77 @@ def delete_result(deleted: Iterable[tuple[str, str | None]], errors: Iterable[tu
             _add(element, "VersionId", version_id)
         _add(element, "Code", code)
         _add(element, "Message", message)
+    return render(root)
+
+
+def copy_object_result(etag: str, last_modified: float) -> bytes:
+    root = _root("CopyObjectResult")
+    _add(root, "LastModified", iso_time(last_modified))
+    _add(root, "ETag", f'"{etag}"')
+    return render(root)
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One version of a version listing: an object's version, or a delete marker (no ETag, no size)."""
+
+    key: str
+    version_id: str
+    latest: bool
+    last_modified: float
+    delete_marker: bool
+    etag: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class VersionListing:
+    """One page of ListObjectVersions, keys relative to the bucket."""
+
+    bucket: str
+    prefix: str
+    delimiter: str
+    max_keys: int
+    key_marker: str
+    version_id_marker: str
+    versions: Sequence[VersionEntry]
+    common_prefixes: Sequence[str]
+    next_key_marker: str  # "" on the last page
+    next_version_id_marker: str
+    url_encoded: bool
+
+
+def list_versions(page: VersionListing, owner: Owner) -> bytes:
+    root = _root("ListVersionsResult")
+    encoded = Listing(page.bucket, page.prefix, page.delimiter, page.max_keys, (), (), bool(page.next_key_marker),
+                      page.url_encoded)
+    _add(root, "Name", page.bucket)
+    _add(root, "Prefix", _encoded(encoded, page.prefix))
+    _add(root, "KeyMarker", _encoded(encoded, page.key_marker))
+    _add(root, "VersionIdMarker", page.version_id_marker)
+    if page.next_key_marker:
+        _add(root, "NextKeyMarker", _encoded(encoded, page.next_key_marker))
+        if page.next_version_id_marker:
+            _add(root, "NextVersionIdMarker", page.next_version_id_marker)
+    _add(root, "MaxKeys", str(page.max_keys))
+    if page.delimiter:
+        _add(root, "Delimiter", _encoded(encoded, page.delimiter))
+    if page.url_encoded:
+        _add(root, "EncodingType", "url")
+    _add(root, "IsTruncated", "true" if page.next_key_marker else "false")
+    for entry in page.versions:
+        element = _add(root, "DeleteMarker" if entry.delete_marker else "Version")
+        _add(element, "Key", _encoded(encoded, entry.key))
+        _add(element, "VersionId", entry.version_id)
+        _add(element, "IsLatest", "true" if entry.latest else "false")
+        _add(element, "LastModified", iso_time(entry.last_modified))
+        if not entry.delete_marker:
+            _add(element, "ETag", f'"{entry.etag}"')
+            _add(element, "Size", str(entry.size))
+            _add(element, "StorageClass", "STANDARD")
+        _owner(element, owner)
+    for prefix in page.common_prefixes:
+        _add(_add(root, "CommonPrefixes"), "Prefix", _encoded(encoded, prefix))
     return render(root)
 
 

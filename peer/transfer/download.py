@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from peer.errors import ChunkCorrupt, DataLoss, DfsError, InvalidRequest
+from peer.errors import ChunkCorrupt, DataLoss, DeleteMarkerFound, DfsError, InvalidRequest
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, VersionRecord, VersionSpec
 from peer.ring.placement import Placement
 from peer.ring.policy import Policy
@@ -85,6 +85,9 @@ class DownloadService:
         self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int
     ) -> tuple[VersionRecord, ByteRange, AsyncIterator[Piece]]:
         record = await self._metadata.get_version(ref, version)
+        if record.delete_marker:  # a marker has no content: the file reads as deleted
+            raise DeleteMarkerFound(str(ref), record.version_id, by_id=version != VersionSpec(),
+                                    null_version=record.null_version)
         rng = resolve_range(record.size, offset, length)
         policy = self._placement.policy_of(record.policy)  # refused here, before a byte is sent
         return record, rng, self._stream(record, policy, rng)

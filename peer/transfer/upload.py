@@ -7,6 +7,7 @@ policy, so reads and repair later place the version's chunks by the rule that wr
 Memory is bounded by `window` chunks in flight. Hashing runs in worker threads.
 If the client goes away mid-stream, the task group cancels every in-flight write and nothing is
 committed; chunks already written are unreferenced and left for garbage collection.
+`write` is the same path without the commit: an S3 multipart part records its chunk list instead.
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ class UploadSpec:
     name: str
     content_type: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    null_version: bool = False  # NewVersion.null_version
+    if_latest: str | None = None  # NewVersion.if_latest: checked at the commit, after the data is stored
+
+
+@dataclass(frozen=True)
+class Written:
+    """Chunks durable on their peers that no record references yet (`UploadService.write`)."""
+
+    size: int
+    sha256: str
+    """The hex SHA-256 of all the bytes written."""
+    chunks: tuple[ChunkRef, ...]
+    policy: str
+    """The redundancy policy the chunks were placed with."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,32 @@ class UploadService:
         before the commit; whatever it raises leaves no version (the edge uses it to refuse a stream
         that was cut short). A mapping it returns is the version's metadata in place of the spec's
         (the spec's completed with what only the end of the data told)."""
+        written = await self.write(pieces)
+        size, sha256, chunks, policy = written.size, written.sha256, written.chunks, written.policy
+        metadata = spec.metadata
+        completed = check(size, sha256) if check is not None else None
+        if completed is not None:
+            metadata = completed
+        new = NewVersion(
+            name=spec.name,
+            size=size,
+            sha256=sha256,
+            chunks=chunks,
+            content_type=spec.content_type,
+            metadata=dict(metadata),
+            created_at=self._clock.wall(),
+            policy=policy,
+            null_version=spec.null_version,
+            if_latest=spec.if_latest,
+        )
+        record = await self._metadata.commit_version(new)
+        log.info("stored %s v%d (%d bytes, %d chunks)", record.name, record.version, size, len(chunks))
+        return record
+
+    async def write(self, pieces: AsyncIterator[bytes | memoryview]) -> Written:
+        """Cuts `pieces` into chunks and makes each durable on R peers, committing nothing: the
+        caller records the chunk list (a version's commit, or a multipart upload's part). Until it
+        does, the chunks are unreferenced and garbage collection takes them after its grace."""
         policy = self._placement.require_writable()
         slots = asyncio.Semaphore(self._window)
         pending: list[tuple[int, asyncio.Task[tuple[str, tuple[str, ...]]]]] = []
@@ -158,24 +199,8 @@ class UploadService:
             raise _first_domain_error(group_error) from group_error
         finally:
             writer.abort()  # a no-op after close(); on failure it ends the replication streams at once
-        metadata = spec.metadata
-        completed = check(size, sha256) if check is not None else None
-        if completed is not None:
-            metadata = completed
         chunks = tuple(ChunkRef(chunk_id, n, nodes) for n, (chunk_id, nodes) in ((n, t.result()) for n, t in pending))
-        new = NewVersion(
-            name=spec.name,
-            size=size,
-            sha256=sha256,
-            chunks=chunks,
-            content_type=spec.content_type,
-            metadata=dict(metadata),
-            created_at=self._clock.wall(),
-            policy=str(policy),
-        )
-        record = await self._metadata.commit_version(new)
-        log.info("stored %s v%d (%d bytes, %d chunks)", record.name, record.version, size, len(chunks))
-        return record
+        return Written(size, sha256, chunks, str(policy))
 
     def _release_slot(self, slots: asyncio.Semaphore, size: int) -> Callable[[object], None]:
         def release(_task: object) -> None:

@@ -21,11 +21,13 @@ from aiohttp import web
 from peer.errors import DfsError
 from peer.files import FileService
 from peer.files.buckets import BucketService
-from peer.http.s3 import buckets, objects
+from peer.http.s3 import buckets, multipart, objects, versions
 from peer.http.s3.auth import KeyLookup, S3Authenticator
 from peer.http.s3.call import S3Call, S3Services, parse_target
 from peer.http.s3.errors import error_answer, s3_error_of
 from peer.http.server import Mount
+from peer.logs import REQUEST_ID
+from peer.metrics import PeerMetrics
 from peer.s3 import RequestHead, S3Error
 from peer.s3.operations import Operation, resolve
 from peer.s3.xmldoc import Owner
@@ -51,22 +53,39 @@ _HANDLERS: dict[str, Handler] = {
     "ListObjects": buckets.list_objects,
     "ListObjectsV2": buckets.list_objects_v2,
     "DeleteObjects": buckets.delete_objects,
+    "ListObjectVersions": versions.list_object_versions,
     "PutObject": objects.put_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
     "GetObjectAcl": objects.get_object_acl,
+    "CopyObject": objects.copy_object,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
 }
 
 _REQUEST_ID = web.RequestKey("request_id", str)
 _OPERATION = web.RequestKey("operation", Operation)
 
 
+#: S3 error codes that mean the caller's credentials were refused, counted as authentication failures.
+AUTH_FAILURES = frozenset({
+    "AccessDenied", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "InvalidAccessKeyId",
+    "RequestTimeTooSkewed", "SignatureDoesNotMatch", "ExpiredToken",
+})
+
+
 class _S3Api:
-    def __init__(self, services: S3Services, auth: S3Authenticator, domain: str) -> None:
+    def __init__(self, services: S3Services, auth: S3Authenticator, domain: str, metrics: PeerMetrics | None) -> None:
         self._services = services
         self._auth = auth
         self._domain = domain
+        self._metrics = metrics
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         head = RequestHead.from_target(request.method, request.raw_path, _decoded(request.raw_headers))
@@ -86,6 +105,7 @@ class _S3Api:
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         request_id = secrets.token_hex(8).upper()
         request[_REQUEST_ID] = request_id
+        REQUEST_ID.set(request_id)  # on every log line written while this request is handled
         started = time.monotonic()
         code = ""
         try:
@@ -102,9 +122,23 @@ class _S3Api:
             answer = error_answer(request.method, S3Error("InternalError", "We encountered an internal error."),
                                   _resource(request), request_id)
         operation: Operation | None = request.get(_OPERATION)
-        log.info("s3 %s %s %s -> %d%s (%.1f ms)", request_id, operation.name if operation else request.method,
-                 _resource(request), answer.status, f" {code}" if code else "", (time.monotonic() - started) * 1000)
+        name = operation.name if operation else request.method
+        seconds = time.monotonic() - started
+        log.info("s3 %s %s %s -> %d%s (%.1f ms)", request_id, name,
+                 _resource(request), answer.status, f" {code}" if code else "", seconds * 1000)
+        if self._metrics is not None:
+            self._metrics.count_request("s3", name, str(answer.status), seconds, request.content.total_bytes,
+                                        _sent(answer))
+            if code in AUTH_FAILURES:
+                self._metrics.auth_failed("s3", code)
         return answer
+
+
+def _sent(answer: web.StreamResponse) -> int:
+    """Body bytes of the answer: written so far for a streamed one, the body's length for the rest."""
+    if isinstance(answer, web.Response) and not answer.prepared:
+        return answer.content_length or 0
+    return answer.body_length
 
 
 async def _identify(request: web.Request, response: web.StreamResponse) -> None:
@@ -124,14 +158,15 @@ def _resource(request: web.Request) -> str:
 
 
 def s3_app(files: FileService, bucket_service: BucketService, keys: KeyLookup | None, *, no_auth: bool,
-           domain: str = "", idle_s: float = 60.0, clock: Callable[[], float] = time.time) -> Mount:
+           domain: str = "", idle_s: float = 60.0, clock: Callable[[], float] = time.time,
+           metrics: PeerMetrics | None = None) -> Mount:
     """The S3 API over `files` and `bucket_service`, answering every path of its own listener.
 
     `keys` gives an access key's secret and role (None: no key is valid); with `no_auth` any
     credentials, or none, are accepted. `domain` turns on virtual-hosted style (`BUCKET.DOMAIN`);
     path style is always served. `idle_s` bounds a silent upload and a reader that stopped reading."""
     services = S3Services(files, bucket_service, OWNER, idle_s)
-    api = _S3Api(services, S3Authenticator(keys, no_auth=no_auth, clock=clock), domain.strip("."))
+    api = _S3Api(services, S3Authenticator(keys, no_auth=no_auth, clock=clock), domain.strip("."), metrics)
     app = web.Application(middlewares=[api.middleware])
     app.on_response_prepare.append(_identify)
     app.router.add_route("*", "/{path:.*}", api.handle)

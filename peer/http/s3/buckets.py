@@ -15,11 +15,12 @@ import asyncio
 
 from aiohttp import web
 
-from peer.errors import BucketExists, DfsError, NotFound
+from peer.errors import BucketExists, DfsError
 from peer.http.s3.bodies import read_document
 from peer.http.s3.call import S3Call, S3Services
 from peer.http.s3.errors import s3_error_of
-from peer.metadata.store import FileRefSpec, ListPage, VersionSpec
+from peer.http.s3.versions import delete_key
+from peer.metadata.store import ListPage
 from peer.s3 import S3Error, xmldoc
 from peer.s3.names import bucket_prefix, check_bucket_name, key_of, object_name
 from peer.s3.objectmeta import checksum_algorithms, etag_of
@@ -157,30 +158,29 @@ def _max_keys(value: str | None) -> int:
 
 
 async def delete_objects(services: S3Services, call: S3Call) -> web.StreamResponse:
-    await services.buckets.get(call.bucket)
+    """Each key as DeleteObject deletes it (peer.http.s3.versions.delete_key): a delete marker in a
+    versioned bucket, reported as DeleteMarker with its version id."""
+    bucket = await services.buckets.get(call.bucket)
     document = await read_document(call.request, call.auth, call.head, services.idle_s, xmldoc.MAX_REQUEST_XML)
     quiet, objects = xmldoc.parse_delete(document)
     gate = asyncio.Semaphore(DELETE_CONCURRENCY)
 
-    async def delete(key: str, version_id: str | None) -> tuple[str, str] | None:
-        """None when deleted (or absent); else (code, message)."""
+    async def delete(key: str, version_id: str | None) -> str | tuple[str, str]:
+        """The version id of the delete marker written or deleted ("" for none); else (code, message)."""
         async with gate:
             try:
-                ref = FileRefSpec(name=object_name(call.bucket, key))
-                if version_id != "null":
-                    await services.files.delete(ref, VersionSpec(version_id=version_id) if version_id else None)
-            except NotFound:
-                pass
+                deletion = await delete_key(services.files, bucket.versioning, object_name(call.bucket, key),
+                                            version_id)
             except S3Error as exc:
                 return exc.code, exc.message
             except DfsError as exc:
                 error = s3_error_of(exc)
                 return error.code, error.message
-            return None
+            return (deletion.version_id or "") if deletion.delete_marker else ""
 
     outcomes = await asyncio.gather(*(delete(key, version_id) for key, version_id in objects))
-    deleted = [(key, version_id) for (key, version_id), outcome in zip(objects, outcomes, strict=True)
-               if outcome is None and not quiet]
+    deleted = [(key, version_id, outcome or None) for (key, version_id), outcome in zip(objects, outcomes, strict=True)
+               if isinstance(outcome, str) and not quiet]
     errors = [(key, version_id, *outcome) for (key, version_id), outcome in zip(objects, outcomes, strict=True)
-              if outcome is not None]
+              if not isinstance(outcome, str)]
     return _xml(xmldoc.delete_result(deleted, errors))

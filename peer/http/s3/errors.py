@@ -17,10 +17,14 @@ __all__ = ["error_answer", "s3_error_of"]
 
 _CODES: list[tuple[type[errors.DfsError], str]] = [
     (errors.BucketNotFound, "NoSuchBucket"),
+    (errors.UploadNotFound, "NoSuchUpload"),
     (errors.NotFound, "NoSuchKey"),
     (errors.BucketExists, "BucketAlreadyOwnedByYou"),
     (errors.BucketNotEmpty, "BucketNotEmpty"),
     (errors.TooLarge, "EntityTooLarge"),
+    (errors.InvalidPart, "InvalidPart"),
+    (errors.InvalidPartOrder, "InvalidPartOrder"),
+    (errors.PartTooSmall, "EntityTooSmall"),
     (errors.InvalidRequest, "InvalidArgument"),
     (errors.Unauthenticated, "AccessDenied"),
     (errors.PermissionDenied, "AccessDenied"),
@@ -30,6 +34,7 @@ _CODES: list[tuple[type[errors.DfsError], str]] = [
     (errors.MetadataUnavailable, "ServiceUnavailable"),
     (errors.StorageFull, "ServiceUnavailable"),
     (errors.VersionConflict, "OperationAborted"),
+    (errors.PreconditionFailed, "PreconditionFailed"),
 ]
 
 
@@ -41,7 +46,7 @@ def s3_error_of(exc: errors.DfsError) -> S3Error:
 
 
 def error_answer(method: str, error: S3Error, resource: str, request_id: str) -> web.Response:
-    headers = {"Content-Type": xmldoc.CONTENT_TYPE}
+    headers = {"Content-Type": xmldoc.CONTENT_TYPE, **error.headers}
     if error.code == "InvalidRange" and "ActualObjectSize" in error.extra:
         headers["Content-Range"] = f"bytes */{error.extra['ActualObjectSize']}"
     body = xmldoc.error_document(error.code, error.message, resource, request_id, error.extra.items())

@@ -1,4 +1,4 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, GetObjectAcl.
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, CopyObject, GetObjectAcl.
 
 An object is the file `BUCKET/KEY` (peer/s3/names.py). PutObject streams the body into
 `FileService.put` piece by piece, and its proof of completeness is the declared size (Content-Length,
@@ -7,6 +7,12 @@ is committed only after the whole body arrived and matched every digest it decla
 or broken upload stores nothing. GetObject streams verified pieces as the download service yields
 them; an error once the answer has begun can no longer be an XML document, so the connection is
 closed and the client sees fewer bytes than Content-Length announced.
+
+A conditional PutObject (`If-None-Match: *`, `If-Match`) is judged twice: before the body is read,
+so a doomed upload stores nothing, and again inside the metadata commit (NewVersion.if_latest), so
+of two racing create-only PUTs exactly one is written. CopyObject commits a new version that
+references the source's chunks (FileService.copy): no byte is read or written. Versions, delete
+markers and the `null` version are peer.http.s3.versions'.
 """
 
 from __future__ import annotations
@@ -17,28 +23,44 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from peer.errors import ClientTooSlow, FileNotFound, NotFound
+from peer.errors import ClientTooSlow, DeleteMarkerFound, FileNotFound, NotFound
 from peer.files import Trailer, UploadProof
 from peer.http.s3.bodies import ObjectBody
 from peer.http.s3.call import S3Call, S3Services
+from peer.http.s3.versions import (
+    NULL_VERSION,
+    SUSPENDED,
+    delete_key,
+    deletion_headers,
+    s3_version_id,
+    version_spec,
+)
 from peer.metadata.store import FileRefSpec, VersionRecord, VersionSpec
 from peer.s3 import S3Error, stored_content_encoding, xmldoc
-from peer.s3.conditions import Outcome, check_preconditions, http_date, parse_range
-from peer.s3.names import object_name
+from peer.s3.conditions import (
+    Outcome,
+    check_copy_preconditions,
+    check_preconditions,
+    etag_matches,
+    http_date,
+    parse_range,
+    precondition_failed,
+)
+from peer.s3.names import object_name, parse_copy_source
 from peer.s3.objectmeta import (
     checksum_headers,
     completed_metadata,
+    content_metadata,
     etag_of,
     response_headers,
     stored_metadata,
 )
 from peer.transfer.download import Piece
 
-__all__ = ["delete_object", "get_object", "get_object_acl", "head_object", "put_object"]
+__all__ = ["copy_object", "delete_object", "get_object", "get_object_acl", "head_object", "put_object"]
 
 log = logging.getLogger(__name__)
 
-NULL_VERSION = "null"
 _OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -50,11 +72,9 @@ _OVERRIDES = {
 
 
 async def put_object(services: S3Services, call: S3Call) -> web.StreamResponse:
-    if call.header("if-none-match") is not None or call.header("if-match") is not None:
-        # refused rather than ignored: a client counting on create-only must not overwrite silently
-        raise S3Error("NotImplemented", "Conditional PutObject (If-Match, If-None-Match) is not implemented yet.")
-    await services.buckets.get(call.bucket)
+    bucket = await services.buckets.get(call.bucket)
     name = object_name(call.bucket, call.key)
+    if_latest = await _put_condition(services, call, name)
     body = ObjectBody(call.request, call.auth, call.head, services.idle_s)
     proof = UploadProof(declared=_declared_size(call))
 
@@ -71,12 +91,39 @@ async def put_object(services: S3Services, call: S3Call) -> web.StreamResponse:
     encoding = stored_content_encoding(call.header("content-encoding"))
     metadata = stored_metadata(call.head.header_values, call.header, encoding)
     record = await services.files.put(name, data(), proof, content_type=call.header("content-type") or "",
-                                      user_metadata=metadata, late_metadata=late)
-    headers = {"ETag": f'"{etag_of(record.metadata, record.sha256)}"', "x-amz-version-id": record.version_id}
+                                      user_metadata=metadata, late_metadata=late,
+                                      null_version=bucket.versioning == SUSPENDED, if_latest=if_latest)
+    headers = {"ETag": f'"{etag_of(record.metadata, record.sha256)}"', "x-amz-version-id": s3_version_id(record)}
     assert body.result is not None
     for algorithm, value in body.result.checksums.items():
         headers[f"x-amz-checksum-{algorithm}"] = value
     return web.Response(status=200, headers=headers)
+
+
+async def _put_condition(services: S3Services, call: S3Call, name: str) -> str | None:
+    """The commit's condition on the key's latest version (NewVersion.if_latest) for `If-None-Match: *`
+    (create-only: "") or `If-Match: ETAG` (that version's id); None for an unconditional PUT. Judged
+    here first, so a PUT that cannot succeed is refused before its body is read."""
+    if_none_match = call.header("if-none-match")
+    if_match = call.header("if-match")
+    if if_none_match is None and if_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise S3Error("NotImplemented", "PutObject takes If-None-Match only as \"*\" (create only).")
+    try:
+        current: VersionRecord | None = await services.files.stat(FileRefSpec(name=name), VersionSpec())
+    except FileNotFound:
+        current = None
+    if if_none_match is not None:
+        if current is not None:
+            raise precondition_failed("If-None-Match")
+        if if_match is None:
+            return ""
+    if current is None:
+        raise S3Error("NoSuchKey", "The specified key does not exist.", extra={"Key": call.key})
+    if not etag_matches(if_match or "", etag_of(current.metadata, current.sha256)):
+        raise precondition_failed("If-Match")
+    return current.version_id
 
 
 def _declared_size(call: S3Call) -> int | None:
@@ -102,7 +149,8 @@ async def _read_object(services: S3Services, call: S3Call, *, head_only: bool) -
     await services.buckets.get(call.bucket)
     ref = FileRefSpec(name=object_name(call.bucket, call.key))
     try:
-        record, _, pieces = await services.files.open(ref, _version_spec(call), 0, 0)
+        spec = await version_spec(services.files, ref.name or "", call.query.get("versionId"))
+        record, _, pieces = await services.files.open(ref, spec, 0, 0)
     except NotFound as exc:
         raise _not_found(call, exc) from exc
     try:
@@ -145,7 +193,7 @@ def _object_headers(record: VersionRecord, etag: str) -> list[tuple[str, str]]:
         ("ETag", f'"{etag}"'),
         ("Last-Modified", http_date(record.created_at)),
         ("Accept-Ranges", "bytes"),
-        ("x-amz-version-id", record.version_id),
+        ("x-amz-version-id", s3_version_id(record)),
     ]
     return [(_canonical_case(name), value) for name, value in headers]
 
@@ -189,41 +237,78 @@ async def _close(pieces: AsyncIterator[Piece]) -> None:
         await close()
 
 
-def _version_spec(call: S3Call) -> VersionSpec:
-    version_id = call.query.get("versionId")
-    if version_id is None:
-        return VersionSpec()
-    if version_id == NULL_VERSION:
-        raise S3Error("NoSuchVersion", "The specified version does not exist.",
-                      extra={"Key": call.key, "VersionId": version_id})
-    return VersionSpec(version_id=version_id)
-
-
 async def delete_object(services: S3Services, call: S3Call) -> web.StreamResponse:
-    await services.buckets.get(call.bucket)
-    ref = FileRefSpec(name=object_name(call.bucket, call.key))
-    version_id = call.query.get("versionId")
-    headers = {}
-    if version_id is not None:
-        headers["x-amz-version-id"] = version_id
-    if version_id != NULL_VERSION:
-        try:
-            await services.files.delete(ref, VersionSpec(version_id=version_id) if version_id else None)
-        except NotFound:
-            pass  # deleting what does not exist succeeds, as in S3
-    return web.Response(status=204, headers=headers)
+    bucket = await services.buckets.get(call.bucket)
+    name = object_name(call.bucket, call.key)
+    deletion = await delete_key(services.files, bucket.versioning, name, call.query.get("versionId"))
+    return web.Response(status=204, headers=deletion_headers(deletion))
+
+
+async def copy_object(services: S3Services, call: S3Call) -> web.StreamResponse:
+    """A new version of the target with the source version's chunks, size and SHA-256; metadata from
+    the source (`x-amz-metadata-directive: COPY`, the default) or from the request (`REPLACE`), the
+    ETag and checksums, which describe the content, kept either way."""
+    bucket = await services.buckets.get(call.bucket)
+    target = object_name(call.bucket, call.key)
+    source_of = parse_copy_source(call.header("x-amz-copy-source") or "")
+    await services.buckets.get(source_of.bucket)
+    source_name = object_name(source_of.bucket, source_of.key)
+    directive = (call.header("x-amz-metadata-directive") or "COPY").strip().upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.",
+                      extra={"ArgumentName": "x-amz-metadata-directive", "ArgumentValue": directive[:100]})
+    if target == source_name and source_of.version_id is None and directive == "COPY":
+        raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
+                      "itself without changing the object's metadata, storage class, website redirect location or "
+                      "encryption attributes.")
+    try:
+        spec = await version_spec(services.files, source_name, source_of.version_id)
+        source = await services.files.stat(FileRefSpec(name=source_name), spec)
+    except DeleteMarkerFound as exc:
+        if exc.by_id:
+            raise S3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete "
+                          "marker by version id.") from exc
+        raise S3Error("NoSuchKey", "The specified key does not exist.", extra={"Key": source_of.key}) from exc
+    except NotFound as exc:
+        if source_of.version_id is not None and not isinstance(exc, FileNotFound):
+            raise S3Error("NoSuchVersion", "The specified version does not exist.",
+                          extra={"Key": source_of.key, "VersionId": source_of.version_id}) from exc
+        raise S3Error("NoSuchKey", "The specified key does not exist.", extra={"Key": source_of.key}) from exc
+    etag = etag_of(source.metadata, source.sha256)
+    check_copy_preconditions(call.header, etag, source.created_at)
+    if directive == "COPY":
+        content_type, metadata = source.content_type, dict(source.metadata)
+    else:
+        content_type = call.header("content-type") or ""
+        metadata = {**stored_metadata(call.head.header_values, call.header, call.header("content-encoding")),
+                    **content_metadata(source.metadata)}
+    record = await services.files.copy(source, target, content_type=content_type, metadata=metadata,
+                                       null_version=bucket.versioning == SUSPENDED)
+    headers = {"x-amz-version-id": s3_version_id(record), "x-amz-copy-source-version-id": s3_version_id(source)}
+    return web.Response(body=xmldoc.copy_object_result(etag, record.created_at), headers=headers,
+                        content_type=xmldoc.CONTENT_TYPE)
 
 
 async def get_object_acl(services: S3Services, call: S3Call) -> web.StreamResponse:
     await services.buckets.get(call.bucket)
+    name = object_name(call.bucket, call.key)
     try:
-        await services.files.stat(FileRefSpec(name=object_name(call.bucket, call.key)), _version_spec(call))
+        spec = await version_spec(services.files, name, call.query.get("versionId"))
+        await services.files.stat(FileRefSpec(name=name), spec)
     except NotFound as exc:
         raise _not_found(call, exc) from exc
     return web.Response(body=xmldoc.access_control_policy(services.owner), content_type=xmldoc.CONTENT_TYPE)
 
 
 def _not_found(call: S3Call, exc: NotFound) -> S3Error:
+    if isinstance(exc, DeleteMarkerFound):
+        headers = {"x-amz-delete-marker": "true",
+                   "x-amz-version-id": NULL_VERSION if exc.null_version else exc.version_id}
+        if exc.by_id:  # a marker has no content to read: S3 answers 405, naming the one method it takes
+            return S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.",
+                           extra={"Method": call.request.method, "ResourceType": "DeleteMarker"},
+                           headers={**headers, "Allow": "DELETE"})
+        return S3Error("NoSuchKey", "The specified key does not exist.", extra={"Key": call.key}, headers=headers)
     if call.query.get("versionId") is not None and not isinstance(exc, FileNotFound):
         return S3Error("NoSuchVersion", "The specified version does not exist.",
                        extra={"Key": call.key, "VersionId": call.query["versionId"]})
