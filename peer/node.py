@@ -28,6 +28,7 @@ from peer.errors import ConfigError
 from peer.files import ClientLimits, FileService
 from peer.files.buckets import BucketService
 from peer.housekeeping import Housekeeping
+from peer.http.console import ConsoleSources, console_app
 from peer.http.gossip import gossip_app
 from peer.http.gossip_client import HttpGossipTransport, resolve_seeds
 from peer.http.health import health_app
@@ -152,6 +153,7 @@ class Node:
         self.stop_event = asyncio.Event()
         self.metrics = PeerMetrics()  # every statistic of this peer; status and /metrics read it
         self._s3_addr = ""  # the S3 API's bound address once it listens ("" when off)
+        self._console = ConsoleSources()  # what /console/ shows, attached once the file service exists
 
     @property
     def node_id(self) -> str:
@@ -249,6 +251,8 @@ class Node:
                               require_peer_cert=base.tls is not None, body_timeout_s=cfg.client_idle_timeout_s))
         http.mount(health_app(lambda: chores.health_doc(self.node_id)))
         http.mount(metrics_app(self.metrics.render, cfg.metrics_networks, base.verifier, self.metrics.auth_failed))
+        http.mount(console_app(self._console, base.verifier, self.metrics.auth_failed,
+                               idle_s=cfg.client_idle_timeout_s))
         gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
         try:
             bound_gossip = await http.start(
@@ -292,6 +296,7 @@ class Node:
                               max_get_bytes=max(0, min(ClientLimits.max_get_bytes, cfg.message_limit - MIB)))
         files = FileService(uploads, downloads, base.metadata, chores.metadata_health,
                             limits=limits, verifier=base.verifier, s3_keys=base.s3_keys, clock=self.clock)
+        self._console.attach(files, reporter.snapshot, lambda: cluster.ring)
         grpc.serve(FileStoreServicer(files, reporter.snapshot, auth=ClientAuth(base.verifier)),
                    PeerChunksServicer(base.store, anti_entropy.answer, local_stats, self.node_id))
         return workers, files

@@ -11,6 +11,7 @@ directory) to show it writes the files the peers read. `advertised()` is the add
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 import shlex
@@ -80,12 +81,22 @@ def service(compose: dict[str, Any], name: str) -> dict[str, Any]:
     return svc
 
 
+def interpolated(value: str) -> str:
+    """`value` as Compose interpolates it with no variable set: `${VAR:-default}` and `${VAR-default}`
+    become the default, `${VAR}` the empty string, `$$` a literal `$`."""
+    def default(match: re.Match[str]) -> str:
+        return match.group(2) or ""
+
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", default, value).replace("$$", "$")
+
+
 def environment(svc: dict[str, Any]) -> dict[str, str]:
+    """The service's environment as the container gets it (variables interpolated with their defaults)."""
     env = svc.get("environment") or {}
     if isinstance(env, list):
         pairs = (item.partition("=") for item in env)
-        return {key: value for key, _, value in pairs}
-    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+        return {key: interpolated(value) for key, _, value in pairs}
+    return {str(key): "" if value is None else interpolated(str(value)) for key, value in env.items()}
 
 
 @dataclass(frozen=True)
@@ -378,6 +389,122 @@ def test_compose_internal_port_stays_on_the_project_network(compose: dict[str, A
 
     assert internal_port == 50151
     assert internal_port not in {m.target for m in port_mappings(service(compose, "peer"))}
+
+
+# -- docker-compose.yml: the S3 endpoint and the monitoring profile --------------------------------
+
+MONITORING = ("monitoring-ca", "prometheus", "grafana")
+
+
+def network_subnet(compose: dict[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The project network's fixed subnet, as Compose interpolates it."""
+    config = compose["networks"]["default"]["ipam"]["config"]
+    assert len(config) == 1, config
+    return ipaddress.ip_network(interpolated(str(config[0]["subnet"])))
+
+
+def test_peer_publishes_an_s3_port_range_like_the_grpc_one(compose: dict[str, Any]) -> None:
+    svc = service(compose, "peer")
+    env = {**dockerfile_env(), **environment(svc)}
+    s3_host, s3_port = split_hostport(env["DFS_S3_ADDR"])
+    _, grpc_port = split_hostport(env["DFS_GRPC_ADDR"])
+    replicas = int((svc.get("deploy") or {}).get("replicas", svc.get("scale", 1)))
+    s3 = [m for m in port_mappings(svc) if m.target == s3_port]
+    grpc = next(m for m in port_mappings(svc) if m.target == grpc_port)
+
+    assert s3_host == "0.0.0.0", "published ports reach the container's network interface"
+    assert len(s3) == 1, f"expected one mapping to container port {s3_port}: {port_mappings(svc)}"
+    assert s3[0].host_ip == "127.0.0.1"
+    assert len(published_range(s3[0].published)) == len(published_range(grpc.published)) >= max(replicas, 5)
+    assert print_config(env)["s3_addr"] == env["DFS_S3_ADDR"]
+
+
+def test_compose_header_shows_the_s3_endpoint_and_key(compose: dict[str, Any]) -> None:
+    header = COMPOSE.read_text().split("\nname:")[0]
+    s3_key = main.get_command(click.Context(main), "s3-key")
+    assert isinstance(s3_key, click.Group)
+    create = s3_key.get_command(click.Context(s3_key), "create")
+    s3 = next(m for m in port_mappings(service(compose, "peer")) if m.target == 9000)
+    endpoint = re.search(r"--endpoint-url https://127\.0\.0\.1:(\d+)", header)
+
+    assert "docker compose exec peer dfs-peer s3-key create --role admin" in header
+    assert create is not None and "admin" in next(p for p in create.params if p.name == "role").type.choices
+    assert endpoint and int(endpoint.group(1)) in published_range(s3.published), "the first replica's port"
+    assert "docker compose --profile monitoring up -d" in header
+
+
+def test_every_published_port_is_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        for mapping in port_mappings(svc):
+            assert mapping.host_ip == "127.0.0.1", (name, mapping)
+            assert mapping.published, f"{name}: an unpublished host port would be a random one on all interfaces"
+
+
+def test_monitoring_services_run_only_in_their_profile(compose: dict[str, Any]) -> None:
+    for name in MONITORING:
+        assert service(compose, name).get("profiles") == ["monitoring"], name
+    for name in set(compose["services"]) - set(MONITORING):
+        assert "profiles" not in service(compose, name), f"{name} must start with a plain `up`"
+    assert {"prometheus", "grafana"} <= set(MONITORING)
+
+
+@pytest.mark.parametrize(("name", "pattern"), [
+    ("prometheus", r"(docker\.io/|quay\.io/)?prom/prometheus:v\d+\.\d+\.\d+"),
+    ("grafana", r"(docker\.io/)?grafana/grafana(-oss)?:\d+\.\d+\.\d+"),
+])
+def test_monitoring_images_are_official_and_pinned(compose: dict[str, Any], name: str, pattern: str) -> None:
+    assert re.fullmatch(pattern, service(compose, name)["image"])
+
+
+def test_monitoring_mounts_the_files_of_docs_monitoring(compose: dict[str, Any]) -> None:
+    """Every bind mount of the profile names a file or directory of the repository, read-only;
+    Prometheus reads its configuration where its --config.file points."""
+    for name in ("prometheus", "grafana"):
+        binds = [(s, t, m) for s, t, m in volume_mounts(service(compose, name)) if s.startswith("./")]
+        assert binds, name
+        for source, _, mode in binds:
+            assert (ROOT / source).exists(), source
+            assert source.startswith("./docs/monitoring/") and mode == "ro", (name, source, mode)
+    config_file = next(a.split("=", 1)[1] for a in service(compose, "prometheus")["command"]
+                       if a.startswith("--config.file="))
+    targets = {t: s for s, t, _ in volume_mounts(service(compose, "prometheus"))}
+    assert targets[config_file] == "./docs/monitoring/prometheus.yml"
+    grafana = {t: s for s, t, _ in volume_mounts(service(compose, "grafana"))}
+    assert grafana["/etc/grafana/provisioning/datasources"] == "./docs/monitoring/grafana/datasources"
+    assert grafana["/etc/grafana/provisioning/dashboards"] == "./docs/monitoring/grafana/dashboards"
+
+
+def test_prometheus_gets_the_ca_certificate_but_not_the_ca_key(compose: dict[str, Any]) -> None:
+    """monitoring-ca copies ca.crt alone from the certs volume into a volume Prometheus mounts."""
+    copier = service(compose, "monitoring-ca")
+    certs_at, certs_mode = named_mount(compose, copier, "certs")
+    out_at, _ = named_mount(compose, copier, "monitoring-ca")
+    prom_at, prom_mode = named_mount(compose, service(compose, "prometheus"), "monitoring-ca")
+
+    assert copier["entrypoint"] == ["cp", f"{certs_at}/ca.crt", f"{out_at}/ca.crt"]
+    assert out_at == dockerfile_env()["DFS_DATA_DIR"], "the image's user owns it, so a fresh volume is writable"
+    assert certs_mode == "ro" and prom_mode == "ro"
+    assert not any(source == "certs" for source, _, _ in volume_mounts(service(compose, "prometheus")))
+    assert copier["depends_on"]["certs"]["condition"] == "service_completed_successfully"
+    assert service(compose, "prometheus")["depends_on"]["monitoring-ca"]["condition"] == \
+        "service_completed_successfully"
+    assert (copier.get("healthcheck") or {}).get("disable") is True
+
+
+def test_peers_let_the_project_network_read_metrics(compose: dict[str, Any]) -> None:
+    """Prometheus scrapes from the project network without a token: DFS_METRICS_ALLOW covers exactly
+    that network's fixed subnet (plus loopback), not the world."""
+    env = {**dockerfile_env(), **environment(service(compose, "peer"))}
+    allowed_networks = PeerConfig(data_dir=Path("/data"), metrics_allow=tuple(
+        env["DFS_METRICS_ALLOW"].split(","))).metrics_networks
+    subnet = network_subnet(compose)
+
+    assert subnet in allowed_networks
+    assert subnet.is_private and subnet.num_addresses <= 65536
+    assert all(net == subnet or net.is_loopback for net in allowed_networks), allowed_networks
+    raw_allow = str(service(compose, "peer")["environment"]["DFS_METRICS_ALLOW"])
+    raw_subnet = str(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert raw_subnet in raw_allow, "one variable overrides both"
 
 
 # -- Dockerfile ------------------------------------------------------------------------------------

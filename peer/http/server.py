@@ -15,10 +15,19 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_IDLE_TIMEOUT_S", "HttpServer", "Mount"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT_S", "MAX_FIELD_BYTES", "MAX_HEADERS", "MAX_LINE_BYTES", "HttpServer", "Mount"]
 
 # aiohttp's own default is an hour; an idle keep-alive connection costs a socket and a task.
 DEFAULT_IDLE_TIMEOUT_S = 75.0
+
+# What the HTTP layer reads of a request head before any app sees it. A request beyond one of these
+# is answered 400 by aiohttp itself (a plain-text body: no app, so no S3 XML error, runs for it) and
+# its connection closed; the listener keeps serving. The request line holds an S3 key of up to
+# 1024 bytes percent-encoded (three times as long) plus a presigned URL's query; one header holds at
+# most an x-amz-copy-source of such a key; S3 itself takes at most 8 KiB of headers on a request.
+MAX_LINE_BYTES = 16 * 1024
+MAX_FIELD_BYTES = 8 * 1024
+MAX_HEADERS = 128
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ class HttpServer:
         # No access log: one line per gossip round would drown the log. Bodies reach the apps as sent:
         # a Content-Encoding describes what a client stores (an S3 object's gzip), not a transfer to undo.
         runner = web.AppRunner(self._root, access_log=None, keepalive_timeout=self._idle_timeout_s,
-                               auto_decompress=False)
+                               auto_decompress=False, max_line_size=MAX_LINE_BYTES,
+                               max_field_size=MAX_FIELD_BYTES, max_headers=MAX_HEADERS)
         await runner.setup()
         try:
             sock = socket.create_server((host, port), family=family)

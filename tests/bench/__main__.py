@@ -1,7 +1,7 @@
 """`python -m tests.bench [--quick] [--only NAME[,NAME]] [--out PATH]`: run the benchmark, print a table
 with targets and one JSON document, and write the JSON to bench-results.json (or --out).
 
-Sections: baselines, large_file, concurrency, ring, memory, membership. Progress goes to stderr, the
+Sections: baselines, large_file, concurrency, ring, memory, membership, s3. Progress goes to stderr, the
 table and the JSON to stdout. The exit code is 1 when a section failed to run (and with --strict also
 when a target was missed), else 0.
 """
@@ -23,14 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import baselines, concurrency, membership, memory, ring, throughput
+from tests.bench import baselines, concurrency, membership, memory, ring, s3, throughput
 from tests.bench.common import LoadMonitor, elapsed, kill_all, machine_info, progress, wait_for_quiet
 from tests.bench.report import SWIFT, format_table, rows, targets
 
-SECTIONS = ["baselines", "large_file", "concurrency", "ring", "memory", "membership"]
+SECTIONS = ["baselines", "large_file", "concurrency", "ring", "memory", "membership", "s3"]
 # Seconds a full-mode section may take on a busy 2-core machine; a section that would not end within
 # --budget is skipped (and reported) rather than letting `make bench` overrun its 10 minutes.
-ESTIMATE_S = {"baselines": 25, "large_file": 35, "concurrency": 215, "ring": 8, "memory": 75, "membership": 70}
+ESTIMATE_S = {"baselines": 25, "large_file": 35, "concurrency": 215, "ring": 8, "memory": 75, "membership": 70,
+              "s3": 120}
 ALIASES = {"throughput": "large_file", "large": "large_file", "baseline": "baselines", "mem": "memory"}
 
 
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "ring": lambda: ring.run(quick),
         "memory": lambda: memory.run(work / "memory", quick, args.client_procs),
         "membership": lambda: membership.run(work / "membership", quick),
+        "s3": lambda: s3.run(work / "s3", quick, args.client_procs),
     }
     interrupted = False
     quiet_budget = args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 60.0)

@@ -15,6 +15,16 @@ SWIFT = {
     "downloads_per_s_20c_64k": 334,
 }
 
+SWIFT_S3_VERSION = "Swift 2.38 s3api, boto3, R=2, 2 cores"
+SWIFT_S3: dict[str, tuple[int, int]] = {
+    "put_mb_s": (154, 177),
+    "get_mb_s": (279, 285),
+    "put_4k_ops_s": (57, 78),
+    "get_4k_ops_s": (122, 188),
+}
+LEAD = 1.2
+"""How far the S3 endpoint should lead each Swift s3api reference (the top of its range)."""
+
 
 @dataclass
 class Row:
@@ -159,6 +169,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             else f"not all ({memb['survivors_reporting_dead']}/{memb['survivors']})",
             "<= 10 s", _check(dead is not None and dead <= 10)))
 
+    out += _s3_rows(results.get("s3"))
+
     for section, load in results.get("machine_load", {}).items():
         if load and load.get("other_processes_pct", 0) >= 20:
             out.append(Row(section.replace("_", " "), "WARNING: other processes were busy",
@@ -166,6 +178,63 @@ def rows(results: dict[str, Any]) -> list[Row]:
                            f"{load['machine_busy_pct']:.0f}% of {load['cores'] * 100}%)"))
     for section, message in errors.items():
         out.append(Row(section, "SECTION FAILED", message[:100], "", "MISS"))
+    return out
+
+
+def _s3_rows(s3: dict[str, Any] | None) -> list[Row]:
+    """The S3 endpoint's figures, each beside the gRPC path's figure from the same run."""
+    if not s3:
+        return []
+    out: list[Row] = []
+
+    def ref(key: str, unit: str) -> str:
+        low, high = SWIFT_S3[key]
+        return f"Swift s3api {low}-{high} {unit} (x{LEAD}: {high * LEAD:.0f})"
+
+    large = s3.get("large")
+    if large:
+        mib = large["bytes"] // MIB
+        for verb, key in (("PUT", "put_mb_s"), ("GET", "get_mb_s")):
+            value, grpc = large[f"s3_{key}"], large[f"grpc_{key}"]
+            ratio = value / grpc if grpc else None
+            out.append(Row(
+                "s3", f"boto3 {verb} {mib} MiB, 3 peers R=2",
+                f"{value:.1f} MB/s" + (f" ({ratio:.0%} of gRPC {grpc:.1f} MB/s)" if ratio is not None else ""),
+                ">= 85% of gRPC", _check(None if ratio is None else ratio >= 0.85), ref(key, "MB/s")))
+    conc = s3.get("concurrent")
+    if conc:
+        prefix = f"{conc['clients']} clients x {_size(conc['size'])}"
+        for verb in ("put", "get"):
+            m, g = conc["s3"][verb], conc["grpc"][verb]
+            ratio = m["ops_per_s"] / g["ops_per_s"] if g["ops_per_s"] else None
+            targeted = conc["clients"] == 20  # the target is stated for 20 clients
+            out.append(Row(
+                "s3", f"{prefix} {verb.upper()} ({m['ops']} ops)",
+                f"{m['ops_per_s']:.1f} ops/s, p50 {m['p50_ms']:.1f} ms, p99 {m['p99_ms']:.1f} ms"
+                + (f" ({ratio:.0%} of gRPC {g['ops_per_s']:.1f} ops/s)" if ratio is not None else ""),
+                ">= 70% of gRPC" if targeted else "", _check(None if ratio is None or not targeted else ratio >= 0.7)))
+        errs = sum(conc[path][verb]["errors"] for path in ("s3", "grpc") for verb in ("put", "get"))
+        cut = any(conc[path][verb]["hit_deadline"] for path in ("s3", "grpc") for verb in ("put", "get"))
+        out.append(Row("s3", f"{prefix} errors (S3 and gRPC)", f"{errs}" + (" (time limit hit)" if cut else ""),
+                       "0 errors", _check(errs == 0)))
+    single = s3.get("single_client")
+    if single:
+        for verb, key in (("put", "put_4k_ops_s"), ("get", "get_4k_ops_s")):
+            m, g = single["s3"][verb], single["grpc"][verb]
+            goal = SWIFT_S3[key][1] * LEAD
+            out.append(Row(
+                "s3", f"1 client x {_size(single['size'])} {verb.upper()} ({m['ops']} ops, {m['errors']} errors)",
+                f"{m['ops_per_s']:.1f} ops/s, p50 {m['p50_ms']:.1f} ms (gRPC {g['ops_per_s']:.1f} ops/s)",
+                f">= {goal:.0f} ops/s", _check(m["ops_per_s"] >= goal and m["errors"] == 0), ref(key, "ops/s")))
+    listing = s3.get("listing")
+    if listing:
+        out.append(Row(
+            "s3", f"ListObjectsV2, {listing['keys']:,} keys, {listing['page_size']} per page",
+            f"{listing['keys_per_s']:.0f} keys/s ({listing['seconds']:.1f} s)"))
+        out.append(Row(
+            "s3", "RSS of the listing peer",
+            f"{listing['peer_rss_before_mib']:.0f} MiB before, at most {listing['peer_max_rss_mib']:.0f} MiB "
+            "while listing"))
     return out
 
 
