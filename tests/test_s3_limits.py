@@ -132,8 +132,6 @@ def s3_error(status: int, body: bytes, code: str, expected_status: int = 400) ->
 # ----------------------------------------------------------------------------------- memory budget
 
 
-@pytest.mark.xfail(strict=True, reason="S3 uploads are not yet held to the budget: 50 concurrent 3 MiB PUTs "
-                   "raised the peer's peak RSS by about 250-270 MiB, more than the 150 MiB of their bodies")
 def test_50_concurrent_uploads_stay_within_the_memory_budget(peer: PeerProc) -> None:
     assert peer.proc is not None
     pid = peer.proc.pid

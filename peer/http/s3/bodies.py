@@ -1,6 +1,6 @@
 """Request bodies: read as they arrive, decoded and verified through the S3 core's `open_body`.
 
-An object's body is never held whole: raw bytes are read in pieces of up to `PIECE_BYTES`, decoded
+An object's body is never held whole: raw bytes are read in pieces of `PIECE_BYTES`, decoded
 (aws-chunked framing removed) and hashed (the client's digests and checksums, and the MD5 that
 becomes the ETag) in a worker thread when the piece is large, and handed on one piece at a time.
 Nothing read is trusted until `BodyReader.finish` has verified it all, which happens before the
@@ -22,8 +22,14 @@ from peer.s3 import AuthResult, BodyReader, BodyResult, RequestHead, S3Error, op
 
 __all__ = ["PIECE_BYTES", "ObjectBody", "read_document"]
 
-PIECE_BYTES = 1024 * 1024
-"""Raw bytes gathered before a piece is decoded and passed on: one chunk's worth, few thread hops."""
+PIECE_BYTES = 256 * 1024
+"""Raw bytes gathered before a piece is decoded and passed on. An upload waiting for the peer's
+budget holds its next chunk plus the piece that completed it, so a piece well under a chunk keeps
+a waiting connection near one chunk; as large as THREAD_BYTES, every full piece is hashed off the loop."""
+READ_BYTES = 64 * 1024
+"""The most asked of aiohttp's body buffer at once: its read size (the listener's default read_bufsize).
+aiohttp's `read(n)` raises the buffer's high-water mark to 2n for good, so a larger read would let a
+connection buffer that much ahead of its consumer; at this size it stays at 128 KiB."""
 THREAD_BYTES = 256 * 1024
 """Pieces at least this large are decoded and hashed in a worker thread, off the event loop."""
 
@@ -47,6 +53,7 @@ class ObjectBody:
         """The object's bytes; raises the `S3Error` the body deserves, at the end at the latest."""
         async for raw in _raw_pieces(self._request, self._idle_s):
             data = await asyncio.to_thread(self._take, raw) if len(raw) >= THREAD_BYTES else self._take(raw)
+            del raw  # an aws-chunked piece's framing is not kept while the upload holds its data
             if data:
                 yield data
         self.result = self._reader.finish()
@@ -75,26 +82,33 @@ async def read_document(request: web.Request, auth: AuthResult, head: RequestHea
 
 
 async def _raw_pieces(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
-    """The raw body in pieces of up to about PIECE_BYTES, each read within the idle timeout."""
+    """The raw body in pieces of PIECE_BYTES (the last one shorter), each read within the idle timeout.
+
+    Nothing is read ahead of the consumer: while it holds a piece (an upload waiting for the peer's
+    budget) no read is pending, aiohttp's buffer fills to its high-water mark and pauses the socket,
+    and TCP flow control holds the client back. Only the piece handed on stays alive across the
+    `yield`; the parts it was joined from are dropped first.
+    """
     content = request.content
     while True:
         parts: list[bytes] = []
         size = 0
-        ended = False
         while size < PIECE_BYTES:
             try:
                 async with asyncio.timeout(idle_s):
-                    part = await content.readany()
+                    part = await content.read(min(PIECE_BYTES - size, READ_BYTES))
             except TimeoutError:
                 raise ClientTooSlow(f"the client sent nothing for {idle_s:g} s") from None
             except (ConnectionError, HttpProcessingError) as exc:
                 raise S3Error("IncompleteBody", "The request body terminated unexpectedly") from exc
             if not part:
-                ended = True
                 break
             parts.append(part)
             size += len(part)
-        if parts:
-            yield parts[0] if len(parts) == 1 else b"".join(parts)
-        if ended:
+        if not parts:
+            return
+        piece = parts[0] if len(parts) == 1 else b"".join(parts)
+        del parts, part
+        yield piece
+        if size < PIECE_BYTES:
             return
