@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from peer.errors import (
     DfsError,
@@ -39,6 +38,7 @@ from peer.errors import (
 from peer.files import FileService
 from peer.files.cluster import ClusterSnapshot
 from peer.files.proof import UploadProof
+from peer.http.bodies import body_pieces
 from peer.http.console.overview import RingShares, cluster_doc, ring_shares
 from peer.http.console.sessions import Session, Sessions
 from peer.http.server import Mount
@@ -56,7 +56,6 @@ CSRF_HEADER = "X-CSRF-Token"
 API = "console"
 STATIC = Path(__file__).parent / "static"
 MAX_LOGIN_BYTES = 4096
-PIECE_BYTES = 1 << 20
 PAGE_SIZE = 200
 
 _HEADERS = {
@@ -409,27 +408,10 @@ def _attachment(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(base, safe='')}"
 
 
-async def _body(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
-    """The request body in pieces of up to about PIECE_BYTES, each read within `idle_s`."""
-    content = request.content
-    while True:
-        parts: list[bytes] = []
-        size = 0
-        ended = False
-        while size < PIECE_BYTES:
-            try:
-                async with asyncio.timeout(idle_s):
-                    part = await content.readany()
-            except TimeoutError:
-                raise InvalidRequest(f"the upload sent nothing for {idle_s:g} s; nothing was stored") from None
-            except (ConnectionError, HttpProcessingError) as exc:
-                raise InvalidRequest("the upload's body ended early; nothing was stored") from exc
-            if not part:
-                ended = True
-                break
-            parts.append(part)
-            size += len(part)
-        if parts:
-            yield parts[0] if len(parts) == 1 else b"".join(parts)
-        if ended:
-            return
+def _body(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
+    """The request body in pieces (peer.http.bodies), each read within `idle_s`."""
+    return body_pieces(
+        request, idle_s,
+        too_slow=lambda: InvalidRequest(f"the upload sent nothing for {idle_s:g} s; nothing was stored"),
+        broken=lambda: InvalidRequest("the upload's body ended early; nothing was stored"),
+    )

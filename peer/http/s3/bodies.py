@@ -15,21 +15,13 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from peer.errors import ClientTooSlow
+from peer.http.bodies import PIECE_BYTES, body_pieces
 from peer.s3 import AuthResult, BodyReader, BodyResult, RequestHead, S3Error, open_body
 
 __all__ = ["PIECE_BYTES", "ObjectBody", "read_document"]
 
-PIECE_BYTES = 256 * 1024
-"""Raw bytes gathered before a piece is decoded and passed on. An upload waiting for the peer's
-budget holds its next chunk plus the piece that completed it, so a piece well under a chunk keeps
-a waiting connection near one chunk; as large as THREAD_BYTES, every full piece is hashed off the loop."""
-READ_BYTES = 64 * 1024
-"""The most asked of aiohttp's body buffer at once: its read size (the listener's default read_bufsize).
-aiohttp's `read(n)` raises the buffer's high-water mark to 2n for good, so a larger read would let a
-connection buffer that much ahead of its consumer; at this size it stays at 128 KiB."""
 THREAD_BYTES = 256 * 1024
 """Pieces at least this large are decoded and hashed in a worker thread, off the event loop."""
 
@@ -81,34 +73,10 @@ async def read_document(request: web.Request, auth: AuthResult, head: RequestHea
     return b"".join(parts)
 
 
-async def _raw_pieces(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
-    """The raw body in pieces of PIECE_BYTES (the last one shorter), each read within the idle timeout.
-
-    Nothing is read ahead of the consumer: while it holds a piece (an upload waiting for the peer's
-    budget) no read is pending, aiohttp's buffer fills to its high-water mark and pauses the socket,
-    and TCP flow control holds the client back. Only the piece handed on stays alive across the
-    `yield`; the parts it was joined from are dropped first.
-    """
-    content = request.content
-    while True:
-        parts: list[bytes] = []
-        size = 0
-        while size < PIECE_BYTES:
-            try:
-                async with asyncio.timeout(idle_s):
-                    part = await content.read(min(PIECE_BYTES - size, READ_BYTES))
-            except TimeoutError:
-                raise ClientTooSlow(f"the client sent nothing for {idle_s:g} s") from None
-            except (ConnectionError, HttpProcessingError) as exc:
-                raise S3Error("IncompleteBody", "The request body terminated unexpectedly") from exc
-            if not part:
-                break
-            parts.append(part)
-            size += len(part)
-        if not parts:
-            return
-        piece = parts[0] if len(parts) == 1 else b"".join(parts)
-        del parts, part
-        yield piece
-        if size < PIECE_BYTES:
-            return
+def _raw_pieces(request: web.Request, idle_s: float) -> AsyncIterator[bytes]:
+    """The raw body in pieces (peer.http.bodies), with S3's errors for a silent or a broken client."""
+    return body_pieces(
+        request, idle_s,
+        too_slow=lambda: ClientTooSlow(f"the client sent nothing for {idle_s:g} s"),
+        broken=lambda: S3Error("IncompleteBody", "The request body terminated unexpectedly"),
+    )
