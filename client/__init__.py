@@ -35,6 +35,7 @@ if _typing.TYPE_CHECKING:
     )
     from client.models import (
         TOKEN_ROLES,
+        BucketInfo,
         ChunkPlacement,
         ClusterStatus,
         MemberStatus,
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_PEER",
     "TOKEN_ROLES",
     "AuthenticationError",
+    "BucketInfo",
     "ChunkPlacement",
     "Client",
     "ClusterStatus",
@@ -89,7 +91,7 @@ _HOMES = {
         "client.errors",
     ),
     **dict.fromkeys(
-        ["TOKEN_ROLES", "ChunkPlacement", "ClusterStatus", "MemberStatus", "PeerStats", "S3KeyInfo",
+        ["TOKEN_ROLES", "BucketInfo", "ChunkPlacement", "ClusterStatus", "MemberStatus", "PeerStats", "S3KeyInfo",
          "TokenInfo", "UploadResult", "VersionInfo", "WorkerStatus"],
         "client.models",
     ),

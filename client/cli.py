@@ -15,6 +15,9 @@ from client import (
     profiles,
 )
 from client.cli_admin import (
+    bucket,
+    bucket_list,
+    bucket_set_policy,
     s3_key,
     s3_key_create,
     s3_key_list,
@@ -57,6 +60,9 @@ __all__ = [
     "EXIT_LOCAL_FILE",
     "DfsGroup",
     "Settings",
+    "bucket",
+    "bucket_list",
+    "bucket_set_policy",
     "cat",
     "cli",
     "cp",
@@ -200,6 +206,7 @@ for _command in (
     status,
     token,
     s3_key,
+    bucket,
     whoami,
     cp,
     sync,

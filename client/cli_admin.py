@@ -1,5 +1,5 @@
-"""`dfs status`, `dfs token`, `dfs s3-key` and `dfs whoami`: looking after the cluster and who may use
-it, not its files.
+"""`dfs status`, `dfs token`, `dfs s3-key`, `dfs bucket` and `dfs whoami`: looking after the cluster,
+who may use it and how its buckets store files, not the files themselves.
 
 `token create` and `s3-key create` are the only commands that print a secret: a new token or S3 key
 is shown once, since the cluster stores only a token's hash and an S3 secret only sealed.
@@ -11,8 +11,11 @@ import click
 
 from client.cli_group import DfsGroup
 from client.cli_settings import Settings, pass_settings
-from client.format import cluster_details, s3_keys_table, token_details, tokens_table
+from client.format import buckets_table, cluster_details, s3_keys_table, token_details, tokens_table
 from client.models import TOKEN_ROLES
+
+CLEAR_POLICY = "default"
+"""The POLICY of `dfs bucket set-policy` that clears the bucket's own (no policy is spelt so)."""
 
 
 @click.command()
@@ -120,6 +123,43 @@ def s3_key_revoke(settings: Settings, access_key_id: str) -> None:
     else:
         label = f" ({revoked.name})" if revoked.name else ""
         settings.say(f"revoked {revoked.role} S3 access key {revoked.access_key_id}{label}")
+
+
+@click.group(cls=DfsGroup)
+def bucket() -> None:
+    """List buckets and set their default redundancy policy."""
+
+
+@bucket.command(name="list")
+@pass_settings
+def bucket_list(settings: Settings) -> None:
+    """List every bucket with its default policy (uploads into it that name none get it)."""
+    with settings.client() as client:
+        buckets = client.list_buckets()
+    if settings.json:
+        settings.emit({"buckets": [b.to_dict() for b in buckets]})
+    else:
+        click.echo(buckets_table(buckets))
+
+
+@bucket.command(name="set-policy")
+@click.argument("name", metavar="BUCKET")
+@click.argument("policy", metavar="POLICY")
+@pass_settings
+def bucket_set_policy(settings: Settings, name: str, policy: str) -> None:
+    """Set the redundancy policy of the bucket's new uploads, e.g. rep:3 or ec:4+2 (needs an admin token).
+
+    It applies to uploads of files named BUCKET/... that name no policy, and to S3 PUTs of the
+    STANDARD storage class; versions already stored keep theirs. POLICY `default` clears it, so the
+    cluster's default applies again.
+    """
+    with settings.client() as client:
+        updated = client.set_bucket_policy(name, "" if policy == CLEAR_POLICY else policy)
+    if settings.json:
+        settings.emit(updated.to_dict())
+    else:
+        shown = updated.policy or "cleared (the cluster default applies)"
+        settings.say(f"bucket {updated.name}: default policy {shown}")
 
 
 @click.command()

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from client.cli_params import policy_option
 from client.cli_settings import Settings, pass_settings
 from client.copying import (
     DEFAULT_JOBS,
@@ -89,6 +90,10 @@ def _transfer_options(fn: Any) -> Any:
             help="Skip the files whose relative path matches (repeatable; the last matching filter wins).",
         ),
         click.option("-n", "--dry-run", is_flag=True, help="Print what would be done; transfer nothing."),
+        policy_option(
+            "Redundancy policy of every file written to the cluster, e.g. rep:3 (default: each name's"
+            " bucket's, else the cluster's)."
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -110,6 +115,7 @@ def cp(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     dry_run: bool,
+    policy: str | None,
 ) -> None:
     """Copy files between local paths and the cluster.
 
@@ -123,7 +129,7 @@ def cp(
     """
     source, dest = parse_location(src), parse_location(dst)
     with settings.client() as client:
-        copier = Copier(client, jobs, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer)
+        copier = Copier(client, jobs, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer, policy=policy)
         plan = copier.plan_cp(source, dest, recursive=recursive, filters=_filters(include, exclude))
         _carry_out(settings, copier, plan, dry_run=dry_run, label="cp", data_on_stdout=dest.is_stdio)
 
@@ -143,6 +149,7 @@ def sync(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     dry_run: bool,
+    policy: str | None,
 ) -> None:
     """Make DST hold what SRC holds, copying only the files that differ.
 
@@ -154,7 +161,7 @@ def sync(
     """
     source, dest = parse_location(src), parse_location(dst)
     with settings.client() as client:
-        copier = Copier(client, jobs)
+        copier = Copier(client, jobs, policy=policy)
         plan = copier.plan_sync(source, dest, filters=_filters(include, exclude), delete=delete)
         _carry_out(settings, copier, plan, dry_run=dry_run, label="sync", with_deletions=delete)
 

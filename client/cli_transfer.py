@@ -15,7 +15,7 @@ from typing import BinaryIO
 import click
 
 from client.atomic import write_atomically
-from client.cli_params import version_option
+from client.cli_params import policy_option, version_option
 from client.cli_settings import Settings, pass_settings
 from client.format import human_size, plural
 from client.models import VersionInfo
@@ -52,9 +52,18 @@ def _non_empty(ctx: click.Context, param: click.Parameter, value: str | None) ->
     metavar="KEY=VALUE",
     help="Metadata entry; repeat for several.",
 )
+@policy_option(
+    "Redundancy policy of this version, e.g. rep:3 or ec:4+2 (default: the bucket's, else the cluster's)."
+)
 @pass_settings
-def upload(settings: Settings, path: str, name: str | None, content_type: str, meta: dict[str, str]) -> None:
-    """Upload a file (or stdin with -) as a new version."""
+def upload(
+    settings: Settings, path: str, name: str | None, content_type: str, meta: dict[str, str], policy: str | None
+) -> None:
+    """Upload a file (or stdin with -) as a new version.
+
+    A --policy the cluster cannot meet (fewer usable peers than it needs) is refused before any data
+    is stored, with exit code 6.
+    """
     source: Path | BinaryIO
     if path == "-":
         if name is None:
@@ -65,14 +74,17 @@ def upload(settings: Settings, path: str, name: str | None, content_type: str, m
         total = source.stat().st_size
     label = name or os.path.basename(path)
     with settings.client() as client, progress_bar(settings, total, label) as bar:
-        result = client.upload(source, name=name, content_type=content_type, metadata=meta, progress=bar.update)
+        result = client.upload(
+            source, name=name, content_type=content_type, metadata=meta, progress=bar.update, policy=policy
+        )
     if settings.json:
         settings.emit(result.to_dict())
         return
     v = result.version
     settings.say(
         f"uploaded {v.name} version {v.version} ({human_size(v.size)}, {plural(v.chunk_count, 'chunk')}"
-        f" on {plural(len(result.peers), 'peer')}) file id {v.file_id} version id {v.version_id}"
+        f" on {plural(len(result.peers), 'peer')}, {v.policy or 'cluster default'}) file id {v.file_id}"
+        f" version id {v.version_id}"
     )
 
 

@@ -44,6 +44,8 @@ class RemoteStore(RemoteListing, Protocol):
         content_type: str = ...,
         metadata: Mapping[str, str] | None = ...,
         progress: Progress | None = ...,
+        *,
+        policy: str | None = ...,
     ) -> UploadResult: ...
 
     @overload
@@ -67,10 +69,14 @@ class Runner:
     """Performs actions on a thread pool that shares one client (its gRPC channel is thread-safe)."""
 
     def __init__(
-        self, client: RemoteStore, jobs: int, *, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None
+        self, client: RemoteStore, jobs: int, *, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+        policy: str | None = None,
     ) -> None:
+        """`policy` is the redundancy policy of every file written to the cluster (None: each name's
+        default, its bucket's or the cluster's)."""
         self._client = client
         self._jobs = jobs
+        self._policy = policy
         self._stdin = stdin
         self._stdout = stdout
         self._stop = threading.Event()
@@ -141,7 +147,7 @@ class Runner:
         source: Any = self._stdin if action.source.is_stdio else action.source.path
         if source is None:
             raise InvalidArgument("stdin is not available")
-        self._client.upload(source, name=action.dest.path, progress=tick)
+        self._client.upload(source, name=action.dest.path, progress=tick, policy=self._policy)
 
     def _download(self, action: Action, tick: Progress) -> None:
         """Through the SDK's path form: it writes a temporary file beside the target and renames it
@@ -170,6 +176,7 @@ class Runner:
                 name=action.dest.path,
                 content_type=v.content_type if v else "",
                 metadata=v.metadata if v else None,
+                policy=self._policy,
             )
         finally:
             stream.close()

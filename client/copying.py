@@ -99,11 +99,13 @@ class Copier(Planner):
         *,
         stdin: BinaryIO | None = None,
         stdout: BinaryIO | None = None,
+        policy: str | None = None,
     ) -> None:
+        """`policy`: the redundancy policy of every file the run writes to the cluster (None: the default)."""
         if not 1 <= jobs <= MAX_JOBS:
             raise InvalidArgument(f"jobs must be between 1 and {MAX_JOBS}")
         super().__init__(client, jobs)
-        self._runner = Runner(client, jobs, stdin=stdin, stdout=stdout)
+        self._runner = Runner(client, jobs, stdin=stdin, stdout=stdout, policy=policy)
 
     def run(
         self, actions: Sequence[Action], progress: Progress, on_outcome: Callable[[Outcome], None]

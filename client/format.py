@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from client.models import ClusterStatus, MemberStatus, S3KeyInfo, TokenInfo, VersionInfo, WorkerStatus
+from client.models import (
+    BucketInfo,
+    ClusterStatus,
+    MemberStatus,
+    S3KeyInfo,
+    TokenInfo,
+    VersionInfo,
+    WorkerStatus,
+)
 from client.profiles import Profile
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -128,12 +136,14 @@ def cluster_details(status: ClusterStatus) -> str:
             f"{status.ring_digest or '-'} (replicas {status.replicas}, vnodes {status.vnodes},"
             f" chunk size {human_size(status.chunk_size)})",
         ),
+        ("policy", f"{status.default_policy or f'rep:{status.replicas}'} (the cluster's default)"),
         ("metadata", f"{status.metadata_backend or '-'}: {health}"),
     ]
     rows = [
         (
             short_id(m.node_id) + (" *" if m.node_id == status.node_id else ""),
             m.state,
+            m.zone or "-",
             m.grpc_addr or "-",
             m.gossip_addr or "-",
             "yes" if m.on_ring else "no",
@@ -143,8 +153,8 @@ def cluster_details(status: ClusterStatus) -> str:
         )
         for m in sorted(status.members, key=lambda m: m.node_id)
     ]
-    headers = ("NODE", "STATE", "GRPC", "GOSSIP", "RING", "CHUNKS", "BYTES", "LAST SEEN")
-    members = table(headers, rows, right=frozenset({5, 6, 7}))
+    headers = ("NODE", "STATE", "ZONE", "GRPC", "GOSSIP", "RING", "CHUNKS", "BYTES", "LAST SEEN")
+    members = table(headers, rows, right=frozenset({6, 7, 8}))
     return "\n\n".join([
         key_values(summary),
         members,
@@ -222,6 +232,13 @@ def s3_keys_table(keys: Sequence[S3KeyInfo]) -> str:
         for k in keys
     ]
     return table(("ACCESS KEY ID", "ROLE", "NAME", "CREATED", "REVOKED"), rows)
+
+
+def buckets_table(buckets: Sequence[BucketInfo]) -> str:
+    rows = [
+        (b.name, b.policy or "cluster default", b.versioning or "-", human_time(b.created_at)) for b in buckets
+    ]
+    return table(("BUCKET", "POLICY", "VERSIONING", "CREATED"), rows)
 
 
 def token_details(info: TokenInfo) -> str:

@@ -23,11 +23,13 @@ class _Serializable:
 
 @dataclass(frozen=True)
 class ChunkPlacement(_Serializable):
-    """One chunk of a version, in file order, and the node ids holding a durable copy of it."""
+    """One chunk of a version, in file order, and the node ids holding a durable copy of it. An
+    erasure-coded chunk is stored as fragments: `peers[i]` holds `fragments[i]` (its SHA-256)."""
 
     chunk_id: str
     size: int
     peers: list[str] = field(default_factory=list)
+    fragments: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ class MemberStatus(_Serializable):
     """The member's repair counters; None when it did not answer (dead, or too slow)."""
     workers: list[WorkerStatus] = field(default_factory=list)
     """The member's background workers; empty when it did not answer."""
+    zone: str = ""
+    """The member's failure domain (its DFS_ZONE); "" when it names none."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,22 @@ class ClusterStatus(_Serializable):
     metadata_backend: str = ""
     metadata_healthy: bool = False
     metadata_error: str = ""
+    default_policy: str = ""
+    """The cluster's redundancy policy, e.g. "rep:2": what an upload naming none (in a bucket without
+    one) is stored with; "" from a peer that predates the field (it is rep:`replicas` then)."""
+
+
+@dataclass(frozen=True)
+class BucketInfo(_Serializable):
+    """An S3 bucket: the name space of the files named `name/...`."""
+
+    name: str
+    created_at: float = 0.0
+    """Seconds since the Unix epoch."""
+    versioning: str = ""
+    """Enabled, Suspended, or "" when versioning was never configured."""
+    policy: str = ""
+    """The default redundancy policy of its uploads; "" when it has none (the cluster's applies)."""
 
 
 TOKEN_ROLES = ("read", "write", "admin")
@@ -224,7 +244,7 @@ def version_from_proto(msg: dfs_pb2.VersionInfo) -> VersionInfo:
         metadata=dict(msg.metadata),
         created_at=msg.created_at,
         latest=msg.latest,
-        chunks=[ChunkPlacement(c.chunk_id, c.size, list(c.peers)) for c in msg.chunks],
+        chunks=[ChunkPlacement(c.chunk_id, c.size, list(c.peers), list(c.fragments)) for c in msg.chunks],
         policy=msg.policy,
         delete_marker=msg.delete_marker,
     )
@@ -265,6 +285,7 @@ def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
             last_seen_s=m.last_seen_s,
             stats=stats_from_proto(m.stats) if m.HasField("stats") else None,
             workers=[worker_from_proto(w) for w in m.stats.workers],
+            zone=m.zone,
         )
         for m in msg.members
     ]
@@ -278,7 +299,12 @@ def status_from_proto(msg: dfs_pb2.ClusterStatusReply) -> ClusterStatus:
         metadata_backend=msg.metadata_backend,
         metadata_healthy=msg.metadata_healthy,
         metadata_error=msg.metadata_error,
+        default_policy=msg.default_policy,
     )
+
+
+def bucket_from_proto(msg: dfs_pb2.BucketInfo) -> BucketInfo:
+    return BucketInfo(name=msg.name, created_at=msg.created_at, versioning=msg.versioning, policy=msg.policy)
 
 
 def token_from_proto(msg: dfs_pb2.TokenInfo) -> TokenInfo:

@@ -31,11 +31,13 @@ from client.atomic import check_destination, write_atomically
 from client.errors import DfsClientError, InvalidArgument, NotFoundError, ServerError, from_rpc_error
 from client.models import (
     TOKEN_ROLES,
+    BucketInfo,
     ClusterStatus,
     S3KeyInfo,
     TokenInfo,
     UploadResult,
     VersionInfo,
+    bucket_from_proto,
     s3_key_from_proto,
     status_from_proto,
     token_from_proto,
@@ -140,27 +142,34 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         progress: Progress | None = None,
         piece_size: int = PIECE_SIZE,
+        *,
+        policy: str | None = None,
     ) -> UploadResult:
         """Stores `source` as a new version of `name`; returns the version and the peers holding it.
 
         `source` is a local path (str or os.PathLike), the bytes themselves, a binary file object or
         any iterable of byte pieces; it is read piece by piece, never whole. `name` None means a
         path's basename, and is required for every other source; an empty name is refused.
+        `policy` is the redundancy policy to store the version with, e.g. "rep:3" or "ec:4+2"; None
+        means the default of the bucket the name falls in (`BUCKET/...`), else the cluster's. A policy
+        the cluster cannot meet is refused with ClusterUnavailable (nothing is stored), an unknown one
+        with InvalidArgument.
         Raises IntegrityError when the SHA-256 or size the peer stored differs from what was sent.
         """
         if not 0 < piece_size <= MAX_MESSAGE_BYTES // 2:
             raise InvalidArgument(f"piece_size must be between 1 and {MAX_MESSAGE_BYTES // 2} bytes")
+        wanted = _checked_policy(policy)
         with ExitStack() as stack:
             pieces, file_name = open_source(source, name, piece_size, stack)
             header = dfs_pb2.UploadHeader(
-                name=file_name, content_type=content_type, metadata=dict(metadata or {})
+                name=file_name, content_type=content_type, metadata=dict(metadata or {}), policy=wanted
             )
             first = next(pieces, b"")
             second = next(pieces, None)
             if second is None:  # the whole file is one piece: one unary Put instead of a stream
                 result = self._put(header, first, progress)
                 if result is not None:
-                    return result
+                    return _stored_under(result, wanted)
                 pieces = iter((first,))
             else:
                 pieces = itertools.chain((first, second), pieces)
@@ -176,7 +185,7 @@ class Client:
                 raise self._error(exc) from exc
         result = upload_from_proto(reply)
         feed.verify(result.version)
-        return result
+        return _stored_under(result, wanted)
 
     def _put(self, header: dfs_pb2.UploadHeader, data: bytes, progress: Progress | None) -> UploadResult | None:
         """Stores a file that fits in one message with one unary call, which costs the client and the
@@ -437,6 +446,23 @@ class Client:
         request = dfs_pb2.RevokeS3KeyRequest(access_key_id=access_key_id)
         return s3_key_from_proto(self._unary(self._stub.RevokeS3Key, request))
 
+    # ---------------------------------------------------------------- buckets
+
+    def set_bucket_policy(self, bucket: str, policy: str) -> BucketInfo:
+        """Sets the default redundancy policy of the bucket's uploads (files named `BUCKET/...` that
+        name no policy, S3 PUTs of STANDARD class), e.g. "rep:3"; "" clears it, so the cluster's
+        applies. Versions already stored keep their policy. Needs an admin token."""
+        bucket = bucket.strip()
+        if not bucket:
+            raise InvalidArgument("a bucket name is required")
+        request = dfs_pb2.SetBucketPolicyRequest(bucket=bucket, policy=_checked_policy(policy or None))
+        return bucket_from_proto(self._unary(self._stub.SetBucketPolicy, request))
+
+    def list_buckets(self) -> builtins.list[BucketInfo]:
+        """Every S3 bucket by name, with its versioning state and default policy."""
+        reply = self._unary(self._stub.ListBuckets, dfs_pb2.ListBucketsRequest())
+        return [bucket_from_proto(b) for b in reply.buckets]
+
     # ------------------------------------------------------------- internals
 
     def _options(self) -> dict[str, Any]:
@@ -508,6 +534,33 @@ def _auth_metadata(token: str) -> tuple[tuple[str, str], ...] | None:
     if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
         raise InvalidArgument("the token contains spaces or characters outside printable ASCII")
     return (("authorization", f"Bearer {token}"),)
+
+
+MAX_POLICY_CHARS = 32
+
+
+def _checked_policy(policy: str | None) -> str:
+    """The policy as the header carries it ("" for None: the default). Only its shape is checked
+    here; which kinds exist and whether the cluster can meet one, the peer judges."""
+    if policy is None:
+        return ""
+    if not isinstance(policy, str) or not policy:
+        raise InvalidArgument("policy must be a non-empty string such as 'rep:3' or 'ec:4+2', or None")
+    if len(policy) > MAX_POLICY_CHARS or not policy.isascii() or not policy.isprintable() or " " in policy:
+        raise InvalidArgument(f"invalid redundancy policy {policy[:MAX_POLICY_CHARS]!r}: expected rep:R or ec:K+M")
+    return policy
+
+
+def _stored_under(result: UploadResult, policy: str) -> UploadResult:
+    """The result, once the version is known to carry the policy asked for: a peer that predates
+    per-upload policies ignores the header and stores under the cluster's, which must not pass
+    silently for the one asked."""
+    if policy and result.version.policy != policy:
+        raise ServerError(
+            f"the peer stored {result.version.name} version {result.version.version} under policy"
+            f" {result.version.policy or 'its default'}, not {policy}: it does not support per-upload policies"
+        )
+    return result
 
 
 def _version_kwargs(version: int | str | None) -> dict[str, dfs_pb2.VersionSelector]:

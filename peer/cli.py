@@ -326,7 +326,7 @@ def _store_options(fn: Any) -> Any:
         click.option("--data-dir", envvar="DFS_DATA_DIR", default="./dfs-data", show_default=True,
                      type=click.Path(file_okay=False), help="Locates the default SQLite metadata file."),
         click.option("--metadata", envvar=["DFS_METADATA", "MONGO_URI"], default="",
-                     help="sqlite:///PATH or mongodb://HOST:PORT/DB, as the peers use."),
+                     help="sqlite:///PATH, mongodb://HOST:PORT/DB or postgresql://USER@HOST/DB, as the peers use."),
         click.option("--database", envvar=["DFS_DATABASE", "DATABASE"], default=""),
     ]
     for option in reversed(options):

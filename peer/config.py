@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,7 +71,17 @@ class PeerConfig:
         "comma-separated gossip `HOST:PORT`s to join through; a name resolving to several addresses reaches each",
         shown_default="none",
     )
-    # DFS_METADATA, else MONGO_URI: sqlite:///PATH (peers of one host share the file) or mongodb://...
+    # DFS_ZONE: the failure domain this peer is in (a rack, a room, a data centre), gossiped to every
+    # member; placement puts a chunk's pieces in as many distinct zones as exist. Empty: the one
+    # unnamed zone, which is also what peers that set none share.
+    zone: str = setting(
+        "",
+        "DFS_ZONE",
+        "failure domain of this peer (rack, room, site); pieces of a chunk go to distinct zones first",
+        shown_default="none (one zone)",
+    )
+    # DFS_METADATA, else MONGO_URI: sqlite:///PATH (peers of one host share the file), mongodb://...
+    # or postgresql://... (peers on several hosts share the database).
     metadata: str = setting(
         "", ("DFS_METADATA", "MONGO_URI"), "metadata store URI", shown_default="`sqlite:///DATA_DIR/metadata.db`"
     )
@@ -84,6 +95,15 @@ class PeerConfig:
     metadata_write_concern: str = setting("majority", "DFS_METADATA_WRITE_CONCERN", "MongoDB write concern")
     # DFS_REPLICAS: copies of every chunk on distinct peers. Every peer of a cluster must agree.
     replicas: int = setting(2, "DFS_REPLICAS", "copies of every chunk, on distinct peers")
+    # DFS_DEFAULT_POLICY: the redundancy policy of every upload that names none (nor its bucket):
+    # `rep:R` or `ec:K+M`. Empty means rep:DFS_REPLICAS, so clusters configured by DFS_REPLICAS keep
+    # their behaviour; set, it takes precedence. Every peer of a cluster must agree (gossip refuses
+    # a peer with another), and it is checked with the peer's policy parser when the peer starts.
+    default_policy: str = setting(
+        "", "DFS_DEFAULT_POLICY",
+        "redundancy policy of uploads that name none: `rep:R` or `ec:K+M` (overrides `--replicas`)",
+        shown_default="`rep:R`, R = `--replicas`",
+    )
     # DFS_VNODES: virtual nodes per peer on the ring; more evens out load, costs ring memory.
     vnodes: int = setting(150, "DFS_VNODES", "virtual nodes per peer on the ring")
     # DFS_CHUNK_SIZE: bytes per chunk (1 MiB); also bounds the size of one gRPC message.
@@ -248,6 +268,13 @@ class PeerConfig:
     access_log: bool = setting(
         True, "DFS_ACCESS_LOG", "one log line per client call", flag="--access-log/--no-access-log"
     )
+    # DFS_METRICS: count every client request (by API, operation and code; duration; bytes) and serve
+    # GET /metrics. Off, the request path does no metrics work at all and /metrics answers 404; the
+    # background figures (chunks, repair, workers) are still kept, since `dfs status` reads them.
+    metrics: bool = setting(
+        True, "DFS_METRICS", "count client requests and serve `/metrics` (off: `/metrics` answers 404)",
+        flag="--metrics/--no-metrics",
+    )
     # DFS_METRICS_ALLOW: addresses and CIDR networks that may read GET /metrics without a token;
     # anyone else needs a client token of any role (with DFS_NO_AUTH, anyone may read it).
     metrics_allow: tuple[str, ...] = setting(
@@ -288,6 +315,12 @@ class PeerConfig:
     def tls(self) -> bool:
         return bool(self.tls_cert)
 
+    @property
+    def policy_text(self) -> str:
+        """The cluster's default policy as configured (DFS_DEFAULT_POLICY, else rep:DFS_REPLICAS);
+        parsed by the node, since the policy type lives in a layer above this one."""
+        return self.default_policy or f"rep:{self.replicas}"
+
     def validate(self) -> PeerConfig:
         """Refuses values that would be unsafe or meaningless, with a message naming the setting."""
         checks: list[tuple[bool, str]] = [
@@ -312,8 +345,10 @@ class PeerConfig:
             (self.multipart_expiry_s > 0, "DFS_MULTIPART_EXPIRY must be positive"),
             (self.max_gossip_bytes >= 64 * 1024, "DFS_MAX_GOSSIP_BYTES must be at least 64 KiB"),
             (
-                self.metadata_uri.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")),
-                "DFS_METADATA (or MONGO_URI) must be sqlite:///PATH or mongodb://HOST:PORT/...",
+                self.metadata_uri.startswith(
+                    ("sqlite:///", "mongodb://", "mongodb+srv://", "postgresql://", "postgres://")
+                ),
+                "DFS_METADATA (or MONGO_URI) must be sqlite:///PATH, mongodb://HOST:PORT/... or postgresql://...",
             ),
             (
                 bool(self.metadata_write_concern) and self.metadata_write_concern.strip("0") != "",
@@ -349,6 +384,7 @@ class PeerConfig:
                 raise ConfigError(message)
         if self.node_id:
             check_node_id(self.node_id)
+        check_zone(self.zone)
         for name in ("grpc_addr", "gossip_addr"):
             split_hostport(getattr(self, name), name)
         _ = self.metrics_networks
@@ -378,6 +414,22 @@ class PeerConfig:
         host, port = split_hostport(self.grpc_addr)
         host = f"[{host}]" if ":" in host else host
         return f"{host}:{port + 100 if port else 0}"
+
+
+#: What a zone name may be (DFS_ZONE): short and printable, since it travels in every gossip entry and
+#: lands in status tables and log lines. Gossip decoding holds other peers' zones to the same rule.
+MAX_ZONE_LEN = 32
+ZONE_RE = re.compile(rf"[A-Za-z0-9._-]{{0,{MAX_ZONE_LEN}}}")
+
+
+def check_zone(zone: str) -> str:
+    """Returns `zone` or raises ConfigError naming the rule it breaks."""
+    if not ZONE_RE.fullmatch(zone):
+        raise ConfigError(
+            f"DFS_ZONE {zone[:80]!r} is invalid: at most {MAX_ZONE_LEN} characters of letters, digits, "
+            "'.', '_' or '-'"
+        )
+    return zone
 
 
 def split_hostport(addr: str, what: str = "address") -> tuple[str, int]:

@@ -142,14 +142,20 @@ class DataLoss(IntegrityError):
 
 
 class InsufficientReplicas(DfsError):
+    """Fewer peers than a redundancy policy spreads a chunk over: a write is refused rather than
+    stored with less redundancy than asked. `policy` is the policy's canonical spelling (this module
+    cannot import the policy type), so the message names what could not be met and with how many."""
+
     kind = "insufficient_replicas"
 
-    def __init__(self, required: int, available: int, detail: str = "") -> None:
-        msg = (f"not enough peers for replication: {required} replicas required (--replicas {required}), "
-               f"{available} available")
+    def __init__(self, required: int, available: int, detail: str = "", *, policy: str = "") -> None:
+        asked = f"policy {policy}" if policy else "replication"
+        counted = "is" if available == 1 else "are"
+        msg = f"not enough peers: {asked} needs {required} peers, {available} {counted} usable"
         super().__init__(f"{msg} ({detail})" if detail else msg)
         self.required = required
         self.available = available
+        self.policy = policy
 
 
 class PeerUnavailable(DfsError):

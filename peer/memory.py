@@ -10,6 +10,8 @@ buffers in the heap for the next one (measured: page faults per uploaded MiB on 
 the peak of what is in use, which the upload budget bounds, plus what stays free under the trim
 threshold. Worker threads would each get their own arena, where freed buffers stay resident per
 thread; capping the arenas keeps them in a few shared heaps. A no-op where the C library is not glibc.
+
+`resident_bytes()` reads what that leaves resident (the RSS the metrics and the console show).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 
 log = logging.getLogger(__name__)
 
+STATM = "/proc/self/statm"
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
@@ -40,3 +44,14 @@ def tune_allocator(arenas: int = 2) -> bool:
     ok = all([bool(mallopt(option, value)) for option, value in settings])
     log.debug("allocator tuned: %s", ok)
     return ok
+
+
+def resident_bytes(statm: str = STATM) -> int:
+    """The process's resident set size now, from /proc/self/statm (its second field, in pages); 0
+    where there is no /proc (not Linux). Not getrusage(): that gives the peak, not what is held now."""
+    try:
+        with open(statm, "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")

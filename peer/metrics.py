@@ -151,13 +151,20 @@ class PeerMetrics:
             "dfs_metadata_errors_total", "Metadata-store calls that failed because the store could not serve them.",
             ["operation"], registry=self.registry,
         )  # fmt: skip
-        self.disk_total = self._gauge("dfs_disk_total_bytes", "Size of the file system holding the data directory.")
+        self.disk_total = self._gauge("dfs_disk_total_bytes", "Size of the file system holding the data directory.",
+                                      "disk_total_bytes")
         self.disk_free = self._gauge("dfs_disk_free_bytes",
-                                     "Bytes free to this peer on the file system of the data directory.")
+                                     "Bytes free to this peer on the file system of the data directory.",
+                                     "disk_free_bytes")
+        self.resident_memory = self._gauge("dfs_resident_memory_bytes",
+                                           "Resident memory (RSS) of the peer process (0: unknown on this OS).",
+                                           "rss_bytes")
         self.budget_used = self._gauge("dfs_upload_budget_used_bytes",
-                                       "Upload bytes in flight on this peer (the memory budget in use).")
+                                       "Upload bytes in flight on this peer (the memory budget in use).",
+                                       "memory_in_use_bytes")
         self.budget_limit = self._gauge("dfs_upload_budget_limit_bytes",
-                                        "The bound on upload bytes in flight (DFS_INFLIGHT_CHUNKS chunks).")
+                                        "The bound on upload bytes in flight (DFS_INFLIGHT_CHUNKS chunks).",
+                                        "memory_budget_bytes")
         self.ring_peers = self._gauge("dfs_ring_peers", "Peers holding positions on this peer's ring.")
         # Read from their owners at each collection; the peer's composition root says where (track_*).
         self._members = _MembersCollector()
@@ -201,6 +208,10 @@ class PeerMetrics:
         """(total, free) bytes of the data directory's file system, read at each collection."""
         self.disk_total.set_function(lambda: usage()[0])
         self.disk_free.set_function(lambda: usage()[1])
+
+    def track_memory(self, resident: Callable[[], int]) -> None:
+        """The process's resident memory in bytes, read at each collection."""
+        self.resident_memory.set_function(resident)
 
     def track_budget(self, used: Callable[[], int], limit: int) -> None:
         """The upload memory budget: bytes of chunks in flight now, and the bound."""

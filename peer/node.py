@@ -24,31 +24,35 @@ from typing import Any
 
 from peer.clock import Clock, SystemClock
 from peer.config import MIB, PeerConfig, advertised, split_hostport
+from peer.erasure import check_available as check_erasure_code
 from peer.errors import ConfigError
 from peer.files import ClientLimits, FileService
 from peer.files.buckets import BucketService
 from peer.housekeeping import Housekeeping
+from peer.http.chunks import ChunkServing, StreamChunkPeers, chunks_app
 from peer.http.console import ConsoleSources, console_app
 from peer.http.gossip import gossip_app
 from peer.http.gossip_client import HttpGossipTransport, resolve_seeds
 from peer.http.health import health_app
-from peer.http.metrics import metrics_app
+from peer.http.metrics import metrics_app, metrics_off_app
 from peer.http.s3 import s3_app
 from peer.http.server import HttpServer
 from peer.http.tls import client_ssl_context, server_only_ssl_context, server_ssl_context
 from peer.identity import Identity, load_identity
 from peer.membership.gossiper import Gossiper
 from peer.membership.state import MembershipView, MemberState
+from peer.memory import resident_bytes
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, MetadataStore
 from peer.metadata.timed import timed
 from peer.metrics import PeerMetrics
 from peer.repair.antientropy import AntiEntropy
+from peer.repair.fragments import FragmentRebuilder
 from peer.repair.gc import GarbageCollector
 from peer.repair.scrub import Scrubber
 from peer.ring.hashring import HashRing
 from peer.ring.placement import Placement, ring_members
-from peer.ring.policy import Policy
+from peer.ring.policy import InvalidPolicy, Policy
 from peer.rpc.auth import ClientAuth
 from peer.rpc.client_service import FileStoreServicer
 from peer.rpc.peer_client import GrpcChunkPeers
@@ -72,6 +76,17 @@ LEAVE_TIMEOUT_S = 2.0
 STOP_GRACE_S = 5.0
 
 
+def cluster_policy(config: PeerConfig) -> Policy:
+    """The cluster's default redundancy policy (DFS_DEFAULT_POLICY, else rep:DFS_REPLICAS), checked
+    when the peer starts, so a misspelt one stops the peer with one line naming the setting instead
+    of failing the first upload."""
+    try:
+        return Policy.parse(config.policy_text)
+    except InvalidPolicy as exc:
+        setting = "DFS_DEFAULT_POLICY" if config.default_policy else "DFS_REPLICAS"
+        raise ConfigError(f"{setting}: {exc}") from None
+
+
 class LiveCluster:
     """The ClusterView the transfer services use: membership liveness plus the current ring."""
 
@@ -83,7 +98,7 @@ class LiveCluster:
         self._vnodes = vnodes
         self._grace = dead_grace_s
         self._clock = clock
-        self._ring = HashRing.build([local_id], vnodes)
+        self._ring = HashRing.build([local_id], vnodes, {local_id: view.local.zone})
         self.on_change: Callable[[], None] = lambda: None
         """Called after each rebuild of the ring (the metrics count them)."""
         # Where chunks go, on whatever ring is current when asked, under the cluster's policy.
@@ -94,11 +109,16 @@ class LiveCluster:
         return self._ring
 
     def refresh(self) -> None:
-        """Rebuilds the ring when the set of ring members changed (join, leave, dead past grace)."""
-        ids = ring_members(self._view.members(), self._clock.monotonic(), self._grace)
-        if set(ids) != set(self._ring.nodes):
-            self._ring = HashRing.build(ids, self._vnodes)
-            log.info("ring now has %d peers, digest %s", len(self._ring), self._ring.digest)
+        """Rebuilds the ring when the set of ring members changed (join, leave, dead past grace) or one
+        of them announced another zone (a restart with a new DFS_ZONE)."""
+        members = self._view.members()
+        ids = ring_members(members, self._clock.monotonic(), self._grace)
+        on_ring = set(ids)
+        zones = {m.node_id: m.zone for m in members if m.zone and m.node_id in on_ring}
+        if on_ring != set(self._ring.nodes) or zones != dict(self._ring.zones):
+            self._ring = HashRing.build(ids, self._vnodes, zones)
+            log.info("ring now has %d peers in %d zones, digest %s", len(self._ring),
+                     len({self._ring.zone_of(node_id) for node_id in ids}), self._ring.digest)
             self.on_change()
 
     def is_usable(self, node_id: str) -> bool:
@@ -111,6 +131,11 @@ class LiveCluster:
         """The address of a member's internal chunk service (its own mutual-TLS port with TLS)."""
         member = self._view.get(node_id)
         return member.internal_addr if member is not None else None
+
+    def http_addr(self, node_id: str) -> str | None:
+        """The address of a member's HTTP listener, where its chunk streams open (gossip's address)."""
+        member = self._view.get(node_id)
+        return member.gossip_addr if member is not None else None
 
 
 @dataclass(frozen=True)
@@ -146,12 +171,16 @@ class Node:
     ) -> None:
         """`metadata` injects an already-open store (tests share one mongomock store between peers)."""
         self.config = config.validate()
+        self.policy = cluster_policy(self.config)  # refused here, before anything starts
         self.clock = clock or SystemClock()
         self._injected_metadata = metadata
         self._handle_signals = handle_signals
         self.identity: Identity = load_identity(config.data_dir, config.node_id)
         self.stop_event = asyncio.Event()
         self.metrics = PeerMetrics()  # every statistic of this peer; status and /metrics read it
+        # What the request path counts into: nothing with --no-metrics (the workers still update
+        # self.metrics, which `dfs status` reads).
+        self.request_metrics = self.metrics if self.config.metrics else None
         self._s3_addr = ""  # the S3 API's bound address once it listens ("" when off)
         self._console = ConsoleSources()  # what /console/ shows, attached once the file service exists
 
@@ -163,14 +192,13 @@ class Node:
         """Builds the peer, serves until `stop_event` is set, then stops it in order (see the module doc)."""
         self._use_io_threads()
         base = await self._base()
-        grpc = bind_listeners(self.config, base.tls, base.signer, ClientAuth(base.verifier), self.metrics)
+        grpc = bind_listeners(self.config, base.tls, base.signer, ClientAuth(base.verifier), self.request_metrics)
         members = self._membership(base, grpc.grpc_addr)
         chores = Housekeeping(members.view, lambda: base.store.stats, members.cluster.refresh, base.metadata,
                               self.clock)
         self._track(members, grpc, chores)
         http = await self._start_http(base, members, grpc, chores)
-        peers = GrpcChunkPeers(members.cluster.peer_addr, self.config.rpc_timeout_s, self.config.message_limit,
-                               tls=base.tls, signer=base.signer)
+        peers = self._chunk_peers(base, members)
         workers, files = self._services(base, grpc, members, peers, chores)
         s3 = await self._start_s3(base, files)
         # After every listener is bound: a peer that cannot start says only why.
@@ -207,13 +235,14 @@ class Node:
 
     async def _base(self) -> _Base:
         cfg = self.config
+        check_erasure_code()  # a peer that could not read coded chunks must not join
         store = await asyncio.to_thread(ChunkStore, cfg.data_dir)
         raw_store = self._injected_metadata
         if raw_store is None:
             raw_store = await asyncio.to_thread(
                 open_store, cfg.metadata_uri, cfg.database or None, cfg.metadata_write_concern
             )
-        metadata = AsyncMetadata(timed(raw_store, self.metrics.observe_metadata))
+        metadata = AsyncMetadata(timed(raw_store, self.metrics.observe_metadata) if cfg.metrics else raw_store)
         tls = TlsFiles.load(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if cfg.tls else None
         signer = PeerSigner(cfg.cluster_secret) if tls is None and cfg.cluster_secret else None
         verifier = None if cfg.no_auth else TokenVerifier(metadata, cfg.token_cache_s)
@@ -229,9 +258,9 @@ class Node:
         )
         view = MembershipView(
             self.node_id, grpc_addr, "", incarnation=self.identity.incarnation, now=self.clock.monotonic(),
-            suspect_timeout_s=cfg.suspect_timeout_s, dead_timeout_s=cfg.dead_timeout_s,
+            suspect_timeout_s=cfg.suspect_timeout_s, dead_timeout_s=cfg.dead_timeout_s, zone=cfg.zone,
         )
-        policy = Policy.replication(cfg.replicas)
+        policy = self.policy
         gossiper = Gossiper(
             view, transport, cfg.seeds,
             interval_s=cfg.gossip_interval_s, fanout=cfg.gossip_fanout, policy=str(policy),
@@ -240,6 +269,16 @@ class Node:
         cluster = LiveCluster(self.node_id, view, cfg.vnodes, cfg.dead_grace_s, self.clock, policy)
         gossiper.subscribe(lambda _events: cluster.refresh())
         return _Membership(view, transport, gossiper, cluster, policy)
+
+    def _chunk_peers(self, base: _Base, members: _Membership) -> StreamChunkPeers:
+        """How this peer reaches the others: chunk data on chunk streams to their HTTP listeners, the
+        small calls (and chunk data to a peer of the previous version) over gRPC."""
+        cfg = self.config
+        grpc_peers = GrpcChunkPeers(members.cluster.peer_addr, cfg.rpc_timeout_s, cfg.message_limit,
+                                    tls=base.tls, signer=base.signer)
+        return StreamChunkPeers(members.cluster.http_addr, grpc_peers, timeout_s=cfg.rpc_timeout_s,
+                                max_body=cfg.message_limit, signer=base.signer,
+                                ssl_context=client_ssl_context(*self._tls_paths()) if base.tls else None)
 
     async def _start_http(
         self, base: _Base, members: _Membership, grpc: GrpcListeners, chores: Housekeeping
@@ -250,9 +289,16 @@ class Node:
         http.mount(gossip_app(members.gossiper, cfg.max_gossip_bytes, signer=base.signer,
                               require_peer_cert=base.tls is not None, body_timeout_s=cfg.client_idle_timeout_s))
         http.mount(health_app(lambda: chores.health_doc(self.node_id)))
-        http.mount(metrics_app(self.metrics.render, cfg.metrics_networks, base.verifier, self.metrics.auth_failed))
-        http.mount(console_app(self._console, base.verifier, self.metrics.auth_failed,
+        failures = self.request_metrics.auth_failed if self.request_metrics else None
+        http.mount(metrics_app(self.metrics.render, cfg.metrics_networks, base.verifier, failures)
+                   if cfg.metrics else metrics_off_app())
+        http.mount(console_app(self._console, base.verifier, failures,
                                idle_s=cfg.client_idle_timeout_s))
+        # Received and outgoing chunk bodies of every stream together: a budget of its own, apart from
+        # the uploads', so a peer's uploads waiting on its budget never hold up the copies it receives.
+        serving = ChunkServing(base.store, ByteBudget(cfg.inflight_chunks * cfg.chunk_size), cfg.message_limit,
+                               body_timeout_s=cfg.rpc_timeout_s, idle_timeout_s=cfg.connection_idle_timeout_s)
+        http.mount(chunks_app(serving, signer=base.signer, require_peer_cert=base.tls is not None))
         gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
         try:
             bound_gossip = await http.start(
@@ -266,7 +312,7 @@ class Node:
         return http
 
     def _services(
-        self, base: _Base, grpc: GrpcListeners, members: _Membership, peers: GrpcChunkPeers, chores: Housekeeping
+        self, base: _Base, grpc: GrpcListeners, members: _Membership, peers: StreamChunkPeers, chores: Housekeeping
     ) -> tuple[WorkerRunner, FileService]:
         """Transfers, background workers and status, served on the bound gRPC listeners; the file
         service, which the S3 API serves too."""
@@ -297,7 +343,8 @@ class Node:
         files = FileService(uploads, downloads, base.metadata, chores.metadata_health,
                             limits=limits, verifier=base.verifier, s3_keys=base.s3_keys, clock=self.clock)
         self._console.attach(files, reporter.snapshot, lambda: cluster.ring)
-        grpc.serve(FileStoreServicer(files, reporter.snapshot, auth=ClientAuth(base.verifier)),
+        grpc.serve(FileStoreServicer(files, reporter.snapshot, auth=ClientAuth(base.verifier),
+                                     buckets=BucketService(files, base.metadata, self.clock)),
                    PeerChunksServicer(base.store, anti_entropy.answer, local_stats, self.node_id))
         return workers, files
 
@@ -310,7 +357,7 @@ class Node:
         server = HttpServer(idle_timeout_s=cfg.connection_idle_timeout_s)
         server.mount(s3_app(files, BucketService(files, base.metadata, self.clock), base.s3_keys.lookup,
                             no_auth=cfg.no_auth, domain=cfg.s3_domain, idle_s=cfg.client_idle_timeout_s,
-                            metrics=self.metrics))
+                            metrics=self.request_metrics))
         host, port = split_hostport(cfg.s3_addr, "s3_addr")
         ssl_context = server_only_ssl_context(Path(cfg.tls_cert), Path(cfg.tls_key)) if base.tls else None
         try:
@@ -336,9 +383,14 @@ class Node:
         runner.add(members.gossiper, members.gossiper.interval_s)
         runner.add(chores, cfg.gossip_interval_s)
         runner.add(anti_entropy, cfg.repair_interval_s)
-        runner.add(Scrubber(cluster, base.store, downloads, self.metrics, self.clock, placement=cluster.placement,
-                            bytes_per_s=cfg.scrub_bytes_per_s, pass_interval_s=cfg.scrub_interval_s),
+        runner.add(Scrubber(cluster, base.store, downloads, base.metadata, self.metrics, self.clock,
+                            placement=cluster.placement, bytes_per_s=cfg.scrub_bytes_per_s,
+                            pass_interval_s=cfg.scrub_interval_s),
                    min(cfg.scrub_interval_s, 1.0))
+        runner.add(FragmentRebuilder(cluster, base.store, downloads.fragments, base.metadata, self.metrics, self.clock,
+                                     placement=cluster.placement, batch=cfg.repair_batch,
+                                     pass_interval_s=cfg.repair_interval_s),
+                   cfg.repair_interval_s)
         runner.add(GarbageCollector(base.store, base.metadata, self.metrics, self.clock, grace_s=cfg.gc_grace_s,
                                     multipart_expiry_s=cfg.multipart_expiry_s),
                    cfg.gc_interval_s)
@@ -346,7 +398,7 @@ class Node:
         return runner
 
     def _track(self, members: _Membership, grpc: GrpcListeners, chores: Housekeeping) -> None:
-        """What the metrics read at each scrape (members, ring, disk) or hear of (ring rebuilds, the
+        """What the metrics read at each scrape (members, ring, disk, memory) or hear of (ring rebuilds, the
         metadata store's health, which the gRPC health service answers with too)."""
         view, cluster = members.view, members.cluster
         self.metrics.track_cluster(lambda: [m.state.value for m in view.members()], lambda: len(cluster.ring))
@@ -358,6 +410,7 @@ class Node:
             return usage.total, usage.free
 
         self.metrics.track_disk(disk)
+        self.metrics.track_memory(resident_bytes)
 
         async def health_changed(healthy: bool) -> None:
             self.metrics.metadata_healthy.set(1 if healthy else 0)

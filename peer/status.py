@@ -61,13 +61,14 @@ class StatusReporter:
         return ClusterSnapshot(
             node_id=local, ring_digest=self._cluster.ring.digest, replicas=self._policy.width, vnodes=self._vnodes,
             chunk_size=self._chunk_size, metadata_backend=self._backend, metadata_healthy=healthy,
-            metadata_error=error,
+            metadata_error=error, default_policy=str(self._policy),
             members=tuple(
                 MemberSnapshot(
                     node_id=m.node_id, state=m.state.value, grpc_addr=m.grpc_addr, gossip_addr=m.gossip_addr,
                     incarnation=m.incarnation, heartbeat=m.heartbeat, chunk_count=m.chunk_count,
                     chunk_bytes=m.chunk_bytes, on_ring=m.node_id in on_ring,
                     last_seen_s=0.0 if m.node_id == local else max(0.0, now - m.last_seen), stats=s,
+                    zone=m.zone,
                 )
                 for m, s in zip(members, stats, strict=True)
             ),

@@ -23,7 +23,7 @@ class VersionSelector(_message.Message):
     def __init__(self, number: _Optional[int] = ..., version_id: _Optional[str] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "content_type", "metadata", "size")
+    __slots__ = ("name", "content_type", "metadata", "size", "policy")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,11 +35,13 @@ class UploadHeader(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     name: str
     content_type: str
     metadata: _containers.ScalarMap[str, str]
     size: int
-    def __init__(self, name: _Optional[str] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size: _Optional[int] = ...) -> None: ...
+    policy: str
+    def __init__(self, name: _Optional[str] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size: _Optional[int] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class UploadTrailer(_message.Message):
     __slots__ = ("size", "sha256")
@@ -70,14 +72,16 @@ class PutRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[UploadTrailer, _Mapping]] = ...) -> None: ...
 
 class ChunkPlacement(_message.Message):
-    __slots__ = ("chunk_id", "size", "peers")
+    __slots__ = ("chunk_id", "size", "peers", "fragments")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    FRAGMENTS_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     size: int
     peers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, chunk_id: _Optional[str] = ..., size: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ...) -> None: ...
+    fragments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk_id: _Optional[str] = ..., size: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., fragments: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
     __slots__ = ("file_id", "version_id", "version", "name", "size", "sha256", "chunk_count", "content_type", "metadata", "created_at", "latest", "chunks", "policy", "delete_marker")
@@ -251,7 +255,7 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MemberStatus(_message.Message):
-    __slots__ = ("node_id", "state", "grpc_addr", "gossip_addr", "incarnation", "heartbeat", "chunk_count", "chunk_bytes", "on_ring", "last_seen_s", "stats")
+    __slots__ = ("node_id", "state", "grpc_addr", "gossip_addr", "incarnation", "heartbeat", "chunk_count", "chunk_bytes", "on_ring", "last_seen_s", "stats", "zone")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDR_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +267,7 @@ class MemberStatus(_message.Message):
     ON_RING_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     state: str
     grpc_addr: str
@@ -274,10 +279,11 @@ class MemberStatus(_message.Message):
     on_ring: bool
     last_seen_s: float
     stats: PeerStats
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., grpc_addr: _Optional[str] = ..., gossip_addr: _Optional[str] = ..., incarnation: _Optional[int] = ..., heartbeat: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., on_ring: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., stats: _Optional[_Union[PeerStats, _Mapping]] = ...) -> None: ...
+    zone: str
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., grpc_addr: _Optional[str] = ..., gossip_addr: _Optional[str] = ..., incarnation: _Optional[int] = ..., heartbeat: _Optional[int] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., on_ring: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., stats: _Optional[_Union[PeerStats, _Mapping]] = ..., zone: _Optional[str] = ...) -> None: ...
 
 class ClusterStatusReply(_message.Message):
-    __slots__ = ("node_id", "ring_digest", "replicas", "vnodes", "chunk_size", "members", "metadata_backend", "metadata_healthy", "metadata_error")
+    __slots__ = ("node_id", "ring_digest", "replicas", "vnodes", "chunk_size", "members", "metadata_backend", "metadata_healthy", "metadata_error", "default_policy")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RING_DIGEST_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +293,7 @@ class ClusterStatusReply(_message.Message):
     METADATA_BACKEND_FIELD_NUMBER: _ClassVar[int]
     METADATA_HEALTHY_FIELD_NUMBER: _ClassVar[int]
     METADATA_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_POLICY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ring_digest: str
     replicas: int
@@ -296,7 +303,8 @@ class ClusterStatusReply(_message.Message):
     metadata_backend: str
     metadata_healthy: bool
     metadata_error: str
-    def __init__(self, node_id: _Optional[str] = ..., ring_digest: _Optional[str] = ..., replicas: _Optional[int] = ..., vnodes: _Optional[int] = ..., chunk_size: _Optional[int] = ..., members: _Optional[_Iterable[_Union[MemberStatus, _Mapping]]] = ..., metadata_backend: _Optional[str] = ..., metadata_healthy: _Optional[bool] = ..., metadata_error: _Optional[str] = ...) -> None: ...
+    default_policy: str
+    def __init__(self, node_id: _Optional[str] = ..., ring_digest: _Optional[str] = ..., replicas: _Optional[int] = ..., vnodes: _Optional[int] = ..., chunk_size: _Optional[int] = ..., members: _Optional[_Iterable[_Union[MemberStatus, _Mapping]]] = ..., metadata_backend: _Optional[str] = ..., metadata_healthy: _Optional[bool] = ..., metadata_error: _Optional[str] = ..., default_policy: _Optional[str] = ...) -> None: ...
 
 class TokenInfo(_message.Message):
     __slots__ = ("token_id", "role", "name", "created_at", "revoked_at")
@@ -394,6 +402,36 @@ class RevokeS3KeyRequest(_message.Message):
     access_key_id: str
     def __init__(self, access_key_id: _Optional[str] = ...) -> None: ...
 
+class BucketInfo(_message.Message):
+    __slots__ = ("name", "created_at", "versioning", "policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONING_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    created_at: float
+    versioning: str
+    policy: str
+    def __init__(self, name: _Optional[str] = ..., created_at: _Optional[float] = ..., versioning: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class SetBucketPolicyRequest(_message.Message):
+    __slots__ = ("bucket", "policy")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    policy: str
+    def __init__(self, bucket: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class ListBucketsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBucketsReply(_message.Message):
+    __slots__ = ("buckets",)
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[BucketInfo]
+    def __init__(self, buckets: _Optional[_Iterable[_Union[BucketInfo, _Mapping]]] = ...) -> None: ...
+
 class DigestRequest(_message.Message):
     __slots__ = ("from_node", "ring_digest", "buckets")
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
@@ -425,7 +463,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PeerStats(_message.Message):
-    __slots__ = ("node_id", "chunk_count", "chunk_bytes", "under_replicated", "misplaced", "repaired", "handed_off", "scrubbed_bytes", "scrub_passes", "corrupt_found", "gc_deleted", "last_sync_s", "workers")
+    __slots__ = ("node_id", "chunk_count", "chunk_bytes", "under_replicated", "misplaced", "repaired", "handed_off", "scrubbed_bytes", "scrub_passes", "corrupt_found", "gc_deleted", "last_sync_s", "workers", "disk_total_bytes", "disk_free_bytes", "rss_bytes", "memory_budget_bytes", "memory_in_use_bytes")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -439,6 +477,11 @@ class PeerStats(_message.Message):
     GC_DELETED_FIELD_NUMBER: _ClassVar[int]
     LAST_SYNC_S_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    DISK_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_IN_USE_BYTES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     chunk_count: int
     chunk_bytes: int
@@ -452,7 +495,12 @@ class PeerStats(_message.Message):
     gc_deleted: int
     last_sync_s: float
     workers: _containers.RepeatedCompositeFieldContainer[WorkerState]
-    def __init__(self, node_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., under_replicated: _Optional[int] = ..., misplaced: _Optional[int] = ..., repaired: _Optional[int] = ..., handed_off: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ..., scrub_passes: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., gc_deleted: _Optional[int] = ..., last_sync_s: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerState, _Mapping]]] = ...) -> None: ...
+    disk_total_bytes: int
+    disk_free_bytes: int
+    rss_bytes: int
+    memory_budget_bytes: int
+    memory_in_use_bytes: int
+    def __init__(self, node_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., under_replicated: _Optional[int] = ..., misplaced: _Optional[int] = ..., repaired: _Optional[int] = ..., handed_off: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ..., scrub_passes: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., gc_deleted: _Optional[int] = ..., last_sync_s: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerState, _Mapping]]] = ..., disk_total_bytes: _Optional[int] = ..., disk_free_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., memory_budget_bytes: _Optional[int] = ..., memory_in_use_bytes: _Optional[int] = ...) -> None: ...
 
 class WorkerState(_message.Message):
     __slots__ = ("name", "state", "runs", "errors", "last_error", "last_error_s", "last_run_s")

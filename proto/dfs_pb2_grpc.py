@@ -116,6 +116,16 @@ class FileStoreStub:
                 request_serializer=proto_dot_dfs__pb2.RevokeS3KeyRequest.SerializeToString,
                 response_deserializer=proto_dot_dfs__pb2.S3KeyInfo.FromString,
                 _registered_method=True)
+        self.SetBucketPolicy = channel.unary_unary(
+                '/dfs.v1.FileStore/SetBucketPolicy',
+                request_serializer=proto_dot_dfs__pb2.SetBucketPolicyRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.BucketInfo.FromString,
+                _registered_method=True)
+        self.ListBuckets = channel.unary_unary(
+                '/dfs.v1.FileStore/ListBuckets',
+                request_serializer=proto_dot_dfs__pb2.ListBucketsRequest.SerializeToString,
+                response_deserializer=proto_dot_dfs__pb2.ListBucketsReply.FromString,
+                _registered_method=True)
 
 
 class FileStoreServicer:
@@ -231,6 +241,21 @@ class FileStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetBucketPolicy(self, request, context):
+        """Sets (or, with an empty policy, clears) the bucket's default redundancy policy: what uploads of
+        the files named `BUCKET/...` are stored with when they name none (role admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBuckets(self, request, context):
+        """Every S3 bucket by name, with its default policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +338,16 @@ def add_FileStoreServicer_to_server(servicer, server):
                     servicer.RevokeS3Key,
                     request_deserializer=proto_dot_dfs__pb2.RevokeS3KeyRequest.FromString,
                     response_serializer=proto_dot_dfs__pb2.S3KeyInfo.SerializeToString,
+            ),
+            'SetBucketPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBucketPolicy,
+                    request_deserializer=proto_dot_dfs__pb2.SetBucketPolicyRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.BucketInfo.SerializeToString,
+            ),
+            'ListBuckets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBuckets,
+                    request_deserializer=proto_dot_dfs__pb2.ListBucketsRequest.FromString,
+                    response_serializer=proto_dot_dfs__pb2.ListBucketsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -749,6 +784,60 @@ class FileStore:
             '/dfs.v1.FileStore/RevokeS3Key',
             proto_dot_dfs__pb2.RevokeS3KeyRequest.SerializeToString,
             proto_dot_dfs__pb2.S3KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBucketPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/SetBucketPolicy',
+            proto_dot_dfs__pb2.SetBucketPolicyRequest.SerializeToString,
+            proto_dot_dfs__pb2.BucketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBuckets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dfs.v1.FileStore/ListBuckets',
+            proto_dot_dfs__pb2.ListBucketsRequest.SerializeToString,
+            proto_dot_dfs__pb2.ListBucketsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,24 +1,33 @@
 """Chaos run: real peers under client load while peers crash, pause, rot on disk, leave and join.
 
 `run_chaos(base_dir, cfg)` starts `cfg.peers` `dfs-peer serve` processes (tests/cluster.py) with fast
-repair settings, runs client threads that upload and download through random live peers, and a fault
-injector driven by a seeded RNG. Two budgets of R-1 slots each keep the faults within what R copies
-must survive. "down": at most R-1 peers are down at once (killed until restarted and seen alive,
-paused until resumed and seen alive, leaving until its process exited). "loss": at most R-1 faults
-that destroy copies are unhealed at once (a corrupted chunk until it has R intact copies on its
-owners again; a leave until every chunk the leaver held does). So a corruption may hit a chunk whose
-other copy sits on a killed peer (unavailable for a while, never lost), but never the last copy of a
-chunk the leaver took away. A join takes nothing away and needs no slot.
+repair settings and the run's redundancy policy as the cluster's default (`--default-policy`), so
+every upload, and every repair, goes through that policy: `rep:R` (R copies of each chunk on its R
+owners) or `ec:K+M` (K + M fragments of each chunk, fragment i on owner i). Client threads upload and
+download through random live peers, and a fault injector driven by a seeded RNG hits the cluster.
+A piece is a copy or a fragment; the policy's parity P (R-1 copies, M fragments) is how many pieces
+of a chunk may be gone at once. Two budgets of P slots each keep the faults within that. "down": at
+most P peers are down at once (killed until restarted and seen alive, paused until resumed and seen
+alive, leaving until its process exited). "loss": at most P faults that destroy pieces are unhealed
+at once (a corrupted copy or fragment file until every piece it stood for is intact on its owners
+again; a leave until every piece the leaver held is). So a corruption may hit a chunk whose other
+pieces sit on a killed peer (unavailable for a while, never lost), but never take the last pieces a
+chunk needs after the leaver took some away. A join takes nothing away and needs no slot.
 
 What must hold, and is checked:
 - no upload or download ever yields bytes other than the ones acknowledged, even during faults (an
   error during faults is counted, not failed; an upload that raised is simply not acknowledged);
 - at the end, every acknowledged version is listed with its SHA-256 and downloads byte-identical;
-- within `replication_bound_s` of the end of the last fault, every chunk of every live version has R
-  intact copies on its current owners and no live peer holds a corrupt copy (tests/replication.py).
+- within `replication_bound_s` of the end of the last fault, the cluster is fully redundant: every
+  chunk of every live version has its R intact copies on its current owners, or each of its fragments
+  intact on its owner (fragment i on owner i, from the version records), and no live peer holds a
+  corrupt piece (tests/redundancy.py);
+- from start to end, every running peer's GET /metrics, scraped each second, parses, has the core
+  families, and no counter of a peer process goes backwards (tests/scraper.py).
 
-`python -m tests.chaos [--long] [--seed N] [--duration S] [--peers N] [--replicas R]` runs it from the
-command line and prints the same summary block; the exit code is 0 only when every check held.
+`python -m tests.chaos [--long] [--seed N] [--duration S] [--peers N] [--replicas R] [--policy P]` runs
+it from the command line and prints the same summary block; the exit code is 0 only when every check
+held.
 """
 
 from __future__ import annotations
@@ -43,8 +52,11 @@ from pathlib import Path
 
 from client import DfsClientError, IntegrityError, NotFoundError
 from peer.ring.hashring import HashRing
+from peer.ring.policy import InvalidPolicy, Policy
 from tests.cluster import Cluster, PeerProc, wait_for
-from tests.replication import Report, placement_report, referenced_chunks, ring_of
+from tests.redundancy import Stored, expected_holders, redundancy_report, referenced_stored, short_ring, stored_of
+from tests.replication import Report, ring_of
+from tests.scraper import MetricsScraper, ScrapeStats
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -58,6 +70,9 @@ Segment = tuple[int, int, int]
 class ChaosConfig:
     peers: int = 5
     replicas: int = 2
+    policy: str = ""
+    """The cluster's redundancy policy (`rep:R` or `ec:K+M`), set on every peer with --default-policy
+    so that clients name none; "" is `rep:{replicas}`."""
     duration_s: float = 75.0
     """Seconds of client load with faults; then faults and clients stop and the checks run."""
     clients: int = 3
@@ -73,7 +88,8 @@ class ChaosConfig:
     joins: int = 1
     """New peers that join during the run."""
     replication_bound_s: float = 60.0
-    """Full replication must hold within this many seconds after the last fault ended."""
+    """Full redundancy (every piece intact on its owners) must hold within this many seconds after the
+    last fault ended."""
     max_versions: int = 400
     """Acknowledged versions at most, spread evenly over the run (bounds disk use); clients download
     instead of uploading while they are ahead of that pace."""
@@ -84,11 +100,28 @@ class ChaosConfig:
     op_pause_s: float = 0.2
     """Each client waits up to this long between two operations."""
 
+    @property
+    def redundancy(self) -> Policy:
+        return Policy.parse(self.policy or f"rep:{self.replicas}")
+
+    @property
+    def parity(self) -> int:
+        """Pieces of a chunk that may be gone at once: the size of each fault budget."""
+        return self.redundancy.parity
+
     def validate(self) -> ChaosConfig:
-        if self.replicas < 2:
-            raise ValueError("chaos needs replicas >= 2: with R=1 no fault may take a copy away")
-        if self.peers - self.leaves < self.replicas + 1:
-            raise ValueError("peers - leaves must exceed replicas, or no peer could be taken down")
+        try:
+            policy = self.redundancy
+        except InvalidPolicy as exc:
+            raise ValueError(str(exc)) from exc
+        if policy.parity < 1:
+            raise ValueError(f"chaos needs a policy with parity >= 1: under {policy} no fault may take a piece away")
+        if self.peers <= policy.width:
+            raise ValueError(f"peers must exceed the width of {policy} ({policy.width}), or taking any peer down "
+                             "would stop every write")
+        if self.peers - self.leaves < policy.width:
+            raise ValueError(f"peers - leaves must be at least the width of {policy} ({policy.width}), or the ring "
+                             "could not place every piece once the leavers are gone")
         if not 0 < self.min_size <= self.max_size:
             raise ValueError("need 0 < min_size <= max_size")
         return self
@@ -96,6 +129,7 @@ class ChaosConfig:
     def peer_flags(self) -> list[str]:
         """Fast self-healing, added after the FAST gossip profile of tests/cluster.py (later flags win)."""
         return [
+            "--default-policy", str(self.redundancy),
             "--repair-interval", "0.3",
             "--scrub-interval", "1",
             "--scrub-rate", str(self.scrub_rate),
@@ -123,8 +157,14 @@ class Acked:
     version: int
     sha256: str
     size: int
-    chunk_ids: tuple[str, ...]
+    stored: tuple[Stored, ...]
+    """Its chunks as the upload's answer placed them: a copied chunk, or its fragment ids."""
     recipe: tuple[Segment, ...]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The files holding this version on the peers' disks (chunk or fragment ids)."""
+        return tuple(i for s in self.stored for i in s.ids)
 
 
 @dataclass
@@ -137,9 +177,13 @@ class ChaosResult:
     notes: list[str] = field(default_factory=list)
     """Observations that are not failures (errors during faults by kind, exit codes)."""
     chunks: int = 0
+    pieces: int = 0
+    """Distinct stored ids of the live versions at the end: copied chunks and fragments."""
     misplaced_after: int = -1
     quarantined: int = 0
     time_to_full_replication_s: float | None = None
+    scrapes: ScrapeStats = field(default_factory=ScrapeStats)
+    """What the scraper of every peer's GET /metrics saw."""
     runtime_s: float = 0.0
     logs: str = ""
     """Tails of the peers' logs, kept when the run failed."""
@@ -152,25 +196,31 @@ class ChaosResult:
         bound = f"bound {self.cfg.replication_bound_s:g} s"
         if self.time_to_full_replication_s is None:
             return f"NOT reached within the {bound}"
-        return (f"{self.time_to_full_replication_s:.1f} s after the last fault ({bound}); {self.chunks} chunks, "
-                f"each with R={self.cfg.replicas} intact copies on its owners; "
-                f"{self.misplaced_after} extra copies left on non-owners")
+        policy = self.cfg.redundancy
+        if policy.erasure_coded:
+            held = (f"{self.chunks} chunks as {self.pieces} fragments ({policy}), each intact on its owner; "
+                    f"{self.misplaced_after} extra fragments left on non-owners")
+        else:
+            held = (f"{self.chunks} chunks, each with R={policy.width} intact copies on its owners; "
+                    f"{self.misplaced_after} extra copies left on non-owners")
+        return f"{self.time_to_full_replication_s:.1f} s after the last fault ({bound}); {held}"
 
     def summary(self) -> str:
         c, cfg = self.counts, self.cfg
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items()))
         lines = [
-            f"chaos run: seed {cfg.seed}, {cfg.peers} peers, R={cfg.replicas}, {cfg.duration_s:g} s of faults, "
+            f"chaos run: seed {cfg.seed}, {cfg.peers} peers, {cfg.redundancy}, {cfg.duration_s:g} s of faults, "
             f"{cfg.clients} clients",
             f"  versions written       : {c['uploads_attempted']} attempted, {c['uploads_acked']} acknowledged "
             f"({c['acked_new_version']} new versions of a name, {c['acked_shared']} sharing chunks), "
             f"{c['uploads_failed']} failed (not acknowledged)",
             f"  downloads during chaos : {c['downloads_ok']} ok, {c['downloads_failed']} failed during faults",
             f"  faults injected        : {sum(self.faults.values())} ({kinds})",
-            f"  corrupt copies         : {self.faults['corrupt']} injected, {self.quarantined} quarantined on disk",
+            f"  corrupt pieces         : {self.faults['corrupt']} injected, {self.quarantined} quarantined on disk",
             f"  final downloads        : {c['final_ok']}/{c['uploads_acked']} acknowledged versions byte-identical, "
             f"{c['final_missing']} missing, {c['final_wrong']} wrong, {c['final_error']} errors",
             f"  time to full replication: {self.replication_figure()}",
+            f"  metrics scrapes        : {self.scrapes.describe()}",
             f"  total runtime          : {self.runtime_s:.1f} s",
             f"  result                 : {'PASS' if self.ok else 'FAIL'}",
         ]
@@ -292,11 +342,14 @@ class ChaosRun:
 
     def run(self) -> ChaosResult:
         self.started = time.monotonic()
+        scraper = MetricsScraper(lambda: list(self.cluster.peers), lambda problem: self.fail(f"metrics: {problem}"))
+        self.result.scrapes = scraper.stats
         try:
             self.cluster.start(self.cfg.peers)
-            self.event(f"{self.cfg.peers} peers up, R={self.cfg.replicas}")
-            self.chaos_phase()
-            self.final_checks()
+            self.event(f"{self.cfg.peers} peers up, {self.cfg.redundancy}")
+            with scraper:
+                self.chaos_phase()
+                self.final_checks()
         except Exception:  # noqa: BLE001 - reported with the figures gathered so far
             self.fail(f"chaos run aborted:\n{traceback.format_exc()}")
         finally:
@@ -400,8 +453,15 @@ class ChaosRun:
             self.fail(f"upload of {name} acknowledged as v{v.version} sha {v.sha256[:12]} with {len(got)} chunks, "
                       f"sent sha {sha[:12]} in {len(expected)} chunks")
             return
+        policy = self.cfg.redundancy
+        stored = stored_of(v, policy)
+        if v.policy != str(policy) or any(len(st.fragments) != (policy.width if policy.erasure_coded else 0)
+                                          for st in stored):
+            self.fail(f"upload of {name} acknowledged as v{v.version} under {v.policy!r} with "
+                      f"{[len(st.fragments) for st in stored]} fragments per chunk; the cluster's policy is {policy}")
+            return
         with self.lock:
-            self.acked.append(Acked(name, v.version, sha, len(data), got, tuple(recipe)))
+            self.acked.append(Acked(name, v.version, sha, len(data), stored, tuple(recipe)))
             self.result.counts["uploads_acked"] += 1
             if kind != "new":
                 self.result.counts[f"acked_{kind}"] += 1
@@ -481,11 +541,11 @@ class ChaosRun:
             thread.start()
 
     def take_slots(self, budgets: tuple[str, ...], end: float) -> bool:
-        """Waits until each budget has one of its R-1 slots free, then takes them all at once; False
+        """Waits until each budget has one of its `parity` slots free, then takes them all at once; False
         when the chaos ended first."""
         while not self.chaos_over.is_set() and time.monotonic() < end:
             with self.lock:
-                if all(self.slots_used[b] < self.cfg.replicas - 1 for b in budgets):
+                if all(self.slots_used[b] < self.cfg.parity for b in budgets):
                     self.slots_used.update(budgets)
                     return True
             self.chaos_over.wait(0.1)
@@ -566,9 +626,9 @@ class ChaosRun:
             self.release_slot("down")
 
     def leave(self, victim: PeerProc) -> None:
-        held = self.held_acked_chunks(victim)
+        held = self.held_acked_ids(victim)
         self.count_fault("leave")
-        self.event(f"SIGTERM peer{victim.index} {victim.node_id[:8]}: leaves for good, taking {len(held)} chunks")
+        self.event(f"SIGTERM peer{victim.index} {victim.node_id[:8]}: leaves for good, taking {len(held)} pieces")
         with self.lock:
             self.gone.add(victim.index)
         try:
@@ -579,7 +639,7 @@ class ChaosRun:
                 self.release_slot("down")
             if code != 0:
                 self.note(f"peer{victim.index} exited with {code} after SIGTERM")
-            self.hold_until_healed(held, f"the {len(held)} chunks peer{victim.index} held before leaving")
+            self.hold_until_healed(held, f"the {len(held)} pieces peer{victim.index} held before leaving")
         finally:
             self.release_slot("loss")
 
@@ -591,18 +651,17 @@ class ChaosRun:
 
     def corrupt(self, victim: PeerProc, pick: float, run: int, where: float) -> None:
         try:
-            with self.lock:
-                acked_chunks = {c for a in self.acked for c in a.chunk_ids}
-            files = sorted(p for p in (victim.data_dir / "chunks").glob("*/*/*") if p.name in acked_chunks)
+            files = self.held_files(victim)
             if not files:
                 return
             path = files[int(pick * len(files))]
             if not flip_bytes(path, run, where):
                 return
+            piece = "fragment" if self.cfg.redundancy.erasure_coded else "chunk"
             self.count_fault("corrupt")
             self.fault_ended()
-            self.event(f"corrupted {run} bytes of chunk {path.name[:12]} on peer{victim.index}")
-            self.hold_until_healed([path.name], f"corrupted chunk {path.name[:12]}", also_intact=[path])
+            self.event(f"corrupted {run} bytes of {piece} {path.name[:12]} on peer{victim.index}")
+            self.hold_until_healed([path.name], f"corrupted {piece} {path.name[:12]}", also_intact=[path])
         finally:
             self.release_slot("loss")
 
@@ -610,19 +669,30 @@ class ChaosRun:
         with self.lock:
             self.result.faults[kind] += 1
 
-    def held_acked_chunks(self, peer: PeerProc) -> list[str]:
+    def held_files(self, peer: PeerProc) -> list[Path]:
+        """The files on `peer`'s disk that hold an acknowledged version's chunk or fragment."""
         with self.lock:
-            acked_chunks = {c for a in self.acked for c in a.chunk_ids}
-        return sorted(p.name for p in (peer.data_dir / "chunks").glob("*/*/*") if p.name in acked_chunks)
+            acked_ids = {i for a in self.acked for i in a.ids}
+        return sorted(p for p in (peer.data_dir / "chunks").glob("*/*/*") if p.name in acked_ids)
 
-    def hold_until_healed(self, chunk_ids: list[str], what: str, also_intact: Iterable[Path] = ()) -> None:
-        """Keeps the caller's slot until every chunk has R intact copies on its owners again (and no
-        file in `also_intact` is corrupt), or until the chaos ends; the final checks judge the rest."""
+    def held_acked_ids(self, peer: PeerProc) -> list[str]:
+        return [p.name for p in self.held_files(peer)]
+
+    def stored_holding(self, ids: Iterable[str]) -> list[Stored]:
+        """The acknowledged chunks that some of `ids` is a copy or a fragment of."""
+        wanted = set(ids)
+        with self.lock:
+            return list({s for a in self.acked for s in a.stored if wanted.intersection(s.ids)})
+
+    def hold_until_healed(self, ids: list[str], what: str, also_intact: Iterable[Path] = ()) -> None:
+        """Keeps the caller's slot until every piece in `ids` is intact on the owners that must hold
+        it again (and no file in `also_intact` is corrupt), or until the chaos ends; the final checks
+        judge the rest."""
         started = time.monotonic()
         why = "not checked yet"
         while not self.chaos_over.is_set():
             try:
-                why = self.unhealed(chunk_ids) or next(
+                why = self.unhealed(ids) or next(
                     (f"{p.name[:12]} still corrupt" for p in also_intact if self.copies.state(p, p.name) is False), "")
             except (DfsClientError, IndexError, OSError) as exc:
                 why = f"observer failed: {exc}"  # it went down meanwhile: look again
@@ -632,26 +702,32 @@ class ChaosRun:
             self.chaos_over.wait(0.5)
         self.event(f"not healed when the chaos ended ({time.monotonic() - started:.1f} s): {what}: {why}")
 
-    def unhealed(self, chunk_ids: list[str]) -> str:
-        """Why some chunk lacks R intact copies on its owners (as one up peer sees the ring), or ""."""
+    def unhealed(self, ids: list[str]) -> str:
+        """Why some piece in `ids` is not intact on an owner that must hold it (as one up peer sees
+        the ring), or ""."""
         up = self.up_peers()
         with up[0].client(timeout=3) as c:
             ring = ring_of(c.status())
-        return self.missing_copies(ring, chunk_ids, up)
+        return self.missing_pieces(ring, self.stored_holding(ids), up, only=set(ids))
 
-    def missing_copies(self, ring: HashRing, chunk_ids: list[str], peers: list[PeerProc]) -> str:
-        """The first chunk without an intact copy on each of its R owners among `peers`, or ""."""
+    def missing_pieces(self, ring: HashRing, stored: list[Stored], peers: list[PeerProc],
+                       only: set[str] | None = None) -> str:
+        """The first piece of `stored` (of those in `only`, if given) without an intact file on each
+        peer among `peers` that must hold it under `ring` (the R owners of a copy, owner i of
+        fragment i), or ""."""
+        short = short_ring(ring, stored)
+        if short:
+            return short
         by_id = {p.node_id: p for p in peers}
-        for chunk_id in chunk_ids:
-            owners = ring.owners(chunk_id, self.cfg.replicas)
-            if len(owners) < self.cfg.replicas:
-                return f"a ring of {len(ring)} peers has fewer than R owners"
-            for owner in owners:
+        for stored_id, owners in sorted(expected_holders(ring, stored).items()):
+            if only is not None and stored_id not in only:
+                continue
+            for owner in sorted(owners):
                 peer = by_id.get(owner)
-                state = None if peer is None else self.copies.state(peer.chunk_path(chunk_id), chunk_id)
+                state = None if peer is None else self.copies.state(peer.chunk_path(stored_id), stored_id)
                 if state is not True:
-                    what = "owner down" if peer is None else "corrupt copy" if state is False else "no copy"
-                    return f"{chunk_id[:12]}: {what} on owner {owner[:8]}"
+                    what = "owner down" if peer is None else "corrupt piece" if state is False else "no piece"
+                    return f"{stored_id[:12]}: {what} on owner {owner[:8]}"
         return ""
 
     # ---------------------------------------------------------------- the end
@@ -665,7 +741,7 @@ class ChaosRun:
         self.check_peers_running()
         self.result.quarantined = sum(len(list((p.data_dir / "quarantine").glob("*"))) for p in self.cluster.peers)
         try:
-            self.result.misplaced_after = len(placement_report(self.cluster, self.cfg.replicas).misplaced)
+            self.result.misplaced_after = len(redundancy_report(self.cluster, self.cfg.redundancy).misplaced)
         except Exception as exc:  # noqa: BLE001 - a figure, not a check
             self.note(f"last placement report failed: {exc}")
 
@@ -686,27 +762,29 @@ class ChaosRun:
                           f"listed with sha {sha[:12]}, acknowledged {a.sha256[:12]}"))
 
     def measure_replication(self) -> None:
-        """Polls the placement on disk until every chunk has R intact copies on its owners, timed from
-        the end of the last fault; fails past the bound, but keeps looking a while longer to report when.
+        """Polls the placement on disk until every piece of every live version is intact on the owners
+        that must hold it (R copies on a chunk's R owners, fragment i on owner i), timed from the end
+        of the last fault; fails past the bound, but keeps looking a while longer to report when.
 
         Polls use cached hashes (a poll re-hashes only files that changed), so the figure is not
         inflated by the check itself; the first poll that passes is confirmed by the independent,
-        uncached placement_report of tests/replication.py before it counts.
+        uncached redundancy_report of tests/redundancy.py before it counts.
         """
         cfg = self.cfg
         give_up = self.last_fault_end + cfg.replication_bound_s + min(60.0, cfg.replication_bound_s / 2)
-        chunk_ids = sorted(referenced_chunks(self.up_peers()[0]))
+        stored = referenced_stored(self.up_peers()[0], cfg.redundancy)
+        self.result.chunks = len({s.chunk_id for s in stored})
         last = "no check yet"
         while True:
             try:
-                last = self.unreplicated(chunk_ids)
+                last = self.unreplicated(stored)
                 if not last:
                     at = time.monotonic()
-                    report = placement_report(self.cluster, cfg.replicas)
+                    report = redundancy_report(self.cluster, cfg.redundancy)
                     if replicated(report):
                         self.replicated_at(at, report)
                         return
-                    last = f"cached check passed, placement_report did not: {report.describe()}"
+                    last = f"cached check passed, redundancy_report did not: {report.describe()}"
                     self.event(last)
             except Exception as exc:  # noqa: BLE001 - a peer not answering yet is "not yet"
                 last = f"check failed: {exc}"
@@ -719,14 +797,15 @@ class ChaosRun:
     def replicated_at(self, at: float, report: Report) -> None:
         elapsed = at - self.last_fault_end
         self.result.time_to_full_replication_s = elapsed
-        self.result.chunks = report.total
+        self.result.pieces = report.total
         self.event(f"fully replicated {elapsed:.1f} s after the last fault: {report.describe()}")
         if elapsed > self.cfg.replication_bound_s:
             self.fail(f"full replication took {elapsed:.1f} s, bound {self.cfg.replication_bound_s:g} s")
 
-    def unreplicated(self, chunk_ids: list[str]) -> str:
-        """What keeps the cluster from full replication ("" when nothing): the live peers disagree on
-        the ring, a chunk lacks an intact copy on an owner, or a live peer holds a corrupt copy."""
+    def unreplicated(self, stored: list[Stored]) -> str:
+        """What keeps the cluster from full redundancy ("" when nothing): the live peers disagree on
+        the ring, a piece is not intact on an owner that must hold it, or a live peer holds a corrupt
+        piece."""
         live = self.cluster.live()
         statuses = {}
         for p in live:
@@ -736,13 +815,14 @@ class ChaosRun:
         digests = {st.ring_digest for st in statuses.values()}
         if digests != {ring.digest}:
             return f"ring digests {sorted(digests)}, expected {ring.digest}"
-        missing = self.missing_copies(ring, chunk_ids, live)
+        missing = self.missing_pieces(ring, stored, live)
         if missing:
             return missing
-        for p in live:
-            for chunk_id in chunk_ids:
-                if self.copies.state(p.chunk_path(chunk_id), chunk_id) is False:
-                    return f"{chunk_id[:12]}: corrupt copy on peer{p.index}"
+        ids = {i for s in stored for i in s.ids}
+        for p in live:  # what each disk holds, rather than a look for every piece on every peer
+            for path in (p.data_dir / "chunks").glob("*/*/*"):
+                if path.name in ids and self.copies.state(path, path.name) is False:
+                    return f"{path.name[:12]}: corrupt piece on peer{p.index}"
         return ""
 
     def verify_downloads(self) -> None:
@@ -771,8 +851,9 @@ class ChaosRun:
 
 
 def replicated(report: Report) -> bool:
-    """The end condition: one agreed ring, and every chunk of a live version has R intact copies on
-    its owners with no corrupt copy anywhere. Copies left on non-owners are reported, not required gone."""
+    """The end condition: one agreed ring, and every piece of a live version intact on the owners
+    that must hold it, with no corrupt piece anywhere. Pieces left on non-owners are reported, not
+    required gone."""
     return report.ring_agreed and not report.under_replicated and not report.corrupt
 
 
@@ -813,6 +894,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds of chaos before the final checks")
     parser.add_argument("--peers", type=int)
     parser.add_argument("--replicas", type=int)
+    parser.add_argument("--policy", help="the cluster's redundancy policy, rep:R or ec:K+M (default rep:REPLICAS); "
+                                         "ec:4+2 wants 9 peers for the long run's two leaves")
     parser.add_argument("--clients", type=int)
     parser.add_argument("--dir", default=None, help="parent of the run's data directory (default: system tmp)")
     parser.add_argument("--keep", action="store_true", help="keep peer data and logs even when the run passed")
@@ -823,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     cfg = LONG if args.long else DEFAULT
     overrides = {"seed": args.seed, "duration_s": args.duration, "peers": args.peers,
-                 "replicas": args.replicas, "clients": args.clients}
+                 "replicas": args.replicas, "policy": args.policy, "clients": args.clients}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     try:
         cfg.validate()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cluster import Cluster
+from tests.pgserver import pg_server  # noqa: F401 - the session's PostgreSQL server, for every module
 
 # Every peer a test starts serves S3 on a free port unless the test names one: the default address
 # (127.0.0.1:9000) would be the same for every peer, and for every test run on this host.

@@ -1,7 +1,7 @@
 """Placement as the disks of a process cluster show it: does every chunk of every live version have R
 intact copies on its owners under the current ring, and nothing left where it does not belong?
 
-The ring is rebuilt here from the members a live peer reports on the ring (HashRing.build of their ids,
+The ring is rebuilt here from the members a live peer reports on the ring (HashRing.build of their ids and zones,
 with the cluster's vnodes), so the check is independent of the peers' own repair bookkeeping. Only the
 disks of running peers count: a killed peer's files are not copies anyone can read.
 """
@@ -89,8 +89,9 @@ def referenced_chunks(peer: PeerProc) -> set[str]:
 
 
 def ring_of(status: ClusterStatus) -> HashRing:
-    """The ring of the members `status` reports on the ring."""
-    return HashRing.build([m.node_id for m in status.members if m.on_ring], status.vnodes)
+    """The ring of the members `status` reports on the ring, in the zones it reports them in."""
+    on_ring = [m for m in status.members if m.on_ring]
+    return HashRing.build([m.node_id for m in on_ring], status.vnodes, {m.node_id: m.zone for m in on_ring})
 
 
 def placement_report(cluster: Cluster, replicas: int) -> Report:
@@ -111,7 +112,7 @@ def placement_report(cluster: Cluster, replicas: int) -> Report:
     report.total = len(chunks)
     by_id = {p.node_id: p for p in live}
     for chunk_id in sorted(chunks):
-        owners = ring.owners(chunk_id, replicas)
+        owners = ring.spread_owners(chunk_id, replicas)
         report.owners[chunk_id] = owners
         healthy = 0
         for node_id, peer in by_id.items():

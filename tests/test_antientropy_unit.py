@@ -42,6 +42,9 @@ class EveryChunkReferenced:
     def referenced_chunks(self, ids: Sequence[str]) -> set[str]:
         return set(ids)
 
+    def placements(self, ids: Sequence[str], default_policy: str) -> dict[str, object]:
+        return {}  # every chunk placed under the cluster's policy
+
 
 class RingChangesDuringCompare:
     """Peers that already hold everything; the ring loses P while the round compares digests."""

@@ -455,7 +455,7 @@ def test_insufficient_replicas_exit_6(make_cluster: Callable[..., Cluster], tmp_
     src = tmp_path / "wants-two.txt"
     src.write_bytes(b"needs two peers")
     line = fails(dfs(lone, "upload", str(src)), 6)
-    assert "2 replicas required" in line and "1 available" in line, line
+    assert "policy rep:2 needs 2 peers, 1 is usable" in line, line
     as_json = dfs(lone, "--json", "upload", "-", "--name", "wants-two.txt", stdin=b"x")
     assert as_json.returncode == 6 and as_json.stdout == b""
     assert json.loads(as_json.stderr)["error"]["type"] == "cluster_unavailable"

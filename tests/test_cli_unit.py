@@ -49,11 +49,12 @@ from proto import dfs_pb2, dfs_pb2_grpc
 
 COMMANDS = [
     "upload", "download", "list", "ls", "cat", "rm", "info", "versions", "delete", "status", "token", "whoami",
-    "profile",
+    "profile", "bucket",
 ]  # fmt: skip
 SUBCOMMANDS = [
     ["token", "create"], ["token", "list"], ["token", "revoke"],
     ["profile", "set"], ["profile", "list"], ["profile", "show"], ["profile", "delete"], ["profile", "current"],
+    ["bucket", "list"], ["bucket", "set-policy"],
 ]  # fmt: skip
 NODES = ["node-a0000000000000", "node-b0000000000000"]
 

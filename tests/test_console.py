@@ -1,12 +1,14 @@
-"""The web console at /console/: its ring arithmetic and sessions, its HTTP API against a real peer
-with client authentication on (login, cookie flags, CSRF, roles), and the pages themselves in headless
-Chromium driven by Playwright: log in, upload through the page, download and compare, delete, and a
-SIGKILLed peer turning dead on the cluster page without a reload.
+"""The web console at /console/: its ring and redundancy arithmetic and sessions, its HTTP API against
+a real peer with client authentication on (login, cookie flags, CSRF, roles) and off, and the pages
+themselves in headless Chromium driven by Playwright: log in, upload through the page, download and
+compare, delete, a SIGKILLed peer turning dead on the cluster page without a reload, the session
+cookie's flags as the browser holds them under TLS, and a `--no-auth` peer's console (no login form,
+an "Authentication is off" notice, uploads work).
 
 Chromium is Debian's `chromium` package (`.ci/run` installs it); Playwright drives it through
 `executable_path`, so no browser is downloaded. Without it the browser tests skip locally and fail on
 CI (the CI environment variable set). Screenshots of each page go to build/console-screenshots/;
-with DFS_UPDATE_CONSOLE_SCREENSHOT set, the cluster page's also replaces docs/console.png.
+the README's pictures (docs/console*.png) come from `make console-screenshot` (tests/console_screenshot.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import random
 import shutil
 import subprocess
 import sys
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,9 +30,12 @@ from typing import Any
 
 import pytest
 
-from peer.http.console.overview import KEY_SPACE, ring_shares
+from peer.files.cluster import ClusterSnapshot, MemberSnapshot
+from peer.http.console import COOKIE
+from peer.http.console.overview import KEY_SPACE, cluster_doc, redundancy, ring_shares
 from peer.http.console.sessions import Sessions
 from peer.ring.hashring import HashRing, key_position
+from peer.security.certs import init_certs
 from peer.security.tokens import ANONYMOUS_ADMIN
 from tests.cluster import Cluster, PeerProc
 
@@ -37,7 +43,6 @@ pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "console-screenshots"
-DOCS_SCREENSHOT = ROOT / "docs" / "console.png"
 CHROMIUM = Path(os.environ.get("DFS_CHROMIUM", "/usr/bin/chromium"))
 STATIC = ROOT / "peer" / "http" / "console" / "static"
 
@@ -58,6 +63,47 @@ def test_ring_shares_cover_the_key_space_as_the_ring_resolves_keys() -> None:
         where = key_position(key) / KEY_SPACE
         owner = next(node for start, end, node in shares.arcs if start <= where <= end)
         assert ring.owners(key, 1) == (owner,)
+
+
+def test_redundancy_is_the_share_of_owned_chunks_with_every_copy() -> None:
+    assert redundancy(0, 0) == 1.0  # an empty peer lacks nothing
+    assert redundancy(40, 0, misplaced=5) == 1.0
+    assert redundancy(40, 10) == 0.75  # (chunk_count - under_replicated) / chunk_count
+    assert redundancy(40, 10, misplaced=20) == 0.5  # misplaced copies are held, not owned
+    assert redundancy(10, 30) == 0.0 and redundancy(5, 3, misplaced=9) == 0.0  # counts from different moments
+    assert redundancy(0, 2) == 0.0
+
+
+def _member(node_id: str, state: str = "alive", stats: dict[str, Any] | None = None) -> MemberSnapshot:
+    return MemberSnapshot(node_id=node_id, state=state, grpc_addr=f"{node_id}:1", gossip_addr=f"{node_id}:2",
+                          incarnation=1, heartbeat=1, chunk_count=0, chunk_bytes=0, on_ring=True, last_seen_s=0.25,
+                          stats=stats)
+
+
+def test_the_cluster_document_carries_resources_redundancy_and_zones() -> None:
+    ring = HashRing.build(["a", "b", "c"], vnodes=8)
+    disk = {"disk_total_bytes": 1000, "disk_free_bytes": 400, "rss_bytes": 50, "memory_budget_bytes": 64,
+            "memory_in_use_bytes": 8}
+    members = (
+        _member("a", stats={"chunk_count": 30, "under_replicated": 0, "repaired": 4, **disk}),
+        _member("b", stats={"chunk_count": 10, "under_replicated": 5, "misplaced": 2, "handed_off": 1, **disk}),
+        _member("c", state="dead"),
+    )
+    snap = ClusterSnapshot(node_id="a", ring_digest=ring.digest, replicas=2, vnodes=8, chunk_size=1 << 20,
+                           members=members, metadata_backend="sqlite", metadata_healthy=True, metadata_error="")
+    doc = cluster_doc(snap, ring_shares(ring))
+    by_id = {m["node_id"]: m for m in doc["members"]}
+    assert (by_id["a"]["redundancy"], by_id["b"]["redundancy"], by_id["c"]["redundancy"]) == (1.0, 0.375, None)
+    assert doc["redundancy"] == (38 - 5) / 38  # the sums of the peers that answered
+    assert (doc["totals"]["repaired"], doc["totals"]["handed_off"]) == (4, 1)
+    assert by_id["a"]["stats"]["disk_free_bytes"] == 400 and by_id["b"]["stats"]["memory_in_use_bytes"] == 8
+    assert by_id["c"]["stats"] is None
+    assert doc["zones"] == [] and all(m["zone"] == "" for m in doc["members"])
+    # A member snapshot that names its zone (peers started with DFS_ZONE) shows it.
+    zoned = tuple(types.SimpleNamespace(**{**vars(m), "zone": z}) for m, z in zip(members, ("eu-1", "eu-2", ""),
+                                                                                  strict=True))
+    doc = cluster_doc(ClusterSnapshot(**{**vars(snap), "members": zoned}), ring_shares(ring))  # type: ignore[arg-type]
+    assert [m["zone"] for m in doc["members"]] == ["eu-1", "eu-2", ""] and doc["zones"] == ["eu-1", "eu-2"]
 
 
 def test_sessions_expire_and_are_bounded() -> None:
@@ -110,6 +156,48 @@ def secured(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
             cluster.add_peer(env={"DFS_NO_AUTH": ""})
         cluster.wait_converged()
         yield Secured(cluster, write_token, read_token)
+    finally:
+        cluster.close()
+        if request.session.testsfailed > failed_before:
+            print(cluster.tail_logs())
+
+
+@pytest.fixture(scope="module")
+def secured_tls(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Secured]:
+    """Two peers with TLS (certificates from `certs init`, as tests/test_security.py makes them) and
+    client tokens required: the console is served over https on the HTTP listener."""
+    base = tmp_path_factory.mktemp("console-tls")
+    certs = base / "certs"
+    init_certs(certs, 2)
+    metadata = f"sqlite:///{base / 'metadata.db'}"
+    write_token, read_token = _token(metadata, "write"), _token(metadata, "read")
+
+    def per_peer(i: int) -> list[str]:
+        return ["--tls-cert", str(certs / f"peer-{i + 1}.crt"), "--tls-key", str(certs / f"peer-{i + 1}.key"),
+                "--tls-ca", str(certs / "ca.crt"), "--peer-grpc-addr", "127.0.0.1:0"]
+
+    cluster = Cluster(base, metadata=metadata, per_peer=per_peer,
+                      client_kwargs={"tls_ca": str(certs / "ca.crt"), "token": write_token})
+    failed_before = request.session.testsfailed
+    try:
+        for _ in range(2):
+            cluster.add_peer(env={"DFS_NO_AUTH": ""})
+        cluster.wait_converged()
+        yield Secured(cluster, write_token, read_token)
+    finally:
+        cluster.close()
+        if request.session.testsfailed > failed_before:
+            print(cluster.tail_logs())
+
+
+@pytest.fixture(scope="module")
+def open_peer(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[PeerProc]:
+    """One peer with client authentication off (`--no-auth`, as tests/cluster.py starts peers), one replica."""
+    cluster = Cluster(tmp_path_factory.mktemp("console-noauth"), replicas=1)
+    failed_before = request.session.testsfailed
+    try:
+        cluster.start(1)
+        yield cluster.peers[0]
     finally:
         cluster.close()
         if request.session.testsfailed > failed_before:
@@ -196,6 +284,19 @@ def test_a_read_token_cannot_upload(secured: Secured) -> None:
     _, cookie, csrf = login(peer, secured.read_token)
     put = call(peer, "PUT", "api/upload?name=ro/x.txt", body=b"x", headers={"X-CSRF-Token": csrf}, cookie=cookie)
     assert put.status == 403 and put.json()["error"] == "permission_denied"
+
+
+def test_with_auth_off_every_visitor_has_a_session_but_changes_still_need_its_csrf_token(open_peer: PeerProc) -> None:
+    reply = call(open_peer, "GET", "api/session")
+    doc = reply.json()
+    assert (doc["authenticated"], doc["auth"], doc["role"]) == (True, False, "admin") and doc["csrf"]
+    cookie = reply.headers["Set-Cookie"].split(";", 1)[0]
+    assert call(open_peer, "GET", "api/cluster").status == 200  # reading needs no session at all
+    put = call(open_peer, "PUT", "api/upload?name=open/x.txt", body=b"x", cookie=cookie)
+    assert put.status == 403  # a cross-site page must not upload through a visitor's browser
+    put = call(open_peer, "PUT", "api/upload?name=open/x.txt", body=b"x", headers={"X-CSRF-Token": doc["csrf"]},
+               cookie=cookie)
+    assert put.status == 201, put.body
 
 
 # ------------------------------------------------------------------------------ the browser
@@ -311,13 +412,74 @@ def test_a_killed_peer_turns_dead_on_the_cluster_page_without_a_reload(
     page = open_console(browser, watcher, secured.read_token)
     for p in (watcher, victim):
         page.wait_for_selector(f'#members tr[data-node="{p.node_id}"][data-state="alive"]')
+        page.wait_for_selector(f'#resources tr[data-node="{p.node_id}"] td.disk .meter')  # disk, as it reported
+        assert "B" in page.inner_text(f'#resources tr[data-node="{p.node_id}"] td.rss')  # its memory, in bytes
     page.wait_for_selector("#metadata-health:has-text('healthy')")
+    page.wait_for_selector("#card-redundancy:has-text('100 %')")
     page.screenshot(path=str(shots / "cluster.png"), full_page=True)
-    if os.environ.get("DFS_UPDATE_CONSOLE_SCREENSHOT"):
-        shutil.copy(shots / "cluster.png", DOCS_SCREENSHOT)
     page.evaluate("window.__sameDocument = true")
     victim.kill()
     page.wait_for_selector(f'#members tr[data-node="{victim.node_id}"][data-state="dead"]', timeout=30_000)
     assert page.evaluate("window.__sameDocument === true")  # the page updated itself: no reload
+    assert page.inner_text(f'#resources tr[data-node="{victim.node_id}"] td.disk') == "–"  # a dead peer reports nothing
     page.screenshot(path=str(shots / "cluster-dead.png"), full_page=True)
     page.context.close()
+
+
+def test_under_tls_the_session_cookie_is_secure_httponly_and_strict_in_the_browser(
+    secured_tls: Secured, browser: Any, shots: Path
+) -> None:
+    peer = secured_tls.cluster.peers[0]
+    # The peers' certificates come from the test CA and name `dfs-peer`, not 127.0.0.1: the browser is
+    # told to accept them, as an operator accepts the cluster CA.
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"https://{peer.gossip_addr}/console/")
+    page.wait_for_selector("#login-view:not([hidden])")
+    assert [c for c in context.cookies() if c["name"] == COOKIE] == []
+    page.fill("#token", secured_tls.read_token)
+    page.click("#login-button")
+    for p in secured_tls.cluster.peers:
+        page.wait_for_selector(f'#members tr[data-node="{p.node_id}"][data-state="alive"]')
+        page.wait_for_selector(f'#resources tr[data-node="{p.node_id}"] td.disk .meter')
+    [cookie] = [c for c in context.cookies() if c["name"] == COOKIE]
+    flags = (cookie["secure"], cookie["httpOnly"], cookie["sameSite"], cookie["path"])
+    assert flags == (True, True, "Strict", "/console")
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script of the page can read it
+    assert page.evaluate("location.protocol") == "https:"
+    assert page.is_hidden("#auth-off")
+    page.screenshot(path=str(shots / "cluster-tls.png"), full_page=True)
+    context.close()
+
+
+def test_with_auth_off_the_console_opens_without_a_login_says_so_and_uploads(
+    open_peer: PeerProc, browser: Any, shots: Path, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"http://{open_peer.gossip_addr}/console/")
+    page.wait_for_selector(f'#cluster-view:not([hidden]) #members tr[data-node="{open_peer.node_id}"]')
+    assert page.is_hidden("#login-view") and page.is_hidden("#logout")
+    assert page.is_visible("#auth-off") and "Authentication is off" in page.inner_text("#auth-off")
+    assert page.inner_text("#who") == "authentication off"
+    page.screenshot(path=str(shots / "noauth-cluster.png"), full_page=True)
+
+    data = random.Random(3).randbytes(1024 * 1024 + 4321)
+    source = tmp_path / "open.bin"
+    source.write_bytes(data)
+    page.click("#nav-files")
+    page.wait_for_selector("#files-view:not([hidden])")
+    assert page.is_visible("#auth-off")  # on every page
+    page.set_input_files("#upload-input", str(source))
+    page.click("#upload-button")
+    row = 'tr[data-name="open.bin"]'
+    page.wait_for_selector(row)
+    with page.expect_download() as waiting:
+        page.click(f"{row} a.download")
+    assert Path(waiting.value.path()).read_bytes() == data
+    with open_peer.client() as client:
+        assert client.read("open.bin") == data
+    page.screenshot(path=str(shots / "noauth-files.png"), full_page=True)
+    context.close()

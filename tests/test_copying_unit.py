@@ -244,6 +244,8 @@ class FakeStore:
         content_type: str = "",
         metadata: Mapping[str, str] | None = None,
         progress: Any = None,
+        *,
+        policy: str | None = None,
     ) -> UploadResult:
         assert name is not None
         self.upload_sources.append(source)

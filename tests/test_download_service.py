@@ -84,7 +84,7 @@ async def test_a_version_is_read_under_its_recorded_policy_or_the_clusters(tmp_p
 
 
 async def test_a_version_under_a_policy_this_peer_cannot_read_is_refused_before_any_fetch(tmp_path: Path) -> None:
-    _commit(tmp_path, "ec:4+2")
+    _commit(tmp_path, "lrc:6+2+2")
     holders = _Holders({})
     with pytest.raises(InvalidPolicy):
         await _service(tmp_path, holders).open(FileRefSpec(name="f"), VersionSpec(), 0, 0)

@@ -57,16 +57,20 @@ statuses = st.sampled_from(sorted(codec.STATUSES))
 POLICY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:+._-"
 policies = st.one_of(st.text(POLICY_CHARS, min_size=1, max_size=codec.MAX_POLICY_LEN),
                      st.sampled_from(["rep:2", "ec:4+2"]))
+ZONE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+zones = st.text(ZONE_CHARS, max_size=codec.MAX_ZONE_LEN)
 wire_entries = st.tuples(
     st.text(min_size=1, max_size=24), short_text, short_text, counters, counters, statuses, counters, counters,
-    *[short_text] * (codec.ENTRY_FIELDS - 8),
+    short_text, zones,
 )
 senders, entry_lists = st.text(min_size=1, max_size=24), st.lists(wire_entries, max_size=4).map(tuple)
+# Major 1 has no zone: what it carries reads back with the unnamed one.
+legacy_entry_lists = st.lists(wire_entries.map(lambda e: (*e[:9], "")), max_size=4).map(tuple)
 gossip_messages = st.one_of(
     st.builds(codec.GossipMessage, senders, policies, counters, entry_lists,
               st.tuples(st.just(codec.PROTOCOL_VERSION[0]), counters)),
     # What this peer still writes for a peer on major 1: a replica count is all that major can say.
-    st.builds(codec.GossipMessage, senders, counters.map(lambda r: f"rep:{r}"), counters, entry_lists,
+    st.builds(codec.GossipMessage, senders, counters.map(lambda r: f"rep:{r}"), counters, legacy_entry_lists,
               st.just(codec.LEGACY_VERSION)),
 )
 mutations = st.lists(
@@ -135,6 +139,10 @@ def policy_ok(x: Any) -> bool:
     return isinstance(x, str) and 1 <= len(x) <= codec.MAX_POLICY_LEN and set(x) <= set(POLICY_CHARS)
 
 
+def zone_ok(x: Any) -> bool:
+    return isinstance(x, str) and len(x) <= codec.MAX_ZONE_LEN and set(x) <= set(ZONE_CHARS)
+
+
 def slot(kind: str) -> st.SearchStrategy[tuple[Any, bool]]:
     if kind == "counter":
         edge = st.sampled_from([0, 1, codec.MAX_COUNTER, codec.MAX_COUNTER + 1, -1, 2**63, True, False, 1.0])
@@ -146,6 +154,9 @@ def slot(kind: str) -> st.SearchStrategy[tuple[Any, bool]]:
         odd = st.sampled_from(["", "rep 2", "rep:2\n", "ec:4+2é", "x" * codec.MAX_POLICY_LEN,
                                "x" * (codec.MAX_POLICY_LEN + 1)])
         return st.one_of(policies, odd, JUNK).map(lambda x: (x, policy_ok(x)))
+    if kind == "zone":
+        odd = st.sampled_from(["eu west", "a\n", "é", "a:b", "z" * codec.MAX_ZONE_LEN, "z" * (codec.MAX_ZONE_LEN + 1)])
+        return st.one_of(zones, odd, JUNK).map(lambda x: (x, zone_ok(x)))
     low, high = (1, codec.MAX_NODE_ID_LEN) if kind == "node_id" else (0, codec.MAX_ADDR_LEN)
     sized = st.sampled_from([low, max(low - 1, 0), high, high + 1]).flatmap(
         lambda n: st.sampled_from(["x", "é", "€"]).map(lambda ch: ch * n))
@@ -155,9 +166,9 @@ def slot(kind: str) -> st.SearchStrategy[tuple[Any, bool]]:
 
 # Values every slot of a kind accepts.
 VALID = {"node_id": st.text(min_size=1, max_size=24), "addr": short_text, "counter": counters, "status": statuses,
-         "policy": policies}
-ENTRY_KINDS = ("node_id", "addr", "addr", "counter", "counter", "status", "counter", "counter", "addr")
-ENTRY_LENGTHS = sorted({codec.LEGACY_ENTRY_FIELDS, codec.ENTRY_FIELDS})
+         "policy": policies, "zone": zones}
+ENTRY_KINDS = ("node_id", "addr", "addr", "counter", "counter", "status", "counter", "counter", "addr", "zone")
+ENTRY_LENGTHS = sorted(codec.LEGACY_ENTRY_LENGTHS)
 unknown_keys = st.text(min_size=3, max_size=6).filter(lambda k: k not in ("from", "cluster", "members", "policy"))
 
 
@@ -190,7 +201,7 @@ def map_entries(draw: st.DrawFn) -> tuple[Any, bool, tuple[Any, ...] | None]:
 def entries(draw: st.DrawFn) -> tuple[Any, bool, tuple[Any, ...] | None]:
     """A major-1 entry: (wire value, ok, the WireEntry decode must produce); at most one field is
     drawn valid or invalid, the others valid."""
-    length = draw(st.sampled_from([*ENTRY_LENGTHS, 7, codec.ENTRY_FIELDS + 1]))
+    length = draw(st.sampled_from([*ENTRY_LENGTHS, 7, ENTRY_LENGTHS[-1] + 1]))
     suspect = draw(st.integers(0, 2 * length - 1))  # half the time, none
     kinds = [ENTRY_KINDS[i % len(ENTRY_KINDS)] for i in range(length)]
     fields = [draw(slot(kind)) if i == suspect else (draw(VALID[kind]), True) for i, kind in enumerate(kinds)]

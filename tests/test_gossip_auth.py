@@ -153,13 +153,13 @@ def message(sender: str, *members: WireEntry) -> bytes:
 
 
 def fake_member(node_id: str = "mallory") -> WireEntry:
-    return (node_id, "10.66.6.6:50051", "10.66.6.6:7946", 1, 1, "alive", 0, 0, "")
+    return (node_id, "10.66.6.6:50051", "10.66.6.6:7946", 1, 1, "alive", 0, 0, "", "")
 
 
 def left_news(peer: Peer) -> WireEntry:
     """What an attacker would send to make the cluster drop `peer`: its departure, outranking its life."""
     m = peer.view.local
-    return (m.node_id, m.grpc_addr, m.gossip_addr, m.incarnation + 1, 0, "left", 0, 0, "")
+    return (m.node_id, m.grpc_addr, m.gossip_addr, m.incarnation + 1, 0, "left", 0, 0, "", "")
 
 
 async def post(addr: str, body: bytes, credential: str | None) -> tuple[int, str]:

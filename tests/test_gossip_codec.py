@@ -25,6 +25,8 @@ from peer.membership.state import Entry
 LIMIT = 1024 * 1024
 ALICE = Entry("alice", "127.0.0.1:50051", "127.0.0.1:7946", 3, 42, "alive", 10, 10_485_760)
 BOB = Entry("bob", "[::1]:50052", "[::1]:7947", 1, 0, "left", 0, 0)
+# Major 1 has no zone: its longest entry is the 9 fields up to peer_addr.
+ALICE_V1, BOB_V1 = tuple(ALICE)[:9], tuple(BOB)[:9]
 ALICE_MAP = {"id": "alice", "ra": "127.0.0.1:50051", "ga": "127.0.0.1:7946", "in": 3, "hb": 42, "st": "alive",
              "cc": 10, "cb": 10_485_760}
 BOB_MAP = {"id": "bob", "ra": "[::1]:50052", "ga": "[::1]:7947", "in": 1, "hb": 0, "st": "left"}
@@ -48,7 +50,7 @@ def v1_body(**overrides: Any) -> dict[str, Any]:
         "v": 1,
         "from": "alice",
         "cluster": {"replicas": 2, "vnodes": 150},
-        "members": [list(ALICE), list(BOB)],
+        "members": [list(ALICE_V1), list(BOB_V1)],
     }
     body.update(overrides)
     return body
@@ -109,6 +111,10 @@ def test_oversize_body_is_refused_before_parsing() -> None:
         (pack(valid_body(members=[alice_with(cc=True)])), "chunk_count must be an integer"),
         (pack(valid_body(members=[alice_with(pa=7)])), "peer_addr must be a string"),
         (pack(valid_body(members=[alice_with(ra=5)])), "grpc_addr must be a string"),
+        (pack(valid_body(members=[alice_with(zn=7)])), "zone must be a string"),
+        (pack(valid_body(members=[alice_with(zn="eu west")])), "zone may hold only"),
+        (pack(valid_body(members=[alice_with(zn="eu\nINFO all is well")])), "zone may hold only"),
+        (pack(valid_body(members=[alice_with(zn="z" * 33)])), "zone must be 0..32 characters"),
         (pack(valid_body(members=[alice_with(ra=b"bytes")])), "msgpack"),
         (pack(valid_body(members=[alice_with(ra="h" * 257)])), "msgpack"),
         (pack(valid_body(members=[alice_with(zz=b"future bytes")])), "msgpack"),  # unknown, yet never bin
@@ -120,14 +126,15 @@ def test_oversize_body_is_refused_before_parsing() -> None:
         (pack(v1_body(cluster={"policy": "rep:2", "vnodes": 150})), "missing field 'replicas'"),
         (pack(v1_body(members=[ALICE_MAP])), "8 or 9 fields"),
         (pack(v1_body(members=[list(ALICE)[:7]])), "8 or 9 fields"),
+        (pack(v1_body(members=[list(ALICE)])), "8 or 9 fields"),  # a zone is not a major-1 field
         (pack(v1_body(members=[[*ALICE[:5], "dead", 0, 0]])), "status"),
         (pack(v1_body(members=[[*ALICE[:5], ["alive"], 0, 0]])), "status"),
-        (pack(v1_body(members=[["", *ALICE[1:]]])), "node_id"),
-        (pack(v1_body(members=[["x" * 129, *ALICE[1:]]])), "node_id"),
-        (pack(v1_body(members=[[*ALICE[:3], -1, *ALICE[4:]]])), "incarnation"),
-        (pack(v1_body(members=[[*ALICE[:4], 2**63, *ALICE[5:]]])), "heartbeat"),
-        (pack(v1_body(members=[[*ALICE[:4], 1.5, *ALICE[5:]]])), "heartbeat"),
-        (pack(v1_body(members=[[ALICE[0], 5, *ALICE[2:]]])), "grpc_addr must be a string"),
+        (pack(v1_body(members=[["", *ALICE_V1[1:]]])), "node_id"),
+        (pack(v1_body(members=[["x" * 129, *ALICE_V1[1:]]])), "node_id"),
+        (pack(v1_body(members=[[*ALICE_V1[:3], -1, *ALICE_V1[4:]]])), "incarnation"),
+        (pack(v1_body(members=[[*ALICE_V1[:4], 2**63, *ALICE_V1[5:]]])), "heartbeat"),
+        (pack(v1_body(members=[[*ALICE_V1[:4], 1.5, *ALICE_V1[5:]]])), "heartbeat"),
+        (pack(v1_body(members=[[ALICE[0], 5, *ALICE_V1[2:]]])), "grpc_addr must be a string"),
     ],
 )
 def test_malformed_messages_are_decode_errors(body: bytes, reason: str) -> None:
@@ -139,9 +146,10 @@ def test_foreign_protocol_version_decodes_and_fails_the_fingerprint() -> None:
     """A different major is read no further than `v`, `vm` and `from`, and refused in one line."""
     msg = decode(pack(valid_body(v=7, vm=3, cluster="opaque", members="a layout we do not know")), LIMIT)
     assert (msg.version, msg.members) == ((7, 3), ())
-    with pytest.raises(GossipMismatch, match="protocol version 7.3 \\(ours 2.0\\)") as refused:
+    ours = ".".join(map(str, PROTOCOL_VERSION))
+    with pytest.raises(GossipMismatch, match=f"protocol version 7.3 \\(ours {ours}\\)") as refused:
         check_fingerprint(msg, policy="rep:2", vnodes=150)
-    assert str(refused.value) == "peer alice runs protocol version 7.3 (ours 2.0), a major we cannot read"
+    assert str(refused.value) == f"peer alice runs protocol version 7.3 (ours {ours}), a major we cannot read"
     sneaky = decode(pack(valid_body(v=7, **{"from": "evil\nINFO all is well"})), LIMIT)
     with pytest.raises(GossipMismatch) as refused:
         check_fingerprint(sneaky, policy="rep:2", vnodes=150)
@@ -186,6 +194,24 @@ def test_missing_optional_entry_fields_take_their_defaults() -> None:
     assert Entry._make(entry) == ALICE._replace(chunk_count=0, chunk_bytes=0, peer_addr="")
     (entry,) = decode(pack(valid_body(members=[{**bare, "pa": "10.0.0.1:50052"}])), LIMIT).members
     assert Entry._make(entry).peer_addr == "10.0.0.1:50052"
+    assert Entry._make(entry).zone == ""  # a peer that predates zones, or has none, is in the unnamed zone
+
+
+def test_a_members_zone_round_trips_under_its_short_key() -> None:
+    zoned = ALICE._replace(zone="eu-west.1_a")
+    msg = GossipMessage("alice", "rep:2", 150, (zoned, BOB))
+    assert decode(encode(msg), LIMIT) == msg
+    sent = msgpack.unpackb(encode(msg))["members"]
+    assert sent[0]["zn"] == "eu-west.1_a" and "zn" not in sent[1]  # "" is the default, left out
+    assert PROTOCOL_VERSION >= (2, 1)  # the minor version that added the key
+
+
+def test_a_zone_is_not_written_in_version_1_and_reads_back_as_none() -> None:
+    zoned = ALICE._replace(zone="b", peer_addr="10.0.0.1:50052")
+    body = encode(GossipMessage("alice", "rep:2", 150, (zoned,), LEGACY_VERSION))
+    assert msgpack.unpackb(body)["members"] == [list(zoned)[:9]]
+    (entry,) = decode(body, LIMIT).members
+    assert Entry._make(entry) == zoned._replace(zone="")
 
 
 def test_version_1_tuple_entries_still_decode() -> None:
@@ -249,6 +275,6 @@ def test_fuzz_near_valid_messages(key: str, value: object, index: int, member_va
     check_decode_or_reject(pack(v1_body(**{key: value})))
     keys = [*ALICE_MAP, "new"]
     check_decode_or_reject(pack(valid_body(members=[{**ALICE_MAP, keys[index % len(keys)]: member_value}])))
-    legacy = list(ALICE)
+    legacy = list(ALICE_V1)
     legacy[index % len(legacy)] = member_value
     check_decode_or_reject(pack(v1_body(members=[legacy])))

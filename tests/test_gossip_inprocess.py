@@ -20,7 +20,7 @@ from peer.http.gossip import gossip_app
 from peer.http.gossip_client import HttpGossipTransport, resolve_seeds
 from peer.http.health import health_app
 from peer.http.server import HttpServer
-from peer.membership.codec import GossipMessage, encode
+from peer.membership.codec import PROTOCOL_VERSION, GossipMessage, encode
 from peer.membership.gossiper import Gossiper, SeedResolver
 from peer.membership.state import MemberEvent, MembershipView, MemberState
 from tests.fakes import run_gossiper
@@ -208,7 +208,8 @@ async def test_bad_gossip_requests_are_refused_and_gossip_goes_on(harness: Harne
         (b"\x00" * (MAX_BYTES + 1), 413, ""),
         (msgpack.packb({"hello": "world"}), 400, "missing field"),
         (wrong_cluster, 409, f"policy rep:3 (ours {POLICY})"),
-        (wrong_major, 409, "peer intruder runs protocol version 3.0 (ours 2.0), a major we cannot read"),
+        (wrong_major, 409, f"peer intruder runs protocol version 3.0 (ours {'.'.join(map(str, PROTOCOL_VERSION))}), "
+                           "a major we cannot read"),
     ]
     async with aiohttp.ClientSession() as session:
         for body, status, reason in cases:

@@ -7,6 +7,7 @@ the one on the access-log line of its call, and on every other line logged while
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from peer.logs import REQUEST_ID, ContextFilter, JsonFormatter, TextFormatter
+from peer.logs import REQUEST_ID, ContextFilter, JsonFormatter, LogWriter, TextFormatter
 from proto import dfs_pb2 as pb
 from proto import dfs_pb2_grpc as pb_grpc
 from tests.cluster import Cluster, PeerProc, wait_for
@@ -83,6 +84,53 @@ def test_a_text_line_shows_the_request_id_only_inside_a_call() -> None:
     finally:
         REQUEST_ID.reset(token)
     assert "[01234567 feedface00000001] peer.test: hello world" in TextFormatter().format(inside)
+
+
+@pytest.fixture
+def writer_logger() -> Iterator[tuple[logging.Logger, LogWriter, io.StringIO]]:
+    """A logger whose only handler is a LogWriter into a string, with an interval long enough that
+    only a WARNING or stop() can make it write."""
+    stream = io.StringIO()
+    writer = LogWriter(stream, TextFormatter(), interval_s=300)
+    logger = logging.getLogger("peer.test.writer")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(writer)
+    writer.start()
+    try:
+        yield logger, writer, stream
+    finally:
+        writer.stop()
+        logger.removeHandler(writer)
+
+
+def test_lines_wait_in_memory_until_a_warning_and_keep_the_message_of_the_call(
+    writer_logger: tuple[logging.Logger, LogWriter, io.StringIO],
+) -> None:
+    logger, _, stream = writer_logger
+    values = ["as logged"]
+    logger.info("access %s", values)
+    values[0] = "changed later"
+    assert stream.getvalue() == ""  # an INFO line wakes nobody
+    logger.warning("urgent")
+    wait_for(lambda: "urgent" in stream.getvalue(), 10, "the warning written")
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == ["access ['as logged']", "urgent"]  # in order, one write
+
+
+def test_stopping_the_writer_writes_what_is_pending_with_its_traceback(
+    writer_logger: tuple[logging.Logger, LogWriter, io.StringIO],
+) -> None:
+    logger, writer, stream = writer_logger
+    logger.info("first")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.info("second", exc_info=True)
+    writer.stop()
+    text = stream.getvalue()
+    assert "peer.test.writer: first\n" in text and "ValueError: boom" in text
+    assert text.index("first") < text.index("second") < text.index("ValueError")
 
 
 # ------------------------------------------------------------------ real peers
@@ -199,8 +247,13 @@ def test_a_refused_call_has_a_request_id_on_its_refusal_and_access_lines(json_pe
     assert refusal["level"] == "DEBUG" and "refused" in refusal["message"]
 
 
-def test_without_the_access_log_there_are_no_access_lines(tmp_path_factory: pytest.TempPathFactory) -> None:
-    cluster = Cluster(tmp_path_factory.mktemp("noaccess"), replicas=1, extra=["--no-access-log"])
+@pytest.mark.parametrize("flags", [["--no-access-log"], ["--no-access-log", "--no-metrics"]],
+                         ids=["metrics-on", "nothing-measured"])
+def test_without_the_access_log_there_are_no_access_lines(
+    tmp_path_factory: pytest.TempPathFactory, flags: list[str]
+) -> None:
+    """The request id is returned and on the call's own lines whatever else is switched off."""
+    cluster = Cluster(tmp_path_factory.mktemp("noaccess"), replicas=1, extra=flags)
     try:
         peer = cluster.add_peer()
         channel, files = stub(peer)

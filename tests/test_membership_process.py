@@ -399,7 +399,7 @@ def test_gossip_endpoint_rejects_bad_bodies_and_the_peer_keeps_serving(
         code, _, text = http_request("POST", addr, "/gossip", msgpack.packb(shape, use_bin_type=True))
         assert code == 400, (shape, code, text)
 
-    intruder = ("intruder" + "0" * 24, "127.0.0.1:1", "127.0.0.1:2", 1, 99, "alive", 0, 0, "")
+    intruder = ("intruder" + "0" * 24, "127.0.0.1:1", "127.0.0.1:2", 1, 99, "alive", 0, 0, "", "")
     foreign = [
         GossipMessage("intruder", f"rep:{replicas + 1}", vnodes, [intruder]),
         GossipMessage("intruder", policy, vnodes + 1, [intruder]),

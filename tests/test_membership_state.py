@@ -198,3 +198,25 @@ def test_members_returns_copies() -> None:
     for m in view.members():
         m.state = MemberState.DEAD
     assert state_of(view) is MemberState.ALIVE
+
+
+def test_a_peer_restarted_in_another_zone_is_adopted_with_its_new_incarnation() -> None:
+    view = make_view()
+    view.merge([entry(incarnation=1, heartbeat=9)._replace(zone="a")], T0)
+    member = view.get("b")
+    assert member is not None and member.zone == "a"
+    restarted = entry(incarnation=2, heartbeat=1)._replace(zone="c")
+    assert view.merge([restarted], T0 + 1) == [MemberEvent("update", "b")]  # the ring rebuilds on it
+    member = view.get("b")
+    assert member is not None and (member.zone, member.incarnation) == ("c", 2)
+    # Late news of the previous life cannot bring the old zone back.
+    assert view.merge([entry(incarnation=1, heartbeat=50)._replace(zone="a")], T0 + 2) == []
+    assert view.get("b").zone == "c"  # type: ignore[union-attr]
+    assert next(e for e in view.snapshot_entries() if e.node_id == "b").zone == "c"  # and passes it on
+
+
+def test_our_own_zone_is_in_what_we_gossip() -> None:
+    view = MembershipView("me", "h:1", "h:2", incarnation=1, now=T0, suspect_timeout_s=SUSPECT_S,
+                          dead_timeout_s=DEAD_S, zone="rack-7")
+    (mine,) = view.snapshot_entries()
+    assert mine.zone == "rack-7" and view.local.zone == "rack-7"

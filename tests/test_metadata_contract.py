@@ -1,7 +1,9 @@
-"""The MetadataStore contract, run against every backend: SQLite, MongoStore on mongomock, and a real
-MongoDB when DFS_TEST_MONGO_URI is set (each test then gets its own database, dropped afterwards).
+"""The MetadataStore contract, run against every backend: SQLite, MongoStore on mongomock, a real
+MongoDB when DFS_TEST_MONGO_URI is set (each test then gets its own database, dropped afterwards), and
+a real PostgreSQL server the session starts itself (tests/pgserver.py; each test gets its own schema).
 Backend-specific tests at the end cover what only one backend can get wrong: several processes on
-one SQLite file, unopenable paths, an unreachable MongoDB, and commits racing deletes on MongoDB.
+one SQLite file, unopenable paths, an unreachable MongoDB, commits racing deletes on MongoDB, and
+several stores on one PostgreSQL database, an unreachable server and a server that restarts.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import mongomock
+import psycopg
 import pymongo
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from peer.errors import (
     BucketExists,
@@ -41,18 +45,22 @@ from peer.errors import (
 from peer.metadata.common import common_prefix, decode_token, encode_token, page_keys, prefix_upper_bound
 from peer.metadata.mongo import MongoStore
 from peer.metadata.open import open_store
+from peer.metadata.postgres import PostgresStore, connection_info
 from peer.metadata.sqlite import SqliteStore
 from peer.metadata.store import (
     BucketRecord,
     ChunkRef,
     FileRefSpec,
     MetadataStore,
+    MultipartUpload,
     NewVersion,
+    Placed,
     S3KeyRecord,
     TokenRecord,
     VersionRecord,
     VersionSpec,
 )
+from tests.pgserver import PgServer, pg_schema_uri, postgres_server
 
 MONGO_URI = os.environ.get("DFS_TEST_MONGO_URI", "")
 LATEST = VersionSpec()
@@ -76,12 +84,18 @@ def mongo_database(kind: str) -> Iterator[tuple[Any, str]]:
         client.close()
 
 
-@pytest.fixture(params=["sqlite", "mongomock", "mongodb"])
+@pytest.fixture(params=["sqlite", "mongomock", "mongodb", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
     if request.param == "sqlite":
         sqlite_store = SqliteStore(tmp_path / "metadata.db")
         yield sqlite_store
         sqlite_store.close()
+        return
+    if request.param == "postgresql":
+        with pg_schema_uri(request.getfixturevalue("pg_server")) as uri:
+            postgres_store = PostgresStore(uri)
+            yield postgres_store
+            postgres_store.close()
         return
     with mongo_database(request.param) as (client, name):
         mongo_store = MongoStore("mongodb://unused", database=name, client=client)
@@ -605,6 +619,63 @@ def test_chunk_shared_by_two_versions_stays_referenced_until_both_are_gone(store
     assert store.referenced_chunks(["s", "old", "new"]) == set()
 
 
+def coded(name: str, chunk_id: str, fragments: tuple[str, ...], policy: str = "ec:2+1") -> NewVersion:
+    chunk = ChunkRef(chunk_id, 1000, tuple(f"peer-{i}" for i in range(len(fragments))), fragments)
+    return NewVersion(name=name, size=1000, sha256=chunk_id, chunks=(chunk,), policy=policy)
+
+
+def test_fragments_round_trip_and_keep_themselves_from_collection(store: MetadataStore) -> None:
+    store.commit_version(coded("e", "whole", ("f0", "f1", "f2")))
+    assert store.get_version(ref("e"), LATEST).chunks == (ChunkRef("whole", 1000, ("peer-0", "peer-1", "peer-2"),
+                                                                   ("f0", "f1", "f2")),)
+    assert store.referenced_chunks(["f0", "f1", "f2", "other"]) == {"f0", "f1", "f2"}
+    store.delete_file(ref("e"))
+    assert store.referenced_chunks(["f0", "f1", "f2"]) == set()
+
+
+def test_placements_name_the_fragments_and_the_wider_copies_only(store: MetadataStore) -> None:
+    store.commit_version(new("plain", chunks=("c1", "c2"), policy="rep:2"))
+    store.commit_version(new("older", chunks=("c0",)))  # policy "" (recorded before policies): the default
+    store.commit_version(new("wide", chunks=("c2", "c3"), policy="rep:3"))
+    store.commit_version(new("narrow", chunks=("c3",), policy="rep:1"))
+    store.commit_version(coded("e", "whole", ("f0", "f1", "f2")))
+
+    found = store.placements(["c0", "c1", "c2", "c3", "f0", "f2", "whole", "none"], "rep:2")
+
+    assert found == {"c2": (Placed("rep:3"),), "c3": (Placed("rep:3"),), "f0": (Placed("ec:2+1", "whole", 0),),
+                     "f2": (Placed("ec:2+1", "whole", 2),)}
+
+
+def test_a_fragment_shared_by_two_chunks_is_placed_both_ways(store: MetadataStore) -> None:
+    """Chunks sharing a fragment-sized stretch of bytes code to one fragment id, owned twice."""
+    store.commit_version(coded("one", "chunk-a", ("shared", "a1", "a2")))
+    store.commit_version(coded("two", "chunk-b", ("b0", "b1", "shared")))
+    assert store.placements(["shared"], "rep:2") == {
+        "shared": (Placed("ec:2+1", "chunk-a", 0), Placed("ec:2+1", "chunk-b", 2))}
+    assert store.placements([], "rep:2") == {}
+
+
+def test_an_erasure_coded_default_still_places_every_fragment_by_its_chunk(store: MetadataStore) -> None:
+    """A cluster whose default is `ec:K+M` would otherwise copy each fragment to K + M peers."""
+    store.commit_version(coded("e", "whole", ("f0", "f1", "f2")))
+    store.commit_version(new("plain", chunks=("c1",), policy="rep:2"))
+    assert store.placements(["f1", "c1", "whole"], "ec:2+1") == {
+        "f1": (Placed("ec:2+1", "whole", 1),), "c1": (Placed("rep:2"),)}
+
+
+def test_coded_versions_are_walked_in_pages(store: MetadataStore) -> None:
+    for i in range(5):
+        store.commit_version(coded(f"e{i}", f"whole{i}", (f"a{i}", f"b{i}", f"c{i}")))
+    store.commit_version(new("plain", chunks=("c1",), policy="rep:2"))
+    seen: list[str] = []
+    after = ""
+    while page := store.coded_versions(after, 2):
+        assert len(page) <= 2
+        seen += [c.chunk_id for v in page for c in v.chunks]
+        after = page[-1].version_id
+    assert sorted(seen) == [f"whole{i}" for i in range(5)]
+
+
 def test_referenced_chunks_handles_empty_and_large_queries(store: MetadataStore) -> None:
     used = [f"chunk-{i:05d}" for i in range(0, 3000, 3)]
     store.commit_version(new(chunks=tuple(used)))
@@ -1104,10 +1175,26 @@ def test_closed_store_reports_bucket_calls_unavailable(store: MetadataStore) -> 
         lambda: store.get_bucket("photos"),
         store.list_buckets,
         lambda: store.set_bucket_versioning("photos", "Enabled"),
+        lambda: store.set_bucket_policy("photos", "rep:3"),
         lambda: store.delete_bucket("photos"),
     ):
         with pytest.raises(MetadataUnavailable, match="closed"):
             call()
+
+
+def test_bucket_default_policy_is_recorded_and_cleared(store: MetadataStore) -> None:
+    store.add_bucket(BucketRecord("photos", 1.0, policy="rep:3"))
+    store.add_bucket(BucketRecord("plain", 2.0))
+
+    assert store.get_bucket("photos") == BucketRecord("photos", 1.0, "", "rep:3")
+    assert store.get_bucket("plain") == BucketRecord("plain", 2.0)  # no policy: the cluster's applies
+    assert store.set_bucket_policy("plain", "ec:4+2") == BucketRecord("plain", 2.0, "", "ec:4+2")
+    assert store.set_bucket_versioning("plain", "Enabled") == BucketRecord("plain", 2.0, "Enabled", "ec:4+2")
+    assert store.set_bucket_policy("photos", "") == BucketRecord("photos", 1.0)
+    assert store.list_buckets() == [BucketRecord("photos", 1.0), BucketRecord("plain", 2.0, "Enabled", "ec:4+2")]
+    with pytest.raises(BucketNotFound):
+        store.set_bucket_policy("missing", "rep:3")
+    assert store.get_bucket("missing") is None
 
 
 # -- concurrency and health ----------------------------------------------------------------------
@@ -1303,6 +1390,25 @@ def test_sqlite_file_from_before_s3_keys_gains_the_table(tmp_path: Path) -> None
         assert reopened.list_s3_keys() == [s3_key()]
     finally:
         reopened.close()
+
+
+def test_sqlite_file_from_before_bucket_policies_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = SqliteStore(path)
+    old.add_bucket(BucketRecord("photos", 1.0, "Enabled"))
+    old.create_upload(MultipartUpload(upload_id="0" * 32, name="photos/a", created_at=2.0, touched_at=2.0))
+    old.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:  # as a file written before policies
+        conn.execute("ALTER TABLE buckets DROP COLUMN policy")
+        conn.execute("ALTER TABLE multipart_uploads DROP COLUMN policy")
+
+    store = SqliteStore(path)
+    try:
+        assert store.get_bucket("photos") == BucketRecord("photos", 1.0, "Enabled")  # policy "": the cluster's
+        assert store.get_upload("0" * 32).policy == ""
+        assert store.set_bucket_policy("photos", "rep:3").policy == "rep:3"
+    finally:
+        store.close()
 
 
 def test_sqlite_file_from_before_buckets_gains_the_table(tmp_path: Path) -> None:
@@ -1548,6 +1654,123 @@ def test_mongo_copy_racing_delete_of_its_source_commits_nothing(
     assert other.commit_version(new("dst", if_latest=kept.version_id)).version == 3
 
 
+# -- PostgreSQL only ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A server of the test's own, which the test may kill or stop."""
+    with postgres_server() as server:
+        yield server
+
+
+def test_postgres_unreachable_server_fails_fast_as_unavailable() -> None:
+    started = time.monotonic()
+    store = PostgresStore("postgresql://dfs@127.0.0.1:1/x")  # nothing listens on port 1
+    try:
+        for call in (store.ping, lambda: store.commit_version(new()), lambda: store.get_token("0123456789abcdef")):
+            with pytest.raises(MetadataUnavailable, match="postgresql"):
+                call()
+    finally:
+        store.close()
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("outage", ["kill", "stop"])
+def test_postgres_store_recovers_by_itself_when_the_server_returns(own_pg_server: PgServer, outage: str) -> None:
+    store = PostgresStore(own_pg_server.uri())
+    try:
+        store.commit_version(new())
+        with ThreadPoolExecutor(4) as pool:  # several pooled connections, all of which die with the server
+            list(pool.map(lambda _: store.list_versions(ref()), range(8)))
+        own_pg_server.kill() if outage == "kill" else own_pg_server.stop()
+
+        started = time.monotonic()
+        for call in (store.ping, lambda: store.commit_version(new()), lambda: store.list_versions(ref())):
+            with pytest.raises(MetadataUnavailable, match="postgresql"):
+                call()
+        assert time.monotonic() - started < 5  # refused at once, not after a timeout
+        late = PostgresStore(own_pg_server.uri())  # a peer starting meanwhile opens its store all the same
+        with pytest.raises(MetadataUnavailable, match="postgresql"):
+            late.ping()
+
+        own_pg_server.start()
+        store.ping()
+        late.ping()
+        assert store.commit_version(new()).version == 2  # the refused commit took no number
+        assert late.commit_version(new()).version == 3
+        assert numbers(store.list_versions(ref())) == [3, 2, 1]
+        late.close()
+    finally:
+        store.close()
+
+
+def test_postgres_stores_on_one_database_share_one_counter(pg_server: PgServer) -> None:
+    with pg_schema_uri(pg_server) as uri:
+        with ThreadPoolExecutor(3) as pool:  # the peers create the schema together
+            stores = list(pool.map(lambda _: PostgresStore(uri), range(3)))
+        try:
+            with ThreadPoolExecutor(6) as pool:
+                got = list(pool.map(lambda i: stores[i % 3].commit_version(new("hot")).version, range(60)))
+            assert sorted(got) == list(range(1, 61))
+            assert numbers(stores[1].list_versions(ref("hot"))) == list(range(60, 0, -1))
+        finally:
+            for opened in stores:
+                opened.close()
+
+
+class _LosesCommit(psycopg.Connection[Any]):
+    """A connection whose next COMMIT is lost: the connection closes before the server gets it
+    ("before"), or after the server committed but before its answer arrives ("after")."""
+
+    fault: str | None = None
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        fault = type(self).fault
+        if query != "COMMIT" or fault is None:
+            return super().execute(query, params, **kwargs)
+        type(self).fault = None
+        if fault == "after":
+            super().execute(query)
+        self.close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+@pytest.mark.parametrize("fault", ["before", "after"])
+def test_postgres_commit_whose_answer_is_lost_reports_what_happened(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    with pg_schema_uri(pg_server) as uri:
+        store = PostgresStore(uri)
+        try:
+            store.commit_version(new())
+            monkeypatch.setattr(psycopg, "connect", _LosesCommit.connect)
+            store.close()  # no pooled connection of the ordinary kind is left
+            store = PostgresStore(uri)
+            _LosesCommit.fault = fault
+            if fault == "after":
+                committed = store.commit_version(new(chunks=("lost-answer",)))
+                assert committed == store.get_version(ref(), LATEST) and committed.version == 2
+            else:
+                with pytest.raises(MetadataUnavailable, match="not stored"):
+                    store.commit_version(new(chunks=("never",)))
+                assert store.referenced_chunks(["never"]) == set()
+                assert store.commit_version(new()).version == 2  # no number was taken
+            assert _LosesCommit.fault is None
+        finally:
+            _LosesCommit.fault = None
+            store.close()
+
+
+def test_postgres_connection_keeps_the_uris_own_settings() -> None:
+    info = conninfo_to_dict(connection_info(
+        "postgresql://u:pw@db.example:6543/meta?connect_timeout=9&options=-c%20statement_timeout%3D5000"))
+
+    assert (info["host"], info["port"], info["dbname"], info["user"]) == ("db.example", "6543", "meta", "u")
+    assert info["connect_timeout"] == "9" and info["keepalives"] == "1"
+    assert str(info["options"]).endswith("-c statement_timeout=5000")  # after the defaults, so it wins
+
+
 # -- opening by URI and paging helpers -----------------------------------------------------------
 
 
@@ -1588,10 +1811,27 @@ def test_open_store_mongodb_picks_the_database(uri: str, database: str | None, e
     assert store.database == expected
 
 
-@pytest.mark.parametrize("uri", ["", "sqlite:///", "postgres://db/x", "sqlite://relative", "file:///x.db"])
+@pytest.mark.parametrize("uri", ["", "sqlite:///", "mysql://db/x", "postgresq://db/x", "sqlite://relative",
+                                 "file:///x.db"])
 def test_open_store_refuses_unknown_uris(uri: str) -> None:
     with pytest.raises(ConfigError, match="sqlite:///"):
         open_store(uri)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_open_store_postgresql(pg_server: PgServer, scheme: str) -> None:
+    with pg_schema_uri(pg_server) as uri:
+        store = open_store(uri.replace("postgresql://", f"{scheme}://", 1))
+        try:
+            assert isinstance(store, PostgresStore) and store.backend == "postgresql"
+            assert store.commit_version(new()).version == 1
+        finally:
+            store.close()
+
+
+def test_open_store_refuses_a_malformed_postgresql_uri() -> None:
+    with pytest.raises(ConfigError, match="postgresql URI"):
+        open_store("postgresql://db.example/meta?no_such_parameter=1")
 
 
 def test_open_store_hides_credentials_in_errors() -> None:

@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 
 from client.models import PeerStats, stats_from_proto
 from peer.clock import ManualClock
+from peer.memory import resident_bytes
 from peer.metadata.store import AsyncMetadata
 from peer.metrics import PeerMetrics
 from peer.repair.gc import GarbageCollector
@@ -22,11 +23,14 @@ from peer.status import stats_dict
 from peer.storage.chunkstore import ChunkStore
 from proto import dfs_pb2 as pb
 
+MIB = 1024 * 1024
+
 FAMILIES = (  # as the text exposition names them: counters with their `_total`
     "dfs_chunks_stored", "dfs_stored_bytes", "dfs_under_replicated_chunks", "dfs_misplaced_chunks",
     "dfs_repaired_chunks_total", "dfs_handed_off_chunks_total", "dfs_scrub_pass_verified_bytes",
     "dfs_scrubbed_bytes_total", "dfs_scrub_passes_total", "dfs_corrupt_chunks_total", "dfs_gc_deleted_chunks_total",
-    "dfs_antientropy_last_sync_timestamp_seconds", "dfs_antientropy_round_seconds",
+    "dfs_antientropy_last_sync_timestamp_seconds", "dfs_antientropy_round_seconds", "dfs_disk_total_bytes",
+    "dfs_disk_free_bytes", "dfs_resident_memory_bytes", "dfs_upload_budget_used_bytes", "dfs_upload_budget_limit_bytes",
 )  # fmt: skip
 
 
@@ -43,6 +47,8 @@ class View:
 
 class OwnedElsewhere:
     """A placement in which this peer ("a") owns nothing, so the scrubber leaves restores to hinted handoff."""
+
+    policy = "rep:1"
 
     def owners(self, chunk_id: str) -> tuple[str, ...]:
         return ("b",)
@@ -85,12 +91,19 @@ async def test_the_stats_rpc_and_the_client_model_carry_the_registry(tmp_path: P
     assert model.to_dict()["gc_deleted"] == 1
 
 
+class NoPlacements:
+    """A metadata store where every chunk is placed under the cluster's policy."""
+
+    async def placements(self, ids: object, default_policy: str) -> dict[str, object]:
+        return {}
+
+
 async def test_scrub_counts_passes_bytes_and_corrupt_copies(tmp_path: Path) -> None:
     metrics = PeerMetrics()
     store = ChunkStore(tmp_path)
     good, bad = put_random(store), put_random(store)
     store.path(bad).write_bytes(bytes(4096))  # same size, wrong content
-    scrubber = Scrubber(View(), store, None, metrics, ManualClock(),  # type: ignore[arg-type]
+    scrubber = Scrubber(View(), store, None, NoPlacements(), metrics, ManualClock(),  # type: ignore[arg-type]
                         placement=OwnedElsewhere(), bytes_per_s=0, pass_interval_s=60)  # type: ignore[arg-type]  # fmt: skip
     while await scrubber.work_once():
         pass
@@ -106,6 +119,30 @@ def test_last_sync_travels_as_an_age_and_never_as_minus_one() -> None:
     metrics.last_sync.set(4000.0)
     assert stats_dict(metrics, 4012.5)["last_sync_s"] == 12.5
     assert stats_dict(metrics, 3000.0)["last_sync_s"] == 0.0  # a wall clock stepping back reads "just now"
+
+
+def test_disk_and_memory_travel_in_the_stats() -> None:
+    metrics = PeerMetrics()
+    metrics.track_disk(lambda: (1000 * MIB, 250 * MIB))
+    metrics.track_memory(lambda: 80 * MIB)
+    metrics.track_budget(lambda: 3 * MIB, 64 * MIB)
+    stats = stats_dict(metrics, 0.0)
+    disk_and_rss = (stats["disk_total_bytes"], stats["disk_free_bytes"], stats["rss_bytes"])
+    assert disk_and_rss == (1000 * MIB, 250 * MIB, 80 * MIB)
+    assert (stats["memory_budget_bytes"], stats["memory_in_use_bytes"]) == (64 * MIB, 3 * MIB)
+    reply = pb.PeerStats(node_id="n", **stats)
+    assert stats_from_proto(reply).disk_free_bytes == 250 * MIB
+
+
+def test_resident_memory_is_read_from_statm(tmp_path: Path) -> None:
+    statm = tmp_path / "statm"
+    statm.write_text("5000 300 40 1 0 200 0\n")
+    assert resident_bytes(str(statm)) == 300 * os.sysconf("SC_PAGE_SIZE")
+    assert resident_bytes(str(tmp_path / "missing")) == 0
+    statm.write_text("garbage")
+    assert resident_bytes(str(statm)) == 0
+    if Path("/proc/self/statm").exists():
+        assert resident_bytes() > MIB  # this interpreter holds more than a megabyte
 
 
 def test_two_peers_registries_are_independent() -> None:

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from client.errors import AuthenticationError
 from client.sdk import DfsClient
 from peer.errors import Unauthenticated
-from peer.http.metrics import allowed, metrics_app
+from peer.http.metrics import METRICS_OFF, allowed, metrics_app
 from peer.metrics import PeerMetrics
 from tests.cluster import Cluster, PeerProc, wait_for
 
@@ -74,6 +74,10 @@ def get(peer: PeerProc, token: str | None = None) -> tuple[int, str, str]:
 def scrape(peer: PeerProc, token: str) -> Samples:
     status, _, body = get(peer, token)
     assert status == 200, body
+    return parse(body)
+
+
+def parse(body: str) -> Samples:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(body)
@@ -222,6 +226,39 @@ def test_over_tls_it_needs_no_client_certificate_unlike_gossip(tmp_path: Path) -
         peer.kill()
 
 
+# ------------------------------------------------------------------ switched off
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "on"),
+    [([], {}, True), (["--no-metrics"], {}, False), ([], {"DFS_METRICS": "false"}, False)],
+    ids=["default", "flag", "env"],
+)
+def test_a_peer_without_metrics_serves_files_and_answers_404(
+    tmp_path: Path, flags: list[str], env: dict[str, str], on: bool
+) -> None:
+    """Metrics are on unless switched off; off, files are served as ever and /metrics says why it
+    has nothing, in one line, to anyone (the peer runs with --no-auth, so the default peer would
+    answer anyone too)."""
+    peer = PeerProc(tmp_path, 0, f"sqlite:///{tmp_path / 'metadata.db'}", 1, flags)
+    try:
+        peer.start(env=env)
+        data = bytes(range(256)) * 300
+        with peer.client() as c:
+            c.upload(data, name="switch/file")
+            assert c.read("switch/file") == data
+        status, content_type, body = get(peer)
+        if on:
+            assert status == 200, body
+            wait_for(lambda: value(parse(get(peer)[2]), "dfs_requests_total", api="grpc", operation="Put",
+                                   code="OK") == 1, 10, "the upload counted")
+        else:
+            assert (status, content_type.split(";")[0], body) == (404, "text/plain", METRICS_OFF)
+            assert body.count("\n") == 1 and "dfs_" not in body
+    finally:
+        peer.kill()
+
+
 # ------------------------------------------------------------------ what it lists
 
 
@@ -314,6 +351,8 @@ def test_refused_calls_are_counted_by_reason(secured: tuple[Cluster, str]) -> No
 
 
 def test_a_corrupt_copy_counts_once_as_quarantined_and_is_repaired(secured: tuple[Cluster, str]) -> None:
+    """One copy rots, one read finds it, one repair restores it: each counter moves by exactly one, on
+    the peer where it happened."""
     cluster, token = secured
     with cluster.peers[0].client() as c:
         data = bytes(range(256)) * 8192 + b"corrupt"  # 2 MiB and a bit: three chunks
@@ -327,11 +366,15 @@ def test_a_corrupt_copy_counts_once_as_quarantined_and_is_repaired(secured: tupl
     with holder.client() as c:
         assert c.read("metrics/rot") == data  # served from the other copy; this one quarantined
 
-    def moved(peer: PeerProc, name: str) -> float:
-        return value(scrape(peer, token), name) - value(before[peer.node_id], name)
+    def moved(peer: PeerProc, name: str, **labels: str) -> float:
+        return value(scrape(peer, token), name, **labels) - value(before[peer.node_id], name, **labels)
 
     assert moved(holder, "dfs_quarantined_chunks_total") == 1
     assert all(moved(p, "dfs_quarantined_chunks_total") == 0 for p in others)
+    for operation in ("Get", "Download"):  # the read: a header, then the stream
+        assert moved(holder, "dfs_requests_total", api="grpc", operation=operation, code="OK") == 1, operation
     wait_for(lambda: path.exists() and sum(moved(p, "dfs_repaired_chunks_total") for p in cluster.peers) >= 1, 30,
              "the quarantined copy restored by anti-entropy")
+    assert sum(moved(p, "dfs_repaired_chunks_total") for p in cluster.peers) == 1
     assert moved(holder, "dfs_quarantined_chunks_total") == 1
+    assert all(moved(p, "dfs_corrupt_chunks_total") == 0 for p in cluster.peers)  # the read found it, not a scrub

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from peer.clock import ManualClock
-from peer.errors import InvalidPart, InvalidPartOrder, InvalidRequest, PartTooSmall, UploadNotFound
+from peer.errors import (
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidRequest,
+    PartTooSmall,
+    PreconditionFailed,
+    UploadNotFound,
+)
 from peer.files import UploadProof
 from peer.files.limits import ClientLimits
 from peer.files.multipart import MIN_PART_SIZE, MultipartService, PartDigests, combined_digest
@@ -89,7 +96,7 @@ class _Setup:
 
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         stored = await self.multipart.upload_part(upload_id, name, number, pieces(), UploadProof(declared=len(data)),
-                                                  lambda: PartDigests(md5, {}))
+                                                  lambda _sha256: PartDigests(md5, {}))
         assert (stored.size, stored.etag, stored.sha256) == (len(data), md5, hashlib.sha256(data).hexdigest())
         return md5
 
@@ -163,6 +170,35 @@ async def test_a_part_uploaded_again_replaces_the_first(setup: _Setup) -> None:
         await setup.multipart.complete(upload.upload_id, "b/obj", [(1, first)])
     await setup.multipart.complete(upload.upload_id, "b/obj", [(1, second)])
     assert await setup.read("b/obj") == b"second"
+
+
+async def test_a_conditional_completion_is_judged_at_the_commit_and_a_refused_one_stays_open(
+    setup: _Setup,
+) -> None:
+    """Whatever an edge judged before, the commit decides: a create-only completion of a name that
+    has a version by then, or one naming a version that is no longer the latest, writes nothing and
+    leaves the upload with its parts to complete, unconditionally or again, or to abort."""
+    first = await setup.multipart.create("b/obj")
+    await setup.part(first.upload_id, 1, b"first")
+    second = await setup.multipart.create("b/obj")
+    etag = await setup.part(second.upload_id, 1, b"second")
+    winner = await setup.multipart.complete(first.upload_id, "b/obj", [(1, md5(b"first"))], if_latest="")
+    with pytest.raises(PreconditionFailed):
+        await setup.multipart.complete(second.upload_id, "b/obj", [(1, etag)], if_latest="")
+    assert await setup.read("b/obj") == b"first"
+    _, parts, _ = await setup.multipart.list_parts(second.upload_id, "b/obj", 0, 10)
+    assert [p.etag for p in parts] == [etag]
+    third = await setup.multipart.create("b/obj")
+    await setup.part(third.upload_id, 1, b"third")
+    await setup.multipart.complete(third.upload_id, "b/obj", [(1, md5(b"third"))], if_latest=winner.version_id)
+    with pytest.raises(PreconditionFailed):  # the version it names is no longer the latest
+        await setup.multipart.complete(second.upload_id, "b/obj", [(1, etag)], if_latest=winner.version_id)
+    await setup.multipart.complete(second.upload_id, "b/obj", [(1, etag)])
+    assert await setup.read("b/obj") == b"second"
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 async def test_abort_forgets_the_upload(setup: _Setup) -> None:

@@ -1,10 +1,12 @@
-"""The multipart-upload part of the MetadataStore contract, on SQLite and on MongoStore over mongomock
-(and a real MongoDB when DFS_TEST_MONGO_URI is set): parts replace parts of their number, a part
-never outlives its upload, listings page by name and id, expiry follows the last touch, and a chunk
-a part references counts as referenced until its upload is completed, aborted or expired."""
+"""The multipart-upload part of the MetadataStore contract, on SQLite, on MongoStore over mongomock (and
+a real MongoDB when DFS_TEST_MONGO_URI is set) and on a real PostgreSQL server (tests/pgserver.py):
+parts replace parts of their number, a part never outlives its upload, listings page by name and id,
+expiry follows the last touch, and a chunk a part references counts as referenced until its upload is
+completed, aborted or expired."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,17 +14,25 @@ import pytest
 
 from peer.errors import InvalidRequest, UploadNotFound, VersionNotFound
 from peer.metadata.mongo import MongoStore
+from peer.metadata.postgres import PostgresStore
 from peer.metadata.sqlite import SqliteStore
 from peer.metadata.store import ChunkRef, MetadataStore, MultipartUpload, NewVersion, PartRecord
+from tests.pgserver import pg_schema_uri
 from tests.test_metadata_contract import mongo_database
 
 
-@pytest.fixture(params=["sqlite", "mongomock", "mongodb"])
+@pytest.fixture(params=["sqlite", "mongomock", "mongodb", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
     if request.param == "sqlite":
         sqlite_store = SqliteStore(tmp_path / "metadata.db")
         yield sqlite_store
         sqlite_store.close()
+        return
+    if request.param == "postgresql":
+        with pg_schema_uri(request.getfixturevalue("pg_server")) as uri:
+            postgres_store = PostgresStore(uri)
+            yield postgres_store
+            postgres_store.close()
         return
     with mongo_database(request.param) as (client, name):
         mongo_store = MongoStore("mongodb://unused", database=name, client=client)
@@ -52,6 +62,14 @@ def test_an_upload_reads_back_as_stored_and_an_id_is_taken_once(store: MetadataS
         store.create_upload(upload(uid(1), name="b/other"))
     with pytest.raises(UploadNotFound):
         store.get_upload(uid(2))
+
+
+def test_an_upload_keeps_the_policy_its_parts_are_written_with(store: MetadataStore) -> None:
+    store.create_upload(dataclasses.replace(upload(uid(1)), policy="rep:3"))
+    store.create_upload(upload(uid(2)))
+    assert store.get_upload(uid(1)).policy == "rep:3"
+    assert store.get_upload(uid(2)).policy == ""  # none: the cluster's
+    assert [u.policy for u in store.list_uploads("b/", "b/", "", 10)] == ["rep:3", ""]
 
 
 def test_parts_list_in_order_and_a_part_replaces_its_number(store: MetadataStore) -> None:

@@ -41,7 +41,7 @@ def test_gossip_port_in_use(tmp_path: Path) -> None:
 def test_invalid_settings(tmp_path: Path) -> None:
     assert_one_line_error(serve(tmp_path, "--replicas", "0"), "DFS_REPLICAS")
     assert_one_line_error(serve(tmp_path, "--grpc-addr", "nonsense"), "HOST:PORT")
-    assert_one_line_error(serve(tmp_path, "--metadata", "postgres://x"), "DFS_METADATA")
+    assert_one_line_error(serve(tmp_path, "--metadata", "redis://x"), "DFS_METADATA")
 
 
 def test_node_id_is_validated(tmp_path: Path) -> None:
@@ -72,3 +72,10 @@ def test_explicit_node_id_is_kept_and_a_foreign_data_dir_refused(tmp_path: Path)
         proc.wait(timeout=30)
     result = serve(tmp_path, "--node-id", "another", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0")
     assert_one_line_error(result, "belongs to node rack1-peer.a", "--node-id another")
+
+
+def test_default_policy_is_checked_at_start(tmp_path: Path) -> None:
+    for policy in ("rep:x", "rep:0", "mirror"):
+        result = serve(tmp_path, "--default-policy", policy)
+        assert_one_line_error(result, "DFS_DEFAULT_POLICY", repr(policy))
+        assert result.returncode == 2  # a configuration error, as for every other bad setting

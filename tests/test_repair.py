@@ -560,6 +560,9 @@ class _AllReferenced:
     async def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
         return set(chunk_ids)
 
+    async def placements(self, stored: Sequence[str], default_policy: str) -> dict[str, tuple[object, ...]]:
+        return {}  # every chunk is a whole copy under the cluster's policy
+
 
 async def test_under_replicated_counts_chunks_a_live_owner_lacks(tmp_path: Path) -> None:
     store = ChunkStore(tmp_path)

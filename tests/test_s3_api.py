@@ -309,6 +309,28 @@ def test_a_wrong_checksum_or_content_md5_stores_nothing(s3: Any, bucket: str) ->
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"payload"
 
 
+@pytest.mark.parametrize("size", [1000, 2 * 1024 * 1024 + 5], ids=["one-short-chunk", "three-chunks"])
+def test_every_digest_is_checked_before_the_commit(endpoint: str, s3: Any, bucket: str, size: int) -> None:
+    """The body's digests are computed in the upload's own hashing pass, whether the object is one
+    short chunk or several; a mismatch of any of them still stores nothing."""
+    body = os.urandom(size)
+    url = f"{endpoint}/{bucket}/digests-{size}"
+    md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+    crc = base64.b64encode((zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "big")).decode()
+    wrong_sha = {"x-amz-content-sha256": hashlib.sha256(body[1:]).hexdigest()}
+    for headers, code in [(wrong_sha, b"XAmzContentSHA256Mismatch"),
+                          ({"Content-MD5": base64.b64encode(b"\0" * 16).decode()}, b"BadDigest"),
+                          ({"x-amz-checksum-crc32": "AAAAAA=="}, b"BadDigest")]:
+        status, _, answer = raw("PUT", url, body, headers)
+        assert status == 400 and code in answer, (headers, answer)
+        assert raw("HEAD", url)[0] == 404
+    status, answer_headers, _ = raw("PUT", url, body, {"x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+                                                       "Content-MD5": md5, "x-amz-checksum-crc32": crc})
+    assert status == 200 and answer_headers["x-amz-checksum-crc32"] == crc
+    assert answer_headers["etag"] == f'"{md5_hex(body)}"'
+    assert s3.get_object(Bucket=bucket, Key=f"digests-{size}")["Body"].read() == body
+
+
 def test_a_large_object_streams_through(s3: Any, bucket: str) -> None:
     body = os.urandom(9 * 1024 * 1024 + 123)
     put = s3.put_object(Bucket=bucket, Key="large.bin", Body=io.BytesIO(body))

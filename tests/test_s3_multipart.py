@@ -1,8 +1,9 @@
 """Multipart uploads with boto3 at its defaults against real peer processes: the whole cycle with
 byte-identical and ranged reads across part boundaries, boto3's managed transfers, the ETag, every
 refusal of a part list, abort, ListParts and ListMultipartUploads paging, UploadPartCopy with a
-range, the SDK's and `dfs download`'s verified read of a completed object, and the expiry that
-collects an abandoned upload's chunks.
+range, the SDK's and `dfs download`'s verified read of a completed object, conditional
+completions (`If-None-Match: *`, `If-Match`, judged at the commit), and the expiry that collects an
+abandoned upload's chunks.
 
 Sizes stay small: 5 MiB parts (S3's minimum for every part but the last), two or three of them.
 """
@@ -15,6 +16,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,6 +220,107 @@ def test_abort_removes_the_upload_and_its_parts(s3: Any, bucket: str) -> None:
         with pytest.raises(ClientError) as gone:
             call()
         assert error_code(gone) == "NoSuchUpload" and status_of(gone) == 404
+
+
+# ------------------------------------------------------------------------ conditional completion
+
+
+def test_a_create_only_completion_writes_only_a_new_key(s3: Any, bucket: str) -> None:
+    first_id, first = upload_parts(s3, bucket, "once", [b"first"])
+    second_id, second = upload_parts(s3, bucket, "once", [b"second"])
+    created = s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=first_id,
+                                           MultipartUpload={"Parts": first}, IfNoneMatch="*")
+    assert created["ETag"] == f'"{multipart_etag([b"first"])}"'
+    with pytest.raises(ClientError) as exists:
+        s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=second_id,
+                                     MultipartUpload={"Parts": second}, IfNoneMatch="*")
+    assert error_code(exists) == "PreconditionFailed" and status_of(exists) == 412
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
+    # the refused upload stays open with its parts: the client may complete it otherwise, or abort it
+    assert [p["ETag"] for p in s3.list_parts(Bucket=bucket, Key="once", UploadId=second_id)["Parts"]] == [
+        second[0]["ETag"]]
+    s3.abort_multipart_upload(Bucket=bucket, Key="once", UploadId=second_id)
+    with pytest.raises(ClientError) as gone:  # a missing upload is NoSuchUpload whatever the key holds
+        s3.complete_multipart_upload(Bucket=bucket, Key="once", UploadId=second_id,
+                                     MultipartUpload={"Parts": second}, IfNoneMatch="*")
+    assert error_code(gone) == "NoSuchUpload"
+
+
+def test_an_if_match_completion_replaces_only_the_version_it_names(s3: Any, bucket: str) -> None:
+    etag = s3.put_object(Bucket=bucket, Key="cas", Body=b"v1")["ETag"]
+    stale_id, stale = upload_parts(s3, bucket, "cas", [b"stale"])
+    fresh_id, fresh = upload_parts(s3, bucket, "cas", [b"v2"])
+    replaced = s3.complete_multipart_upload(Bucket=bucket, Key="cas", UploadId=fresh_id,
+                                            MultipartUpload={"Parts": fresh}, IfMatch=etag)
+    with pytest.raises(ClientError) as changed:  # v1 is no longer the current version
+        s3.complete_multipart_upload(Bucket=bucket, Key="cas", UploadId=stale_id,
+                                     MultipartUpload={"Parts": stale}, IfMatch=etag)
+    assert error_code(changed) == "PreconditionFailed" and status_of(changed) == 412
+    assert s3.get_object(Bucket=bucket, Key="cas")["Body"].read() == b"v2"
+    s3.complete_multipart_upload(Bucket=bucket, Key="cas", UploadId=stale_id,
+                                 MultipartUpload={"Parts": stale}, IfMatch=replaced["ETag"])
+    assert s3.get_object(Bucket=bucket, Key="cas")["Body"].read() == b"stale"
+    absent_id, absent = upload_parts(s3, bucket, "absent", [b"x"])
+    with pytest.raises(ClientError) as missing:
+        s3.complete_multipart_upload(Bucket=bucket, Key="absent", UploadId=absent_id,
+                                     MultipartUpload={"Parts": absent}, IfMatch=etag)
+    assert error_code(missing) == "NoSuchKey" and status_of(missing) == 404
+    with pytest.raises(ClientError) as unsupported:
+        s3.complete_multipart_upload(Bucket=bucket, Key="absent", UploadId=absent_id,
+                                     MultipartUpload={"Parts": absent}, IfNoneMatch=etag)
+    assert error_code(unsupported) == "NotImplemented"  # never completed unconditionally
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="absent")
+
+
+def test_racing_create_only_completions_write_exactly_one(plain: Cluster, bucket: str) -> None:
+    """Both completions may pass the check made before the parts are joined; the commit decides."""
+    clients = [s3_client(f"http://{peer.s3_addr}") for peer in plain.peers[:2]]
+
+    def finish(client: Any, key: str, upload: tuple[str, list[dict[str, Any]]], start: threading.Barrier,
+               outcomes: list[Any], i: int) -> None:
+        start.wait(timeout=30)
+        try:
+            outcomes[i] = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload[0],
+                                                           MultipartUpload={"Parts": upload[1]}, IfNoneMatch="*")
+        except ClientError as exc:
+            outcomes[i] = exc
+
+    for round_ in range(3):
+        key = f"race-{round_}"
+        bodies = [f"body {i} of {key}".encode() for i in range(2)]
+        start = threading.Barrier(2)
+        outcomes: list[Any] = [None, None]
+        uploads = [upload_parts(clients[i], bucket, key, [bodies[i]]) for i in range(2)]
+        threads = [threading.Thread(target=finish, args=(clients[i], key, uploads[i], start, outcomes, i))
+                   for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        won = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, dict)]
+        lost = [outcome for outcome in outcomes if isinstance(outcome, ClientError)]
+        assert len(won) == 1 and len(lost) == 1, outcomes
+        assert lost[0].response["Error"]["Code"] == "PreconditionFailed"
+        assert clients[0].get_object(Bucket=bucket, Key=key)["Body"].read() == bodies[won[0]]
+
+
+def test_create_ignores_conditions_as_s3_does(s3: Any, bucket: str) -> None:
+    """S3 takes If-None-Match and If-Match on the completion only and ignores them when an upload is
+    created, so a client sending them there (boto3 has no parameter for it) gets its upload."""
+    s3.put_object(Bucket=bucket, Key="exists", Body=b"old")
+
+    def conditions(request: Any, **_: Any) -> None:
+        request.headers["If-None-Match"] = "*"
+        request.headers["If-Match"] = '"0123456789abcdef0123456789abcdef"'
+
+    s3.meta.events.register("before-sign.s3.CreateMultipartUpload", conditions)
+    try:
+        upload_id, parts = upload_parts(s3, bucket, "exists", [b"new"])
+    finally:
+        s3.meta.events.unregister("before-sign.s3.CreateMultipartUpload", conditions)
+    complete(s3, bucket, "exists", upload_id, parts)
+    assert s3.get_object(Bucket=bucket, Key="exists")["Body"].read() == b"new"
 
 
 # ---------------------------------------------------------------------------------------- listing

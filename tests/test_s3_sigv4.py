@@ -7,6 +7,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Iterator
@@ -310,6 +311,25 @@ def test_put_with_a_signed_payload_checks_the_body(key: str, crt: bool) -> None:
     tampered = data[:-1] + bytes([data[-1] ^ 1])
     error = s3_error(lambda: read_body(head, result, tampered))
     assert (error.code, error.status) == ("XAmzContentSHA256Mismatch", 400)
+
+
+def test_a_signed_payload_is_checked_against_a_sha256_computed_elsewhere() -> None:
+    """The upload hashes every body with SHA-256 anyway; the reader takes that digest instead of
+    hashing the body a second time, and refuses the body when it is not the one signed."""
+    data = random.Random(3).randbytes(300_000)
+    head = sign("PUT", f"{HTTP}/bucket/key", body=data)
+    result = verifier().verify(head)
+    for given, code in [(hashlib.sha256(data).hexdigest(), None),
+                        (hashlib.sha256(data[1:]).hexdigest(), "XAmzContentSHA256Mismatch")]:
+        reader = open_body(result, head, sha256_given=True)
+        decoded = reader.decode(data)
+        assert decoded == data
+        reader.hash(decoded)
+        assert reader.end() == len(data)
+        if code is None:
+            assert reader.finish(given).md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        else:
+            assert s3_error(functools.partial(reader.finish, given)).code == code
 
 
 def _quote_key(key: str) -> str:

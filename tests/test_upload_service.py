@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,24 @@ async def test_ids_file_hash_and_chunk_order_are_those_of_the_bytes(tmp_path: Pa
                 assert store.get(ref.chunk_id)
             else:
                 assert (node, ref.chunk_id) in peers.puts
+
+
+@pytest.mark.parametrize("size", [0, 100, CHUNK, 13 * CHUNK + 7])
+async def test_a_tap_sees_every_byte_once_in_order_off_the_event_loop(tmp_path: Path, size: int) -> None:
+    """An edge's digests (S3's MD5) ride in the upload's hashing pass: complete once the upload
+    returns, computed in worker threads, never on the loop that receives the data."""
+    service, _, _ = _service(tmp_path, _Peers())
+    data = os.urandom(size)
+    tapped = bytearray()
+    threads: set[int] = set()
+
+    def tap(chunk: bytes | memoryview) -> None:
+        threads.add(threading.get_ident())
+        tapped.extend(chunk)
+
+    written = await service.write(_pieces(data, 3 * CHUNK + 5), tap=tap)
+    assert bytes(tapped) == data and written.sha256 == hashlib.sha256(data).hexdigest()
+    assert threading.get_ident() not in threads
 
 
 async def test_a_chunk_that_cannot_be_placed_leaves_no_version(tmp_path: Path) -> None:

@@ -218,7 +218,7 @@ async def test_housekeeping_publishes_disk_usage_and_tracks_metadata_health() ->
 
 # ------------------------------------------------------------------------ the workers in `dfs status`
 
-WORKER_NAMES = {"gossip", "housekeeping", "anti-entropy", "scrub", "gc"}
+WORKER_NAMES = {"gossip", "housekeeping", "anti-entropy", "scrub", "rebuild", "gc"}
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """BucketService: the S3 buckets, name spaces of the product's file names, kept as metadata records.
 
 A bucket B holds the files whose names start with `B/` (peer/s3/names.py); its record carries only
-its name, creation time and versioning state, never a list of its files, so files uploaded with
-`dfs` under `B/` belong to it like objects PUT over S3. A bucket is deleted only while no file
+its name, creation time, versioning state and default redundancy policy, never a list of its files,
+so files uploaded with `dfs` under `B/` belong to it like objects PUT over S3 (and take its policy
+when they name none). A bucket is deleted only while no file
 starts with `B/`. The check and the deletion are two steps: a PUT racing a DeleteBucket can leave a
 file whose bucket is gone, which is listed again once a bucket of that name is created.
 """
@@ -14,6 +15,7 @@ import logging
 
 from peer.clock import Clock, SystemClock
 from peer.errors import BucketNotEmpty, BucketNotFound, InvalidRequest
+from peer.files import rules
 from peer.files.service import FileService
 from peer.metadata.store import BUCKET_VERSIONING, AsyncMetadata, BucketRecord
 from peer.s3.names import bucket_name_problem, bucket_prefix
@@ -55,6 +57,15 @@ class BucketService:
         self._files.require_metadata()
         record = await self._metadata.set_bucket_versioning(name, state)
         log.info("bucket %s: versioning %s", name, state)
+        return record
+
+    async def set_policy(self, name: str, policy: str) -> BucketRecord:
+        """Records the redundancy policy of the uploads into the bucket that name none; "" clears it
+        (the cluster's applies). Stored in its canonical spelling; versions already stored keep theirs."""
+        checked = rules.check_policy(policy)
+        self._files.require_metadata()
+        record = await self._metadata.set_bucket_policy(_checked(name), checked)
+        log.info("bucket %s: default policy %s", name, checked or "cleared (the cluster's)")
         return record
 
     async def delete(self, name: str) -> None:

@@ -20,6 +20,7 @@ class MemberSnapshot:
     on_ring: bool
     last_seen_s: float
     stats: Mapping[str, Any] | None = None  # PeerStats fields, None when the member did not answer
+    zone: str = ""  # the member's failure domain as it announced it; "" = the unnamed zone
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,4 @@ class ClusterSnapshot:
     metadata_backend: str
     metadata_healthy: bool
     metadata_error: str
+    default_policy: str = ""  # the cluster's redundancy policy, what an upload naming none is stored with

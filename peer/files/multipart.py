@@ -1,8 +1,10 @@
 """Multipart uploads: parts stored as they arrive, one version committed from them at completion.
 
 A part goes through the same path as a whole upload (`UploadService.write`: chunked, hashed off the
-loop, R durable copies per the write plan) and its completeness is proven the same way
-(`UploadProof`); what differs is the record: instead of a version, a part record holds the part's
+loop, durable on the write plan's peers) and its completeness is proven the same way
+(`UploadProof`). Every part is written under the redundancy policy the upload was opened with, so
+the parts of one object never differ in it (a policy the cluster cannot meet is refused at the
+opening, before any part is sent); what differs is the record: instead of a version, a part record holds the part's
 chunk list, size, MD5 (its ETag) and SHA-256, under its open upload. A completion checks the part
 list the client names against the stored parts and commits one version whose chunk list is the
 parts' chunk lists one after the other: no byte is read, written or copied again. Each part is cut
@@ -57,8 +59,9 @@ from peer.metadata.store import (
     VersionRecord,
     VersionSpec,
 )
+from peer.ring.policy import Policy
 from peer.transfer.download import DownloadService, Piece
-from peer.transfer.upload import UploadService
+from peer.transfer.upload import Tap, UploadService
 
 __all__ = [
     "MAX_PARTS",
@@ -148,10 +151,14 @@ class MultipartService:
 
     # ------------------------------------------------------------------------------- the upload
 
-    async def create(self, name: str, *, content_type: str = "", metadata: Mapping[str, str] | None = None
-                     ) -> MultipartUpload:
-        """A new open upload of `name`, with the content type and metadata its version will carry."""
+    async def create(self, name: str, *, content_type: str = "", metadata: Mapping[str, str] | None = None,
+                     policy: str = "") -> MultipartUpload:
+        """A new open upload of `name`, with the content type and metadata its version will carry and
+        the redundancy policy ("" the cluster's) every part is written with. A policy the cluster
+        cannot meet now is refused here, before the client sends any part."""
         self._require_metadata()
+        policy = rules.check_policy(policy)
+        self._uploads.writable(policy)
         now = self._clock.wall()
         upload = MultipartUpload(
             upload_id=f"{int(now * 1_000_000):016x}"[-16:] + secrets.token_hex(8),
@@ -160,10 +167,16 @@ class MultipartService:
             content_type=rules.check_content_type(content_type),
             metadata=rules.check_metadata(metadata or {}, self._limits.max_metadata_bytes),
             touched_at=now,
+            policy=policy,
         )
         await self._metadata.create_upload(upload)
         log.info("multipart upload %s of %s opened", upload.upload_id, upload.name)
         return upload
+
+    async def get(self, upload_id: str, name: str) -> MultipartUpload:
+        """The open upload `upload_id` of `name`, else UploadNotFound: for an edge that judges a
+        completion's conditions only once the upload is known to exist."""
+        return await self._open(upload_id, name)
 
     async def abort(self, upload_id: str, name: str) -> None:
         """Removes the upload and its parts; their chunks are collected after the GC grace."""
@@ -184,19 +197,21 @@ class MultipartService:
 
     async def upload_part(
         self, upload_id: str, name: str, number: int, data: AsyncIterator[Data], proof: UploadProof,
-        digests: Callable[[], PartDigests],
+        digests: Callable[[str], PartDigests], *, tap: Tap | None = None,
     ) -> PartRecord:
         """Stores `data` as part `number`, replacing an earlier part of that number. The part's chunks
-        are written as they arrive and recorded once `proof` holds; `digests` is called after it did."""
+        are written as they arrive and recorded once `proof` holds; `digests` is called after it did,
+        with the part's hex SHA-256 (what it raises records no part). `tap` sees every byte in the
+        write's own hashing pass (`UploadService.write`), done by the time `digests` is called."""
         _check_part_number(number)
-        await self._open(upload_id, name)
+        upload = await self._open(upload_id, name)
         limit = self._part_limit()
         if proof.declared is not None and not 0 <= proof.declared <= limit:
             raise TooLarge(f"declared part size {proof.declared} is outside 0..{limit}")
         written = await self._uploads.write(_bounded(data, limit if proof.declared is None else proof.declared,
-                                                     proof.declared is not None))
+                                                     proof.declared is not None), _policy(upload.policy), tap=tap)
         proof.check(written.size, written.sha256)
-        done = digests()
+        done = digests(written.sha256)
         part = PartRecord(
             upload_id=upload_id, part_number=number, size=written.size, etag=done.md5, sha256=written.sha256,
             chunks=written.chunks, created_at=self._clock.wall(), policy=written.policy,
@@ -212,20 +227,24 @@ class MultipartService:
         source_md5: str | None = None,
     ) -> PartRecord:
         """Part `number` made of bytes [offset, offset + length) of the version `source` (length 0: to
-        its end), referencing its chunks where the range covers them whole. `source_md5` is the
-        source's hex MD5 when known, which spares reading a copy of the whole source."""
+        its end), referencing its chunks where the range covers them whole, when the source was stored
+        under the upload's policy (otherwise every byte is written anew under the upload's policy).
+        `source_md5` is the source's hex MD5 when known, which spares reading a copy of the whole source."""
         _check_part_number(number)
-        await self._open(upload_id, name)
+        upload = await self._open(upload_id, name)
         pinned = VersionSpec(version_id=source.version_id)
         record, rng, pieces = await self._downloads.open(FileRefSpec(name=source.name), pinned, offset, length)
         try:
             if rng.length > self._part_limit():
                 raise TooLarge(f"the copied range of {rng.length} bytes is larger than a part may be")
             whole = (rng.offset, rng.length) == (0, record.size)
-            if whole and source_md5 is not None and _is_sha256(record.sha256):
+            default = str(self._uploads.default_policy)
+            reuse = (record.policy or default) == (upload.policy or default)
+            if reuse and whole and source_md5 is not None and _is_sha256(record.sha256):
                 chunks, md5, sha256, policies = record.chunks, source_md5, record.sha256, {record.policy}
             else:
-                chunks, md5, sha256, policies = await self._copy_pieces(pieces, record.policy)
+                chunks, md5, sha256, policies = await self._copy_pieces(pieces, record.policy if reuse else None,
+                                                                        upload.policy)
         finally:
             close = getattr(pieces, "aclose", None)
             if close is not None:
@@ -240,10 +259,11 @@ class MultipartService:
         return part
 
     async def _copy_pieces(
-        self, pieces: AsyncIterator[Piece], source_policy: str
+        self, pieces: AsyncIterator[Piece], source_policy: str | None, policy: str
     ) -> tuple[tuple[ChunkRef, ...], str, str, set[str]]:
-        """(chunks, MD5, SHA-256, policies) of the range: each whole chunk as it is, each cut one
-        written anew from the bytes the range holds of it."""
+        """(chunks, MD5, SHA-256, policies) of the range: each whole chunk as it is (unless
+        `source_policy` is None: the source's placement is not the upload's), each other one written
+        anew under `policy` from the bytes the range holds of it."""
         md5 = hashlib.md5(usedforsecurity=False)
         sha256 = hashlib.sha256()
         chunks: list[ChunkRef] = []
@@ -254,11 +274,11 @@ class MultipartService:
                 await asyncio.to_thread(_update, (md5, sha256), data)
             else:
                 _update((md5, sha256), data)
-            if len(data) == ref.size:
+            if source_policy is not None and len(data) == ref.size:
                 chunks.append(ref)
                 policies.add(source_policy)
                 continue
-            written = await self._uploads.write(_once(bytes(data)))
+            written = await self._uploads.write(_once(bytes(data)), _policy(policy))
             chunks.extend(written.chunks)
             policies.add(written.policy)
         return tuple(chunks), md5.hexdigest(), sha256.hexdigest(), policies
@@ -281,10 +301,15 @@ class MultipartService:
     async def complete(
         self, upload_id: str, name: str, chosen: Sequence[tuple[int, str]],
         late_metadata: Callable[[Combined], Mapping[str, str]] | None = None, *, null_version: bool = False,
+        if_latest: str | None = None,
     ) -> VersionRecord:
         """Commits one version of `name` from the parts `chosen` ((number, ETag) in ascending order),
         then removes the upload. `late_metadata` adds entries known only now (the combined ETag);
-        `null_version` makes the version the name's null version, as `FileService.put` does."""
+        `null_version` makes the version the name's null version, as `FileService.put` does;
+        `if_latest` is the commit's condition on the name's latest version (NewVersion.if_latest).
+        A completion refused by its condition leaves the upload and its parts as they were."""
+        if if_latest:
+            rules.check_id(if_latest, "version id")
         upload = await self._open(upload_id, name, touch=True)  # no expiry while it completes
         if not chosen:
             raise InvalidRequest("a multipart completion must name at least one part")
@@ -316,7 +341,7 @@ class MultipartService:
             name=upload.name, size=size, sha256=combined.sha256,
             chunks=tuple(chunk for part in parts for chunk in part.chunks),
             content_type=upload.content_type, metadata=metadata, created_at=self._clock.wall(),
-            policy=_one_policy({part.policy for part in parts}), null_version=null_version,
+            policy=_one_policy({part.policy for part in parts}), null_version=null_version, if_latest=if_latest,
         )
         record = await self._metadata.commit_version(new)
         log.info("multipart upload %s completed: %s v%d (%d bytes, %d parts, %d chunks)", upload_id, record.name,
@@ -399,6 +424,11 @@ def _one_policy(policies: set[str]) -> str:
     if len(named) > 1:
         raise InvalidRequest(f"the parts were stored under different redundancy policies: {sorted(named)}")
     return next(iter(named), "")
+
+
+def _policy(recorded: str) -> Policy | None:
+    """The policy an upload record names; None ("") is the cluster's."""
+    return Policy.parse(recorded) if recorded else None
 
 
 def _update(hashes: tuple[hashlib._Hash, ...], data: Data) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from peer.errors import InvalidRequest
 from peer.files.limits import ClientLimits
+from peer.ring.policy import InvalidPolicy, Policy
 
 MAX_NAME_BYTES = 1024
 MAX_CONTENT_TYPE = 256
@@ -20,6 +21,7 @@ MAX_META_ENTRIES = 64
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_DELIMITER_BYTES = 8
+MAX_POLICY_CHARS = 32  # far beyond any valid spelling; a longer one is not echoed back whole
 # fullmatch, not match with ^...$: "$" also matches before a trailing newline.
 HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -95,6 +97,16 @@ def check_delimiter(delimiter: str) -> str:
     if _has_control(delimiter):
         raise InvalidRequest("the delimiter contains NUL or control characters")
     return delimiter
+
+
+def check_policy(policy: str) -> str:
+    """A redundancy policy a caller named, in its one canonical spelling; "" (the default) stays "".
+    InvalidPolicy (an InvalidRequest) names the policy and the kinds this peer stores."""
+    if not policy:
+        return ""
+    if len(policy) > MAX_POLICY_CHARS:
+        raise InvalidPolicy(policy[:MAX_POLICY_CHARS] + "...", f"longer than {MAX_POLICY_CHARS} characters")
+    return str(Policy.parse(policy))
 
 
 def check_page_size(size: int) -> int:

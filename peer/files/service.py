@@ -14,7 +14,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from peer.clock import Clock, SystemClock
-from peer.errors import ConfigError, DeleteMarkerFound, InvalidRequest, MetadataUnavailable, TooLarge, VersionNotFound
+from peer.errors import (
+    ConfigError,
+    DataLoss,
+    DeleteMarkerFound,
+    InvalidRequest,
+    MetadataUnavailable,
+    TooLarge,
+    VersionNotFound,
+)
 from peer.files import rules
 from peer.files.limits import ClientLimits
 from peer.files.multipart import MultipartService
@@ -30,10 +38,11 @@ from peer.metadata.store import (
     VersionRecord,
     VersionSpec,
 )
+from peer.s3.names import bucket_name_problem
 from peer.security.s3keys import NewS3Key, S3KeyInfo, S3Keys
 from peer.security.tokens import TokenVerifier, check_role, check_token_name, new_token
 from peer.transfer.download import ByteRange, DownloadService, Piece
-from peer.transfer.upload import UploadService, UploadSpec
+from peer.transfer.upload import Tap, UploadService, UploadSpec
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +108,28 @@ class FileService:
         *,
         content_type: str = "",
         user_metadata: Mapping[str, str] | None = None,
-        late_metadata: Callable[[], Mapping[str, str]] | None = None,
+        late_metadata: Callable[[str], Mapping[str, str]] | None = None,
         null_version: bool = False,
         if_latest: str | None = None,
+        policy: str | None = None,
+        tap: Tap | None = None,
     ) -> VersionRecord:
         """Stores `data` as a new version of `name` once every chunk is durable and `proof` holds.
 
         `null_version` makes it the name's null version (replacing the previous one); `if_latest` is
         a condition on the name's latest version (NewVersion.if_latest), checked inside the commit:
         PreconditionFailed when it does not hold, and the stored chunks are left to collection.
+        `policy` is the redundancy policy to store it with ("" the cluster's default); None means the
+        default of the bucket `name` falls in, else the cluster's. A policy wider than the usable peers
+        is refused (InsufficientReplicas) before any data is read.
 
         The edge fills `proof.trailer` in as the client sends it, before `data` ends. A declared size
         over the limit is refused before any data is read; data beyond the declared size or the limit
         is refused before it reaches the chunker. `late_metadata` gives entries known only once `data`
-        has ended (a digest computed as the bytes passed): it is called after the proof holds and
-        before the commit, and its entries join `user_metadata` under the same rules.
+        has ended (a digest computed as the bytes passed): it is called with the data's hex SHA-256
+        after the proof holds and before the commit (what it raises leaves no version), and its
+        entries join `user_metadata` under the same rules. `tap` sees every byte in the upload's own
+        hashing pass (`UploadService.write`), done by the time `late_metadata` is called.
         """
         self.require_metadata()
         spec = UploadSpec(
@@ -122,6 +138,7 @@ class FileService:
             metadata=rules.check_metadata(user_metadata or {}, self.limits.max_metadata_bytes),
             null_version=null_version,
             if_latest=_checked_condition(if_latest),
+            policy=await self._policy_for(name, policy),
         )
         limit = self.limits.max_file_size
         if proof.declared is not None and not 0 <= proof.declared <= limit:
@@ -131,9 +148,21 @@ class FileService:
             proof.check(size, sha256)
             if late_metadata is None:
                 return None
-            return rules.check_metadata({**spec.metadata, **late_metadata()}, self.limits.max_metadata_bytes)
+            return rules.check_metadata({**spec.metadata, **late_metadata(sha256)}, self.limits.max_metadata_bytes)
 
-        return await self._uploads.upload(spec, self._bounded(data, proof.declared), check)
+        return await self._uploads.upload(spec, self._bounded(data, proof.declared), check, tap=tap)
+
+    async def _policy_for(self, name: str, requested: str | None) -> str:
+        """The policy an upload of `name` is stored with: the one it names, else the default of the
+        bucket it falls in (`BUCKET/...`), else "" (the cluster's). Only a name that can be under a
+        bucket costs a lookup."""
+        if requested is not None:
+            return rules.check_policy(requested)
+        bucket, sep, _ = name.partition("/")
+        if not sep or bucket_name_problem(bucket) is not None:
+            return ""
+        record = await self._metadata.get_bucket(bucket)
+        return record.policy if record is not None else ""
 
     async def _bounded(self, data: AsyncIterator[Data], declared: int | None) -> AsyncIterator[Data]:
         limit = self.limits.max_file_size if declared is None else declared
@@ -156,14 +185,25 @@ class FileService:
         metadata: Mapping[str, str],
         null_version: bool = False,
         if_latest: str | None = None,
+        policy: str | None = None,
     ) -> VersionRecord:
         """A new version of `name` with the content of the version `source`: the same chunks, size
         and SHA-256, so no byte is moved. The commit requires `source` to exist still
         (NewVersion.source_version), so garbage collection can never take a chunk the copy shares;
-        `content_type` and `metadata` are the copy's own (the source's for a plain copy)."""
+        `content_type` and `metadata` are the copy's own (the source's for a plain copy).
+
+        `policy` None keeps the source's redundancy policy; a policy ("" the cluster's default) that
+        differs from the one the source was stored with makes a copy of the data instead, written
+        under that policy, since chunks placed for one policy do not give another's redundancy."""
         self.require_metadata()
         if source.delete_marker:
             raise DeleteMarkerFound(source.name, source.version_id, by_id=True)
+        if policy is not None:
+            wanted = rules.check_policy(policy)
+            default = str(self._uploads.default_policy)
+            if (wanted or default) != (source.policy or default):
+                return await self._rewrite(source, name, content_type=content_type, metadata=metadata,
+                                           null_version=null_version, if_latest=if_latest, policy=wanted)
         new = NewVersion(
             name=rules.check_name(name),
             size=source.size,
@@ -180,6 +220,41 @@ class FileService:
         record = await self._metadata.commit_version(new)
         log.info("copied %s v%d to %s v%d (%d bytes, no data moved)", source.name, source.version, record.name,
                  record.version, record.size)
+        return record
+
+    async def _rewrite(
+        self, source: VersionRecord, name: str, *, content_type: str, metadata: Mapping[str, str],
+        null_version: bool, if_latest: str | None, policy: str,
+    ) -> VersionRecord:
+        """The copy that moves data: the source's bytes, each chunk verified as it is read, stored
+        again under `policy` as a new version of `name`."""
+        spec = UploadSpec(
+            name=rules.check_name(name),
+            content_type=rules.check_content_type(content_type),
+            metadata=rules.check_metadata(metadata, self.limits.max_metadata_bytes),
+            null_version=null_version,
+            if_latest=_checked_condition(if_latest),
+            policy=policy,
+        )
+        pinned = VersionSpec(version_id=source.version_id)
+        _, _, pieces = await self._downloads.open(FileRefSpec(name=source.name), pinned, 0, 0)
+
+        async def data() -> AsyncIterator[Data]:
+            async for piece in pieces:
+                yield piece.data
+
+        def check(size: int, _sha256: str) -> None:
+            if size != source.size:
+                raise DataLoss(f"{source.name} v{source.version} read back {size} of its {source.size} bytes")
+
+        try:
+            record = await self._uploads.upload(spec, data(), check)
+        finally:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                await close()
+        log.info("copied %s v%d to %s v%d under %s (%d bytes)", source.name, source.version, record.name,
+                 record.version, record.policy, record.size)
         return record
 
     async def delete_marker(self, name: str, *, null_version: bool = False) -> VersionRecord:

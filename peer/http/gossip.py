@@ -44,13 +44,15 @@ READ_CHUNK_BYTES = 64 * 1024
 
 
 class RefusalLog:
-    """Logs refused gossip without letting a flood of forgeries flood the log: at most one warning
-    per `interval_s` (carrying the count of refusals since), every other refusal at debug."""
+    """Logs refused gossip (or, naming it `what`, another peer endpoint's refusals) without letting a
+    flood of forgeries flood the log: at most one warning per `interval_s` (carrying the count of
+    refusals since), every other refusal at debug."""
 
     def __init__(self, interval_s: float = REFUSAL_WARN_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, what: str = "gossip") -> None:
         self._interval_s = interval_s
         self._clock = clock
+        self._what = what
         self._next_warning = float("-inf")
         self._suppressed = 0
 
@@ -58,10 +60,10 @@ class RefusalLog:
         now = self._clock()
         if now < self._next_warning:
             self._suppressed += 1
-            log.debug("refused gossip from %s: %d %s", remote, status, reason)
+            log.debug("refused %s from %s: %d %s", self._what, remote, status, reason)
             return
-        log.warning("refused gossip from %s: %d %s (%d more refused since the last warning)",
-                    remote, status, reason, self._suppressed)
+        log.warning("refused %s from %s: %d %s (%d more refused since the last warning)",
+                    self._what, remote, status, reason, self._suppressed)
         self._suppressed = 0
         self._next_warning = now + self._interval_s
 

@@ -5,7 +5,8 @@ Prometheus server is no peer. Who may read it: a caller from an address in DFS_M
 default the loopback addresses: a scraper beside the peer), or any caller with a valid client token
 of any role (`Authorization: Bearer …`, which Prometheus sends with `authorization: credentials_file`).
 With client authentication off (`--no-auth`), anyone. The numbers reveal no file names or contents,
-but they do show load, sizes and members, which is why they are not simply open.
+but they do show load, sizes and members, which is why they are not simply open. A peer started with
+--no-metrics mounts `metrics_off_app` instead, which answers 404 to everyone.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from peer.errors import DfsError, Unauthenticated
 from peer.http.server import Mount
 from peer.security.tokens import TokenVerifier
 
-__all__ = ["METRICS_PATH", "Networks", "allowed", "metrics_app"]
+__all__ = ["METRICS_OFF", "METRICS_PATH", "Networks", "allowed", "metrics_app", "metrics_off_app"]
 
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
 API = "metrics"
+METRICS_OFF = "metrics are off on this peer (--no-metrics, DFS_METRICS)\n"
 
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 Render = Callable[[], tuple[bytes, str]]
@@ -78,4 +80,16 @@ def metrics_app(
 
     app = web.Application()
     app.router.add_get("", scrape)
+    return Mount(METRICS_PATH, app)
+
+
+def metrics_off_app() -> Mount:
+    """/metrics of a peer started with --no-metrics: 404 with a line that says why, so a scraper's
+    owner sees a switched-off peer rather than a wrong path or port. Nothing is counted to serve."""
+
+    async def off(_request: web.Request) -> web.Response:
+        return web.Response(status=404, text=METRICS_OFF)
+
+    app = web.Application()
+    app.router.add_get("", off)
     return Mount(METRICS_PATH, app)

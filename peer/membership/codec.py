@@ -28,10 +28,12 @@ from typing import Any
 
 import msgpack
 
+from peer.config import MAX_ZONE_LEN, ZONE_RE
 from peer.errors import GossipDecodeError, GossipMismatch
 
 Version = tuple[int, int]
-PROTOCOL_VERSION: Version = (2, 0)
+#: 2.1 added the member's zone (`zn`); a 2.0 reader ignores it and places as if every peer shared one zone.
+PROTOCOL_VERSION: Version = (2, 1)
 #: The tuple-entry layout, still read and written for peers that have not been upgraded yet.
 LEGACY_VERSION: Version = (1, 0)
 READABLE_MAJORS = frozenset({LEGACY_VERSION[0], PROTOCOL_VERSION[0]})
@@ -51,12 +53,16 @@ _POLICY = re.compile(r"[A-Za-z0-9:+._-]+")
 _REP_POLICY = re.compile(r"rep:(0|[1-9][0-9]*)")
 
 #: (node_id, grpc_addr, gossip_addr, incarnation, heartbeat, status, chunk_count, chunk_bytes,
-#: peer_addr); the same shape as membership.state.Entry, which this module does not import (sibling
-#: layers). peer_addr is the internal (mutual TLS) gRPC address, "" when it is grpc_addr.
-WireEntry = tuple[str, str, str, int, int, str, int, int, str]
-ENTRY_FIELDS = 9
+#: peer_addr, zone); the same shape as membership.state.Entry, which this module does not import (sibling
+#: layers). peer_addr is the internal (mutual TLS) gRPC address, "" when it is grpc_addr; zone is the
+#: member's failure domain, "" for the one unnamed zone.
+WireEntry = tuple[str, str, str, int, int, str, int, int, str, str]
+ENTRY_FIELDS = 10
 #: Major-1 entries of peers that predate the internal address field; peer_addr then reads as "".
 LEGACY_ENTRY_FIELDS = 8
+#: The array lengths major 1 knows: without and with peer_addr. It never carries a zone, so what this
+#: peer writes in major 1 stops after peer_addr, and the zone of a major-1 entry reads as "".
+LEGACY_ENTRY_LENGTHS = (LEGACY_ENTRY_FIELDS, LEGACY_ENTRY_FIELDS + 1)
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def encode(msg: GossipMessage) -> bytes:
     """Writes the layout of `msg.version`'s major: 1 for a peer not yet upgraded, else the current one."""
     if msg.version[0] == LEGACY_VERSION[0]:
         cluster: dict[str, Any] = {"replicas": _replicas_of(msg.policy), "vnodes": msg.vnodes}
-        members: list[Any] = [list(e) for e in msg.members]
+        members: list[Any] = [list(e[: LEGACY_ENTRY_LENGTHS[-1]]) for e in msg.members]
     else:
         cluster = {"policy": msg.policy, "vnodes": msg.vnodes}
         members = [_entry_map(e) for e in msg.members]
@@ -215,6 +221,13 @@ def _addr(value: Any, what: str) -> str:
     return _text(value, what, MAX_ADDR_LEN)
 
 
+def _zone(value: Any, what: str) -> str:
+    text = _text(value, what, MAX_ZONE_LEN)
+    if not ZONE_RE.fullmatch(text):
+        raise GossipDecodeError(f"{what} may hold only letters, digits and '._-'")
+    return text
+
+
 def _status(value: Any, what: str) -> str:
     if not isinstance(value, str) or value not in STATUSES:
         raise GossipDecodeError(f"{what} must be 'alive' or 'left'")
@@ -232,6 +245,7 @@ ENTRY_KEYS: tuple[EntryKey, ...] = (
     EntryKey("cc", "chunk_count", _counter, 0),
     EntryKey("cb", "chunk_bytes", _counter, 0),
     EntryKey("pa", "peer_addr", _addr, ""),
+    EntryKey("zn", "zone", _zone, ""),  # since 2.1
 )
 
 
@@ -258,10 +272,11 @@ def _entry(item: Any, where: str) -> WireEntry:
 
 
 def _legacy_entry(item: Any, where: str) -> WireEntry:
-    """Major 1: an array of the first 8 fields, or all 9."""
-    if not isinstance(item, list) or len(item) not in (LEGACY_ENTRY_FIELDS, ENTRY_FIELDS):
-        raise GossipDecodeError(f"{where} must be an array of {LEGACY_ENTRY_FIELDS} or {ENTRY_FIELDS} fields")
-    padded = item if len(item) == ENTRY_FIELDS else [*item, ""]
+    """Major 1: an array of the first 8 fields, or 9 (with peer_addr)."""
+    if not isinstance(item, list) or len(item) not in LEGACY_ENTRY_LENGTHS:
+        lengths = " or ".join(map(str, LEGACY_ENTRY_LENGTHS))
+        raise GossipDecodeError(f"{where} must be an array of {lengths} fields")
+    padded = [*item, *[""] * (ENTRY_FIELDS - len(item))]
     # The status first, as major 1 always did: its reason is the most telling one.
     _status(padded[5], f"{where}.status")
     values = [k.check(value, f"{where}.{k.name}") for k, value in zip(ENTRY_KEYS, padded, strict=True)]

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from peer.clock import Clock
 from peer.errors import GossipDecodeError, GossipMismatch
+from peer.membership.awareness import LocalHealth
 from peer.membership.codec import (
     LEGACY_VERSION,
     PROTOCOL_VERSION,
@@ -99,6 +100,8 @@ class Gossiper:
         self._mismatches_warned: set[tuple[str, Version, str, int]] = set()
         # Gossip addresses of peers last heard speaking protocol major 1: we push to them in major 1.
         self._legacy_addrs: set[str] = set()
+        self.health = LocalHealth(interval_s)
+        """How late our own rounds run (Lifeguard's local health): excuses our stalls, scales timeouts."""
 
     @property
     def seeded(self) -> bool:
@@ -133,10 +136,13 @@ class Gossiper:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def gossip_round(self) -> None:
-        """One round: heartbeat, timeouts, then exchanges started in the background."""
+        """One round: heartbeat, our own lateness (awareness.py), timeouts, then exchanges started in
+        the background."""
         self._rounds += 1
         self.view.local_heartbeat()
-        self._publish(self.view.tick(self._clock.monotonic()))
+        now = self._clock.monotonic()
+        self._mind_own_lateness(now)
+        self._publish(self.view.tick(now, self.health.multiplier))
         for addr in self._pick_targets():
             if addr not in self._inflight:
                 task = asyncio.create_task(self._exchange(addr), name=f"gossip {addr}")
@@ -173,6 +179,19 @@ class Gossiper:
         log.info("%s: told %d of %d members that we left", self.view.self_id, told, len(addrs))
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _mind_own_lateness(self, now: float) -> None:
+        """A round that started late means we were stalled: that time is excused from every member's
+        silence, and the timeouts grow with our local health score. Lateness is read on the event
+        loop's clock, the one that runs late; the timeouts stay on the injected clock."""
+        before = self.health.score
+        lag = self.health.round_started(asyncio.get_running_loop().time())
+        self.view.excuse(lag, now)
+        if lag >= self.view.suspect_timeout_s / 2:
+            log.info("%s: gossip round ran %.2f s late (this peer was stalled): that silence is excused, "
+                     "timeouts now x%d", self.view.self_id, lag, self.health.multiplier)
+        elif self.health.score != before:
+            log.debug("%s: local health score %d (round %.3f s late)", self.view.self_id, self.health.score, lag)
 
     def _pick_targets(self) -> list[str]:
         """Up to `fanout` random live members, sometimes one dead one, and the seeds while we have

@@ -19,7 +19,7 @@ EventKind = Literal["join", "update", "suspect", "dead", "left", "alive"]
 WireStatus = Literal["alive", "left"]
 
 #: The shape `codec` decodes to; kept structural so state and codec need not import each other.
-EntryTuple = tuple[str, str, str, int, int, str, int, int, str]
+EntryTuple = tuple[str, str, str, int, int, str, int, int, str, str]
 
 DEFAULT_FORGET_AFTER_S = 24 * 3600.0
 
@@ -51,6 +51,7 @@ class Entry(NamedTuple):
     chunk_count: int
     chunk_bytes: int
     peer_addr: str = ""  # internal gRPC address when apart from grpc_addr (mutual TLS); "" = grpc_addr
+    zone: str = ""  # failure domain the member runs in; "" = the one unnamed zone
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Member:
     # Local monotonic time of the last state change (drives forgetting).
     state_since: float = 0.0
     peer_addr: str = ""
+    # The member's failure domain, as it announced it; fixed for one incarnation (a restart may change it).
+    zone: str = ""
 
     @property
     def internal_addr(self) -> str:
@@ -112,6 +115,7 @@ class MembershipView:
         suspect_timeout_s: float,
         dead_timeout_s: float,
         forget_after_s: float = DEFAULT_FORGET_AFTER_S,
+        zone: str = "",
     ) -> None:
         if not 0 < suspect_timeout_s <= dead_timeout_s:
             raise ValueError("need 0 < suspect_timeout_s <= dead_timeout_s")
@@ -120,7 +124,7 @@ class MembershipView:
         self.dead_timeout_s = dead_timeout_s
         self.forget_after_s = forget_after_s
         me = Member(node_id, grpc_addr, gossip_addr, incarnation, 0, MemberState.ALIVE,
-                    last_seen=now, state_since=now)
+                    last_seen=now, state_since=now, zone=zone)
         self._members: dict[str, Member] = {node_id: me}
 
     # -- our own record -------------------------------------------------------------------------
@@ -186,16 +190,26 @@ class MembershipView:
                 events.append(event)
         return events
 
-    def tick(self, now: float) -> list[MemberEvent]:
-        """Applies the suspect and dead timeouts, and forgets long-gone members."""
+    def excuse(self, seconds: float, now: float) -> None:
+        """We were stalled for `seconds` (our own event loop ran late): nobody could be heard meanwhile,
+        so that time does not count as any member's silence (see awareness.py)."""
+        if seconds <= 0:
+            return
+        for m in self._members.values():
+            if m.node_id != self.self_id:
+                m.last_seen = min(now, m.last_seen + seconds)
+
+    def tick(self, now: float, scale: float = 1.0) -> list[MemberEvent]:
+        """Applies the suspect and dead timeouts, each times `scale` (our local health multiplier,
+        1 while we run on time), and forgets long-gone members."""
         events: list[MemberEvent] = []
         for m in list(self._members.values()):
             if m.node_id == self.self_id:
                 continue
             silent_for = now - m.last_seen
-            if m.state is MemberState.ALIVE and silent_for >= self.suspect_timeout_s:
+            if m.state is MemberState.ALIVE and silent_for >= self.suspect_timeout_s * scale:
                 events.append(self._transition(m, MemberState.SUSPECT, now))
-            if m.state is MemberState.SUSPECT and silent_for >= self.dead_timeout_s:
+            if m.state is MemberState.SUSPECT and silent_for >= self.dead_timeout_s * scale:
                 events.append(self._transition(m, MemberState.DEAD, now))
             gone = m.state in (MemberState.DEAD, MemberState.LEFT)
             if gone and now - m.state_since >= self.forget_after_s:
@@ -222,9 +236,10 @@ class MembershipView:
             return MemberEvent("join", entry.node_id)
         if _entry_precedence(entry) <= _member_precedence(known):
             return None
-        changed = (known.grpc_addr, known.gossip_addr, known.incarnation) != (
-            entry.grpc_addr, entry.gossip_addr, entry.incarnation)
+        changed = (known.grpc_addr, known.gossip_addr, known.incarnation, known.zone) != (
+            entry.grpc_addr, entry.gossip_addr, entry.incarnation, entry.zone)
         known.grpc_addr, known.gossip_addr, known.peer_addr = entry.grpc_addr, entry.gossip_addr, entry.peer_addr
+        known.zone = entry.zone
         known.incarnation, known.heartbeat = entry.incarnation, entry.heartbeat
         known.chunk_count, known.chunk_bytes = entry.chunk_count, entry.chunk_bytes
         known.last_seen = now
@@ -244,9 +259,9 @@ class MembershipView:
 def _to_entry(m: Member) -> Entry:
     status: WireStatus = "left" if m.state is MemberState.LEFT else "alive"
     return Entry(m.node_id, m.grpc_addr, m.gossip_addr, m.incarnation, m.heartbeat, status,
-                 m.chunk_count, m.chunk_bytes, m.peer_addr)
+                 m.chunk_count, m.chunk_bytes, m.peer_addr, m.zone)
 
 
 def _from_entry(e: Entry, now: float) -> Member:
     return Member(e.node_id, e.grpc_addr, e.gossip_addr, e.incarnation, e.heartbeat, MemberState.ALIVE,
-                  e.chunk_count, e.chunk_bytes, last_seen=now, state_since=now, peer_addr=e.peer_addr)
+                  e.chunk_count, e.chunk_bytes, last_seen=now, state_since=now, peer_addr=e.peer_addr, zone=e.zone)

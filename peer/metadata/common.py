@@ -13,9 +13,10 @@ import binascii
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from peer.errors import InvalidRequest
-from peer.metadata.store import S3KeyRecord, TokenRecord, VersionPage, VersionRecord, VersionSpec
+from peer.metadata.store import ChunkRef, Placed, S3KeyRecord, TokenRecord, VersionPage, VersionRecord, VersionSpec
 
 # A token is stored as exactly its record's fields (SQLite columns, MongoDB document keys), in this
 # order: `TokenRecord(*row)` and `TokenRecord(**doc)` read it back, and no secret has a place to go.
@@ -225,3 +226,76 @@ def check_version_spec(spec: VersionSpec) -> VersionSpec:
     if spec.number is not None and spec.version_id is not None:
         raise InvalidRequest("name a version by number or by id, not both")
     return spec
+
+
+# A chunk list is stored the same way by both backends: SQLite as JSON text, MongoDB as the same
+# lists inside the document. A replicated chunk is [id, size, peers]; an erasure-coded one adds its
+# fragment ids as a fourth element, so records written before erasure coding read unchanged.
+ChunkRow = list[Any]
+
+
+def chunk_rows(chunks: Sequence[ChunkRef]) -> list[ChunkRow]:
+    return [[c.chunk_id, c.size, list(c.peers), list(c.fragments)] if c.fragments
+            else [c.chunk_id, c.size, list(c.peers)] for c in chunks]
+
+
+def chunks_of_rows(rows: Sequence[Sequence[Any]]) -> tuple[ChunkRef, ...]:
+    return tuple(ChunkRef(row[0], row[1], tuple(row[2]), tuple(row[3]) if len(row) > 3 else ()) for row in rows)
+
+
+def chunk_docs(chunks: Sequence[ChunkRef]) -> list[dict[str, object]]:
+    """MongoDB's form: one sub-document per chunk, `fragments` only on erasure-coded ones."""
+    docs: list[dict[str, object]] = []
+    for c in chunks:
+        doc: dict[str, object] = {"id": c.chunk_id, "size": c.size, "peers": list(c.peers)}
+        if c.fragments:
+            doc["fragments"] = list(c.fragments)
+        docs.append(doc)
+    return docs
+
+
+def chunks_of_docs(docs: Sequence[dict[str, Any]]) -> tuple[ChunkRef, ...]:
+    return tuple(ChunkRef(d["id"], d["size"], tuple(d["peers"]), tuple(d.get("fragments", ()))) for d in docs)
+
+
+def stored_ids(chunks: Sequence[ChunkRef]) -> list[str]:
+    """Every id peers store for these chunks, each once: what keeps them from garbage collection."""
+    return list(dict.fromkeys(i for c in chunks for i in (c.chunk_id, *c.fragments)))
+
+
+def skipped_policy(default_policy: str) -> str:
+    """The policy besides "" whose versions `placements` may pass over: the cluster's default when
+    it copies chunks, since such a chunk is placed by that default anyway. An erasure-coded default
+    skips nothing: its fragments are stored under ids of their own, each with one owner found only
+    through its chunk and index, and placed as chunks of the default they would be copied K + M times."""
+    return "" if default_policy.startswith("ec:") else default_policy
+
+
+def placements_in(policy: str, chunks: Sequence[ChunkRef], wanted: set[str], found: dict[str, set[Placed]]) -> None:
+    """Adds to `found` how one version under `policy` places the ids of `wanted` it stores: each
+    fragment by its chunk and index (every such placement), each replicated chunk by the widest
+    replication policy seen so far."""
+    erasure = policy.startswith("ec:")
+    for chunk in chunks:
+        if erasure:
+            for index, fragment in enumerate(chunk.fragments):
+                if fragment in wanted:
+                    found.setdefault(fragment, set()).add(Placed(policy, chunk.chunk_id, index))
+        elif chunk.chunk_id in wanted:
+            ways = found.setdefault(chunk.chunk_id, set())
+            copies = [w for w in ways if not w.parent]
+            if not copies:
+                ways.add(Placed(policy))
+            elif _copies(policy) > _copies(copies[0].policy):
+                ways.discard(copies[0])
+                ways.add(Placed(policy))
+
+
+def sorted_placements(found: dict[str, set[Placed]]) -> dict[str, tuple[Placed, ...]]:
+    return {stored: tuple(sorted(ways)) for stored, ways in found.items()}
+
+
+def _copies(policy: str) -> int:
+    """R of a stored `rep:R` (the metadata layer compares spellings; it does not parse policies)."""
+    _, _, copies = policy.partition(":")
+    return int(copies) if copies.isdecimal() else 0

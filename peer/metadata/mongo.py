@@ -54,19 +54,26 @@ from peer.metadata.common import (
     TOKEN_FIELDS,
     check_limit,
     check_version_spec,
+    chunk_docs,
+    chunks_of_docs,
     decode_token,
     encode_token,
     page_keys,
     page_versions,
+    placements_in,
     prefix_upper_bound,
+    skipped_policy,
+    sorted_placements,
+    stored_ids,
 )
 from peer.metadata.mongo_multipart import MongoMultipart
 from peer.metadata.store import (
     BucketRecord,
-    ChunkRef,
+    CodedVersion,
     FileRefSpec,
     ListPage,
     NewVersion,
+    Placed,
     S3KeyRecord,
     TokenRecord,
     VersionPage,
@@ -87,7 +94,8 @@ _COMMIT_ATTEMPTS = 5
 _IN_BATCH = 1000
 _NO_ID = {"_id": False}
 _TOKEN_PROJECTION = {"_id": False, **dict.fromkeys(TOKEN_FIELDS, True)}
-_BUCKET_PROJECTION = {"_id": False, "name": True, "created_at": True, "versioning": True}
+# A bucket written before policies has no `policy` field: the record's default "" reads it back.
+_BUCKET_PROJECTION = {"_id": False, "name": True, "created_at": True, "versioning": True, "policy": True}
 _S3_KEY_PROJECTION = {"_id": False, **dict.fromkeys(S3_KEY_FIELDS, True)}
 
 
@@ -289,6 +297,30 @@ class MongoStore(MongoMultipart):
                     found.update(doc["chunk_ids"])
         return found.intersection(wanted)
 
+    def placements(self, stored: Sequence[str], default_policy: str) -> dict[str, tuple[Placed, ...]]:
+        wanted = list(dict.fromkeys(stored))
+        wanted_set = set(wanted)
+        found: dict[str, set[Placed]] = {}
+        seen: set[str] = set()
+        with self._guard():
+            for start in range(0, len(wanted), _IN_BATCH):
+                query = {"chunk_ids": {"$in": wanted[start : start + _IN_BATCH]},
+                         "policy": {"$nin": ["", skipped_policy(default_policy)]}}
+                for doc in self._versions.find(query, {"_id": False, "version_id": True, "policy": True,
+                                                       "chunks": True}):
+                    if doc["version_id"] not in seen:
+                        seen.add(doc["version_id"])
+                        placements_in(doc["policy"], chunks_of_docs(doc["chunks"]), wanted_set, found)
+        return sorted_placements(found)
+
+    def coded_versions(self, after: str, limit: int) -> list[CodedVersion]:
+        check_limit(limit)
+        query = {"policy": {"$regex": "^ec:"}, "version_id": {"$gt": after}}
+        with self._guard():
+            docs = self._versions.find(query, {"_id": False, "version_id": True, "policy": True, "chunks": True})
+            return [CodedVersion(d["version_id"], d["policy"], chunks_of_docs(d["chunks"]))
+                    for d in docs.sort("version_id", ASCENDING).limit(limit)]
+
     def add_token(self, record: TokenRecord) -> None:
         with self._guard():
             try:
@@ -373,9 +405,15 @@ class MongoStore(MongoMultipart):
         return [BucketRecord(**doc) for doc in docs]
 
     def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
+        return self._set_bucket(name, {"versioning": versioning})
+
+    def set_bucket_policy(self, name: str, policy: str) -> BucketRecord:
+        return self._set_bucket(name, {"policy": policy})
+
+    def _set_bucket(self, name: str, fields: Doc) -> BucketRecord:
         with self._guard():
             doc = self._buckets.find_one_and_update(
-                {"name": name}, {"$set": {"versioning": versioning}},
+                {"name": name}, {"$set": fields},
                 projection=_BUCKET_PROJECTION, return_document=ReturnDocument.AFTER,
             )
         if doc is None:
@@ -614,8 +652,8 @@ def _version_doc(file: Mapping[str, Any], new: NewVersion, created_at: float, ve
         "name": new.name,
         "size": new.size,
         "sha256": new.sha256,
-        "chunks": [{"id": c.chunk_id, "size": c.size, "peers": list(c.peers)} for c in new.chunks],
-        "chunk_ids": list(dict.fromkeys(c.chunk_id for c in new.chunks)),
+        "chunks": chunk_docs(new.chunks),
+        "chunk_ids": stored_ids(new.chunks),
         "content_type": new.content_type,
         # Pairs, not a sub-document: user keys may contain "." or start with "$".
         "metadata": [[key, value] for key, value in new.metadata.items()],
@@ -634,7 +672,7 @@ def _record(doc: Mapping[str, Any], latest: bool) -> VersionRecord:
         name=doc["name"],
         size=doc["size"],
         sha256=doc["sha256"],
-        chunks=tuple(ChunkRef(c["id"], c["size"], tuple(c["peers"])) for c in doc["chunks"]),
+        chunks=chunks_of_docs(doc["chunks"]),
         content_type=doc["content_type"],
         metadata={key: value for key, value in doc["metadata"]},
         created_at=doc["created_at"],

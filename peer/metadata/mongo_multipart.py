@@ -23,8 +23,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from peer.errors import InvalidRequest, UploadNotFound, VersionNotFound
-from peer.metadata.common import prefix_upper_bound
-from peer.metadata.store import ChunkRef, MultipartUpload, PartRecord
+from peer.metadata.common import chunk_docs, chunks_of_docs, prefix_upper_bound, stored_ids
+from peer.metadata.store import MultipartUpload, PartRecord
 
 __all__ = ["MongoMultipart"]
 
@@ -144,6 +144,7 @@ def _upload_doc(upload: MultipartUpload) -> Doc:
         "content_type": upload.content_type,
         # Pairs, not a sub-document: user keys may contain "." or start with "$".
         "metadata": [[key, value] for key, value in upload.metadata.items()],
+        "policy": upload.policy,
     }
 
 
@@ -151,6 +152,7 @@ def _upload(doc: Mapping[str, Any]) -> MultipartUpload:
     return MultipartUpload(
         upload_id=doc["_id"], name=doc["name"], created_at=doc["created_at"], content_type=doc["content_type"],
         metadata={key: value for key, value in doc["metadata"]}, touched_at=doc["touched_at"],
+        policy=doc.get("policy", ""),  # absent from an upload opened before policies
     )
 
 
@@ -161,8 +163,8 @@ def _part_doc(part: PartRecord) -> Doc:
         "size": part.size,
         "etag": part.etag,
         "sha256": part.sha256,
-        "chunks": [{"id": c.chunk_id, "size": c.size, "peers": list(c.peers)} for c in part.chunks],
-        "chunk_ids": list(dict.fromkeys(c.chunk_id for c in part.chunks)),
+        "chunks": chunk_docs(part.chunks),
+        "chunk_ids": stored_ids(part.chunks),
         "created_at": part.created_at,
         "policy": part.policy,
         "checksums": [[key, value] for key, value in part.checksums.items()],
@@ -172,6 +174,6 @@ def _part_doc(part: PartRecord) -> Doc:
 def _part(doc: Mapping[str, Any]) -> PartRecord:
     return PartRecord(
         upload_id=doc["upload_id"], part_number=doc["part_number"], size=doc["size"], etag=doc["etag"],
-        sha256=doc["sha256"], chunks=tuple(ChunkRef(c["id"], c["size"], tuple(c["peers"])) for c in doc["chunks"]),
+        sha256=doc["sha256"], chunks=chunks_of_docs(doc["chunks"]),
         created_at=doc["created_at"], policy=doc["policy"], checksums={key: value for key, value in doc["checksums"]},
     )

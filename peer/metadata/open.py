@@ -1,8 +1,10 @@
-"""Chooses the metadata backend from a DFS_METADATA URI, the one place that knows both backends.
+"""Chooses the metadata backend from a DFS_METADATA URI, the one place that knows every backend.
 
 sqlite:///relative/path and sqlite:////absolute/path follow the usual SQLAlchemy spelling: whatever
 follows the third slash is the path. mongodb:// and mongodb+srv:// URIs go to pymongo unchanged; the
 database is `database` if given, else the one named in the URI path, else "filestore".
+postgresql:// and postgres:// URIs go to libpq (through psycopg) as they are: the database, user,
+host (a socket directory too) and any libpq parameter are the URI's own.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from urllib.parse import unquote, urlsplit
 
 from peer.errors import ConfigError
 from peer.metadata.mongo import MongoStore
+from peer.metadata.postgres import PostgresStore
 from peer.metadata.sqlite import SqliteStore
 from peer.metadata.store import MetadataStore
 
 _SQLITE = "sqlite:///"
 _MONGO = ("mongodb://", "mongodb+srv://")
+_POSTGRES = ("postgresql://", "postgres://")
 DEFAULT_DATABASE = "filestore"
 DEFAULT_WRITE_CONCERN = "majority"
 
@@ -31,7 +35,12 @@ def open_store(uri: str, database: str | None = None, write_concern: str = DEFAU
             database=database_for(uri, database),
             write_concern=write_concern or DEFAULT_WRITE_CONCERN,
         )
-    raise ConfigError(f"DFS_METADATA must be sqlite:///PATH or mongodb://HOST:PORT/DB, got {redact(uri)!r}")
+    if uri.startswith(_POSTGRES):
+        return PostgresStore(uri)
+    raise ConfigError(
+        "DFS_METADATA must be sqlite:///PATH, mongodb://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB,"
+        f" got {redact(uri)!r}"
+    )
 
 
 def _open_sqlite(raw_path: str) -> MetadataStore:

@@ -37,19 +37,27 @@ from peer.metadata.common import (
     TOKEN_FIELDS,
     check_limit,
     check_version_spec,
+    chunk_rows,
+    chunks_of_rows,
     decode_token,
     encode_token,
     page_keys,
     page_versions,
+    placements_in,
     prefix_upper_bound,
+    skipped_policy,
+    sorted_placements,
+    stored_ids,
 )
 from peer.metadata.sqlite_multipart import MULTIPART_SCHEMA, SqliteMultipart, parts_referencing
 from peer.metadata.store import (
     BucketRecord,
     ChunkRef,
+    CodedVersion,
     FileRefSpec,
     ListPage,
     NewVersion,
+    Placed,
     S3KeyRecord,
     TokenRecord,
     VersionPage,
@@ -120,6 +128,7 @@ _BUCKETS_SCHEMA = """CREATE TABLE IF NOT EXISTS buckets (
     created_at REAL NOT NULL,
     versioning TEXT NOT NULL DEFAULT ''
 )"""
+_BUCKET_COLUMNS = "name, created_at, versioning, policy"  # BucketRecord's fields, in order
 
 # Columns added to a table after its first release, each with the definition that adds it to an
 # older file. No schema bump, as for the tokens table: the DEFAULT fills the rows already there, and
@@ -132,6 +141,9 @@ _ADDED_COLUMNS = (
     # Whether the file's latest version is a delete marker, kept by every commit and version delete,
     # so a listing's name scan leaves such a file out without reading its versions.
     ("files", "deleted", "INTEGER NOT NULL DEFAULT 0"),
+    # A bucket's default redundancy policy and the one an open multipart upload writes its parts with.
+    ("buckets", "policy", "TEXT NOT NULL DEFAULT ''"),
+    ("multipart_uploads", "policy", "TEXT NOT NULL DEFAULT ''"),
 )
 
 _COLUMNS = (
@@ -237,7 +249,7 @@ class SqliteStore(SqliteMultipart):
                 )
                 conn.executemany(
                     "INSERT OR IGNORE INTO chunk_refs (version_id, chunk_id) VALUES (?, ?)",
-                    [(version_id, chunk.chunk_id) for chunk in new.chunks],
+                    [(version_id, stored) for stored in stored_ids(new.chunks)],
                 )
                 conn.execute("UPDATE files SET deleted = ? WHERE file_id = ?", (int(new.delete_marker), file_id))
                 records.append(VersionRecord(
@@ -356,6 +368,33 @@ class SqliteStore(SqliteMultipart):
                 found.update(row[0] for row in rows)
         return found
 
+    def placements(self, stored: Sequence[str], default_policy: str) -> dict[str, tuple[Placed, ...]]:
+        wanted = list(dict.fromkeys(stored))
+        found: dict[str, set[Placed]] = {}
+        with self._transaction("BEGIN") as conn:
+            seen: set[str] = set()
+            for start in range(0, len(wanted), _IN_BATCH):
+                batch = wanted[start : start + _IN_BATCH]
+                marks = ", ".join("?" * len(batch))
+                rows = conn.execute(
+                    "SELECT DISTINCT v.version_id, v.policy, v.chunks FROM chunk_refs r"
+                    " JOIN versions v ON v.version_id = r.version_id"
+                    f" WHERE r.chunk_id IN ({marks}) AND v.policy NOT IN ('', ?)",
+                    [*batch, skipped_policy(default_policy)])
+                for version_id, policy, chunks in rows:
+                    if version_id not in seen:
+                        seen.add(version_id)
+                        placements_in(policy, chunks_of_rows(json.loads(chunks)), set(wanted), found)
+        return sorted_placements(found)
+
+    def coded_versions(self, after: str, limit: int) -> list[CodedVersion]:
+        check_limit(limit)
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT version_id, policy, chunks FROM versions WHERE policy LIKE 'ec:%' AND version_id > ?"
+                " ORDER BY version_id LIMIT ?", (after, limit)).fetchall()
+        return [CodedVersion(v, p, chunks_of_rows(json.loads(c))) for v, p, c in rows]
+
     # Tokens change rarely and by hand, so each write is a plain BEGIN IMMEDIATE transaction rather
     # than joining commit_version's group commit.
 
@@ -423,26 +462,32 @@ class SqliteStore(SqliteMultipart):
     def add_bucket(self, record: BucketRecord) -> None:
         with self._transaction("BEGIN IMMEDIATE") as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO buckets (name, created_at, versioning) VALUES (?, ?, ?)",
-                (record.name, record.created_at, record.versioning),
+                f"INSERT OR IGNORE INTO buckets ({_BUCKET_COLUMNS}) VALUES (?, ?, ?, ?)",
+                (record.name, record.created_at, record.versioning, record.policy),
             )
             if cursor.rowcount == 0:
                 raise BucketExists(record.name)
 
     def get_bucket(self, name: str) -> BucketRecord | None:
         with self._transaction("BEGIN") as conn:
-            row = conn.execute("SELECT name, created_at, versioning FROM buckets WHERE name = ?", (name,)).fetchone()
+            row = conn.execute(f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE name = ?", (name,)).fetchone()
         return None if row is None else BucketRecord(*row)
 
     def list_buckets(self) -> list[BucketRecord]:
         with self._transaction("BEGIN") as conn:
-            rows = conn.execute("SELECT name, created_at, versioning FROM buckets ORDER BY name").fetchall()
+            rows = conn.execute(f"SELECT {_BUCKET_COLUMNS} FROM buckets ORDER BY name").fetchall()
         return [BucketRecord(*row) for row in rows]
 
     def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
+        return self._set_bucket(name, "versioning", versioning)
+
+    def set_bucket_policy(self, name: str, policy: str) -> BucketRecord:
+        return self._set_bucket(name, "policy", policy)
+
+    def _set_bucket(self, name: str, column: str, value: str) -> BucketRecord:
         with self._transaction("BEGIN IMMEDIATE") as conn:
-            conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (versioning, name))
-            row = conn.execute("SELECT name, created_at, versioning FROM buckets WHERE name = ?", (name,)).fetchone()
+            conn.execute(f"UPDATE buckets SET {column} = ? WHERE name = ?", (value, name))
+            row = conn.execute(f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise BucketNotFound(name)
         return BucketRecord(*row)
@@ -669,7 +714,7 @@ def _find_s3_key(conn: sqlite3.Connection, access_key_id: str) -> S3KeyRecord | 
 
 
 def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:
-    return json.dumps([[c.chunk_id, c.size, list(c.peers)] for c in chunks])
+    return json.dumps(chunk_rows(chunks))
 
 
 def _record(row: Sequence[Any]) -> VersionRecord:
@@ -677,8 +722,7 @@ def _record(row: Sequence[Any]) -> VersionRecord:
      delete_marker, null_version, latest) = row
     return VersionRecord(
         file_id=file_id, version_id=version_id, version=number, name=name, size=size, sha256=sha256,
-        chunks=tuple(ChunkRef(chunk_id, chunk_size, tuple(peers))
-                     for chunk_id, chunk_size, peers in json.loads(chunks)),
+        chunks=chunks_of_rows(json.loads(chunks)),
         content_type=content_type, metadata=json.loads(metadata), created_at=created_at,
         latest=bool(latest), policy=policy, delete_marker=bool(delete_marker), null_version=bool(null_version),
     )

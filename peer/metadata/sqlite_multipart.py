@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from peer.errors import InvalidRequest, UploadNotFound, VersionNotFound
-from peer.metadata.common import prefix_upper_bound
+from peer.metadata.common import chunk_rows, chunks_of_rows, prefix_upper_bound, stored_ids
 from peer.metadata.store import ChunkRef, MultipartUpload, PartRecord
 
 __all__ = ["MULTIPART_SCHEMA", "SqliteMultipart", "parts_referencing"]
@@ -57,7 +57,7 @@ MULTIPART_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS multipart_chunk_refs_by_chunk ON multipart_chunk_refs (chunk_id)",
 )
 
-_UPLOAD_COLUMNS = "upload_id, name, created_at, content_type, metadata, touched_at"
+_UPLOAD_COLUMNS = "upload_id, name, created_at, content_type, metadata, touched_at, policy"
 _PART_COLUMNS = "upload_id, part_number, size, etag, sha256, chunks, created_at, policy, checksums"
 
 
@@ -77,9 +77,9 @@ class SqliteMultipart:
     def create_upload(self, upload: MultipartUpload) -> None:
         with self._transaction("BEGIN IMMEDIATE") as conn:
             cursor = conn.execute(
-                f"INSERT OR IGNORE INTO multipart_uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO multipart_uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (upload.upload_id, upload.name, upload.created_at, upload.content_type,
-                 json.dumps(dict(upload.metadata)), upload.touched_at or upload.created_at),
+                 json.dumps(dict(upload.metadata)), upload.touched_at or upload.created_at, upload.policy),
             )
             if cursor.rowcount == 0:
                 raise InvalidRequest(f"multipart upload {upload.upload_id} already exists")
@@ -108,7 +108,7 @@ class SqliteMultipart:
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO multipart_chunk_refs (upload_id, part_number, chunk_id) VALUES (?, ?, ?)",
-                [(*key, chunk.chunk_id) for chunk in part.chunks],
+                [(*key, stored) for stored in stored_ids(part.chunks)],
             )
 
     def list_parts(self, upload_id: str, after: int, limit: int) -> list[PartRecord]:
@@ -175,19 +175,19 @@ def _find_upload(conn: sqlite3.Connection, upload_id: str) -> MultipartUpload:
 
 
 def _upload(row: Sequence[Any]) -> MultipartUpload:
-    upload_id, name, created_at, content_type, metadata, touched_at = row
+    upload_id, name, created_at, content_type, metadata, touched_at, policy = row
     return MultipartUpload(upload_id=upload_id, name=name, created_at=created_at, content_type=content_type,
-                           metadata=json.loads(metadata), touched_at=touched_at)
+                           metadata=json.loads(metadata), touched_at=touched_at, policy=policy)
 
 
 def _part(row: Sequence[Any]) -> PartRecord:
     upload_id, number, part_size, etag, sha256, chunks, created_at, policy, checksums = row
     return PartRecord(
         upload_id=upload_id, part_number=number, size=part_size, etag=etag, sha256=sha256,
-        chunks=tuple(ChunkRef(chunk_id, size, tuple(peers)) for chunk_id, size, peers in json.loads(chunks)),
+        chunks=chunks_of_rows(json.loads(chunks)),
         created_at=created_at, policy=policy, checksums=json.loads(checksums),
     )
 
 
 def _dump_chunks(chunks: Sequence[ChunkRef]) -> str:
-    return json.dumps([[c.chunk_id, c.size, list(c.peers)] for c in chunks])
+    return json.dumps(chunk_rows(chunks))

@@ -30,11 +30,44 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class ChunkRef:
-    """One chunk of a version, in file order."""
+    """One chunk of a version, in file order.
+
+    A replicated chunk is stored whole under `chunk_id` on each of `peers`. An erasure-coded chunk
+    (an `ec:K+M` version) is stored as K + M fragments: `fragments[i]` is the id (SHA-256) of
+    fragment i and `peers[i]` the peer that held it when the version was written; the chunk itself
+    is stored nowhere, and `chunk_id` is checked after the fragments are decoded.
+    """
 
     chunk_id: str
     size: int
     peers: tuple[str, ...] = ()
+    fragments: tuple[str, ...] = ()
+
+    @property
+    def stored_ids(self) -> tuple[str, ...]:
+        """The ids peers store for this chunk: its fragments, or the chunk itself."""
+        return self.fragments or (self.chunk_id,)
+
+
+@dataclass(frozen=True, order=True)
+class Placed:
+    """How a stored id is placed, when not as a chunk under the cluster's default policy: a chunk of
+    a version with another replication policy, or fragment `index` of chunk `parent` coded `policy`.
+    One id may be placed several ways at once: two chunks that share a fragment-sized stretch of
+    bytes (zero-filled blocks of a disk image) code to the same fragment, owned by each chunk's owner."""
+
+    policy: str
+    parent: str = ""
+    index: int = -1
+
+
+@dataclass(frozen=True)
+class CodedVersion:
+    """The chunk list of one erasure-coded version, as the fragment rebuilder walks them."""
+
+    version_id: str
+    policy: str
+    chunks: tuple[ChunkRef, ...]
 
 
 @dataclass(frozen=True)
@@ -179,6 +212,9 @@ class BucketRecord:
     created_at: float
     versioning: str = ""
     """One of BUCKET_VERSIONING."""
+    policy: str = ""
+    """The redundancy policy of uploads into the bucket that name none (canonical spelling); "": the
+    cluster's default."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +229,9 @@ class MultipartUpload:
     metadata: Mapping[str, str] = field(default_factory=dict)
     touched_at: float = 0.0
     """When a part was last stored, or a completion began (creation at first): expiry counts from it."""
+    policy: str = ""
+    """The redundancy policy every part is written with, fixed when the upload opens, so that the parts
+    of one object never differ; "": the cluster's default."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +299,17 @@ class MetadataStore(Protocol):
         parts to the version is never missed."""
         ...
 
+    def placements(self, stored: Sequence[str], default_policy: str) -> dict[str, tuple[Placed, ...]]:
+        """For the ids among `stored` that some version stores other than as a chunk under
+        `default_policy`: every way they are placed, sorted (repair asks this to know who should hold
+        what). A chunk referenced under several replication policies answers the widest."""
+        ...
+
+    def coded_versions(self, after: str, limit: int) -> list[CodedVersion]:
+        """Up to `limit` erasure-coded versions with version ids above `after`, in version id order:
+        the fragment rebuilder walks them all, a page at a time."""
+        ...
+
     def add_token(self, record: TokenRecord) -> None:
         """Stores a new token; raises InvalidRequest if its token_id already exists."""
         ...
@@ -302,6 +352,10 @@ class MetadataStore(Protocol):
 
     def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
         """Records the bucket's versioning state; raises BucketNotFound when there is no such bucket."""
+        ...
+
+    def set_bucket_policy(self, name: str, policy: str) -> BucketRecord:
+        """Records the bucket's default redundancy policy ("" clears it); raises BucketNotFound."""
         ...
 
     def delete_bucket(self, name: str) -> None:
@@ -386,6 +440,12 @@ class AsyncMetadata:
     async def referenced_chunks(self, chunk_ids: Sequence[str]) -> set[str]:
         return await asyncio.to_thread(self.store.referenced_chunks, chunk_ids)
 
+    async def placements(self, stored: Sequence[str], default_policy: str) -> dict[str, tuple[Placed, ...]]:
+        return await asyncio.to_thread(self.store.placements, stored, default_policy)
+
+    async def coded_versions(self, after: str, limit: int) -> list[CodedVersion]:
+        return await asyncio.to_thread(self.store.coded_versions, after, limit)
+
     async def add_token(self, record: TokenRecord) -> None:
         await asyncio.to_thread(self.store.add_token, record)
 
@@ -421,6 +481,9 @@ class AsyncMetadata:
 
     async def set_bucket_versioning(self, name: str, versioning: str) -> BucketRecord:
         return await asyncio.to_thread(self.store.set_bucket_versioning, name, versioning)
+
+    async def set_bucket_policy(self, name: str, policy: str) -> BucketRecord:
+        return await asyncio.to_thread(self.store.set_bucket_policy, name, policy)
 
     async def delete_bucket(self, name: str) -> None:
         await asyncio.to_thread(self.store.delete_bucket, name)

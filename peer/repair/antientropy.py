@@ -10,6 +10,8 @@ Chunks held here that this peer does not own (hinted copies written while an own
 copies left on a former owner after the ring changed) are pushed to their owners and dropped only
 once every owner holds them durably and every peer compared agreed on the ring. Only chunks some
 version references are moved, so garbage is never resurrected between GC passes on two owners.
+Each held id is placed by the policy of the versions that reference it (repair/index.py): a chunk of
+a `rep:3` version has three owners, a fragment of an `ec:K+M` chunk exactly one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from peer.clock import Clock
 from peer.errors import DfsError, MetadataUnavailable
 from peer.metadata.store import AsyncMetadata
 from peer.metrics import PeerMetrics
-from peer.repair.index import PlacementIndex, bucket_digests, build_index
+from peer.repair.index import PlacementIndex, bucket_digests, build_index, holders
 from peer.ring.placement import Placement
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.peers import ChunkPeers, ClusterView
@@ -75,7 +77,9 @@ class AntiEntropy:
             )
             if idx is None or not fresh:
                 ids = self._store.ids()
-                idx = await asyncio.to_thread(build_index, ids, placement, self._view.local_id, version)
+                # Raises MetadataUnavailable: without knowing how each id is placed, no id may move.
+                placed = await self._metadata.placements(ids, str(placement.policy))
+                idx = await asyncio.to_thread(build_index, ids, placement, self._view.local_id, version, placed)
                 self._index, self._built_at = idx, self._clock.monotonic()
             return idx
 
@@ -131,8 +135,8 @@ class AntiEntropy:
             theirs_set = set(theirs)
             push += sorted(ours - theirs_set)
             pull += sorted(theirs_set - ours)
-        push = await self._referenced(push)
-        pull = await self._referenced(pull)
+        push = await self._movable(idx, push)
+        pull = await self._movable(idx, pull, pulled=True)
         if push:  # the peer's answer may predate its latest writes: ask before sending data
             present = await self._peers.has_many(peer, push)
             push = [c for c in push if c not in present]
@@ -147,14 +151,25 @@ class AntiEntropy:
             await self._pull(peer, chunk_id)
         return True, lacking
 
-    async def _referenced(self, ids: list[str]) -> list[str]:
+    async def _movable(self, idx: PlacementIndex, ids: list[str], pulled: bool = False) -> list[str]:
+        """The ids that some version references and that are still placed as the index assumed: an
+        id whose version committed after the index was built (fragments, chunks of another policy)
+        waits for the next index, so nothing is ever copied to the owners of the wrong policy. An id
+        to pull is not in our index (we lack it): it is pulled when we own it as it is placed now."""
         if not ids:
             return ids
         try:
             referenced = await self._metadata.referenced_chunks(ids)
+            held = [i for i in ids if i in referenced]
+            now = await self._metadata.placements(held, str(self._placement.policy)) if held else {}
         except MetadataUnavailable:
             return []
-        return [i for i in ids if i in referenced]
+        if pulled:
+            placement = self._placement.pinned()
+            if placement.ring.digest != idx.ring_digest:
+                return []
+            return [i for i in held if self._view.local_id in holders(i, placement, now.get(i))]
+        return [i for i in held if now.get(i) == idx.placed.get(i)]
 
     async def _push(self, peer: str, chunk_id: str, why: str) -> bool:
         try:
@@ -186,9 +201,9 @@ class AntiEntropy:
         placement = self._placement.pinned()
         if placement.ring.digest != idx.ring_digest:
             return
-        todo = await self._referenced(idx.misplaced[: budget[0] * 4])
+        todo = await self._movable(idx, idx.misplaced[: budget[0] * 4])
         by_owner: dict[str, list[str]] = defaultdict(list)
-        owners_of = {c: placement.owners(c) for c in todo}
+        owners_of = {c: idx.owners_of_misplaced.get(c, ()) for c in todo}
         for chunk_id, owners in owners_of.items():
             if all(self._view.is_usable(o) for o in owners):
                 for owner in owners:

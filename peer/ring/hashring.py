@@ -1,18 +1,23 @@
 """Consistent-hash ring: which peers own a key, as an immutable value with no I/O and no clock.
 
-Invariants: the ring is a function of the node id SET and the vnode count only, so every peer that
-knows the same members builds an identical ring and the same `digest` (peers compare digests to
-agree on placement). Owners of a key are the first r distinct nodes clockwise from MD5(key).
+Invariants: the ring is a function of the node id SET, each node's zone and the vnode count only, so
+every peer that knows the same members builds an identical ring and the same `digest` (peers compare
+digests to agree on placement). Owners of a key are the first r distinct nodes clockwise from MD5(key);
+`spread` is that order taken round-robin across zones (peer/ring/zones.py), the order placement uses.
+Zones never move a point: they only reorder the nodes a key already has.
 """
 
 from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from struct import Struct
+from types import MappingProxyType
 from typing import Protocol
+
+from peer.ring.zones import spread
 
 __all__ = ["DEFAULT_VNODES", "HashRing", "key_position"]
 
@@ -47,12 +52,19 @@ def key_position(key: str) -> int:
     return _unpack_u64(_md5(key.encode()).digest())[0]
 
 
-def _ring_digest(nodes: tuple[str, ...], vnodes: int) -> str:
-    # Length-prefixed so no choice of node ids can make two different sets hash the same bytes.
+def _ring_digest(nodes: tuple[str, ...], vnodes: int, zones: Mapping[str, str]) -> str:
+    # Length-prefixed so no choice of node ids can make two different sets hash the same bytes. The
+    # zones are added only when some node has one, so a ring without zones keeps the digest it always
+    # had; their marker starts with a letter, which no length prefix does.
     parts = [f"vnodes={vnodes};".encode()]
     for node_id in nodes:
         raw = node_id.encode()
         parts.append(b"%d:%s" % (len(raw), raw))
+    if zones:
+        parts.append(b"zones;")
+        for node_id in nodes:
+            raw = zones.get(node_id, "").encode()
+            parts.append(b"%d:%s" % (len(raw), raw))
     return _md5(b"".join(parts)).digest()[:8].hex()
 
 
@@ -90,28 +102,40 @@ class HashRing:
         "_nodes",
         "_node_set",
         "_vnodes",
+        "_zones",
+        "_zoned",
         "_digest",
         "_positions",
         "_point_nodes",
         "_tables",
         "_walks",
+        "_spreads",
     )
 
     _nodes: tuple[str, ...]
     _node_set: frozenset[str]
     _vnodes: int
+    _zones: Mapping[str, str]
+    _zoned: bool
     _digest: str
     _positions: list[int]
     _point_nodes: list[str]
     _tables: dict[int, list[tuple[str, ...]]]
     _walks: dict[int, tuple[str, ...]]
+    _spreads: dict[int, tuple[str, ...]]
 
-    def __init__(self, node_ids: Iterable[str] = (), vnodes: int = DEFAULT_VNODES) -> None:
+    def __init__(
+        self, node_ids: Iterable[str] = (), vnodes: int = DEFAULT_VNODES, zones: Mapping[str, str] | None = None
+    ) -> None:
         if isinstance(node_ids, str):
             raise TypeError("node_ids must be an iterable of node ids, not a single string")
         if vnodes < 1:
             raise ValueError(f"vnodes must be >= 1, got {vnodes}")
         nodes = tuple(sorted(set(node_ids)))
+        # Only the zones of nodes on the ring count, and "" (no zone) is left out, so the same ring
+        # compares and digests equal however the mapping was spelled.
+        known = zones or {}
+        node_zones = {node_id: zone for node_id in nodes if (zone := known.get(node_id, ""))}
         # Ties on position (vanishingly rare with 64 bits) are broken by node id, keeping the order total.
         points = sorted(
             (key_position(f"{node_id}#{i}"), node_id) for node_id in nodes for i in range(vnodes)
@@ -120,16 +144,22 @@ class HashRing:
         init(self, "_nodes", nodes)
         init(self, "_node_set", frozenset(nodes))
         init(self, "_vnodes", vnodes)
-        init(self, "_digest", _ring_digest(nodes, vnodes))
+        init(self, "_zones", MappingProxyType(node_zones))
+        init(self, "_zoned", len({node_zones.get(node_id, "") for node_id in nodes}) > 1)
+        init(self, "_digest", _ring_digest(nodes, vnodes, node_zones))
         init(self, "_positions", [position for position, _ in points])
         init(self, "_point_nodes", [node_id for _, node_id in points])
         init(self, "_tables", {})
         init(self, "_walks", {})
+        init(self, "_spreads", {})
 
     @classmethod
-    def build(cls, node_ids: Iterable[str], vnodes: int = DEFAULT_VNODES) -> HashRing:
-        """The ring of `node_ids` (duplicates and order ignored) with `vnodes` points per node."""
-        return cls(node_ids, vnodes)
+    def build(
+        cls, node_ids: Iterable[str], vnodes: int = DEFAULT_VNODES, zones: Mapping[str, str] | None = None
+    ) -> HashRing:
+        """The ring of `node_ids` (duplicates and order ignored) with `vnodes` points per node; `zones`
+        maps node ids to their zone (missing or "": the unnamed zone)."""
+        return cls(node_ids, vnodes, zones)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"HashRing is immutable (tried to set {name!r})")
@@ -147,8 +177,22 @@ class HashRing:
         return self._vnodes
 
     @property
+    def zones(self) -> Mapping[str, str]:
+        """Node id -> zone, for the nodes on the ring that have one (read-only)."""
+        return self._zones
+
+    def zone_of(self, node_id: str) -> str:
+        """The node's zone; "" for the unnamed zone (and for a node not on the ring)."""
+        return self._zones.get(node_id, "")
+
+    @property
+    def zoned(self) -> bool:
+        """Whether the nodes span more than one zone; if not, `spread` is `preference`."""
+        return self._zoned
+
+    @property
     def digest(self) -> str:
-        """Fingerprint of (node set, vnodes): equal digests mean equal placement on every peer."""
+        """Fingerprint of (node set, zones, vnodes): equal digests mean equal placement on every peer."""
         return self._digest
 
     def __len__(self) -> int:
@@ -160,13 +204,14 @@ class HashRing:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HashRing):
             return NotImplemented
-        return self._vnodes == other._vnodes and self._nodes == other._nodes
+        return self._vnodes == other._vnodes and self._nodes == other._nodes and self._zones == other._zones
 
     def __hash__(self) -> int:
-        return hash((self._vnodes, self._nodes))
+        return hash((self._vnodes, self._nodes, tuple(sorted(self._zones.items()))))
 
     def __repr__(self) -> str:
-        return f"HashRing(nodes={len(self._nodes)}, vnodes={self._vnodes}, digest={self._digest})"
+        zones = len({self.zone_of(node_id) for node_id in self._nodes})
+        return f"HashRing(nodes={len(self._nodes)}, zones={zones}, vnodes={self._vnodes}, digest={self._digest})"
 
     def key_position(self, key: str) -> int:
         return key_position(key)
@@ -182,6 +227,27 @@ class HashRing:
     def preference(self, key: str) -> tuple[str, ...]:
         """Every node, in clockwise order from `key`: the owners first, then the handoff order."""
         return self.owners(key, len(self._nodes))
+
+    def spread(self, key: str) -> tuple[str, ...]:
+        """Every node for `key` in placement order: `preference` taken round-robin across zones, so the
+        first r span as many zones as there are (`zones.spread`); `preference` itself without zones."""
+        if not self._zoned:
+            return self.preference(key)
+        index = bisect_left(self._positions, key_position(key)) % len(self._positions)
+        found = self._spreads.get(index)
+        if found is None:
+            # Memoised per point, like the walks: at most one entry per point, and the same answer.
+            found = spread(self._walk(index), self.zone_of)
+            self._spreads[index] = found
+        return found
+
+    def spread_owners(self, key: str, r: int) -> tuple[str, ...]:
+        """The first r nodes of `spread(key)`: the owners placement uses (`owners(key, r)` without zones)."""
+        if not self._zoned:
+            return self.owners(key, r)
+        if r < 0:
+            raise ValueError(f"r must be >= 0, got {r}")
+        return self.spread(key)[:r]
 
     def _owners_uncached(self, key: str, r: int) -> tuple[str, ...]:
         if r < 0:

@@ -2,7 +2,9 @@
 
 Pure functions of their arguments: time arrives as `now` and liveness as an `is_usable` callback, so
 they never block and every answer can be replayed in a test. Results list each node id at most once
-and follow the ring's clockwise order for the key (Swift get_nodes / get_more_nodes).
+and follow the ring's placement order for the key (`HashRing.spread`: clockwise, taken round-robin
+across zones; plain clockwise order without zones), as Swift's get_nodes / get_more_nodes do. Stand-ins
+for owners that are down come from the zones holding fewest pieces first (`zones.balanced`).
 `Placement` binds them to the live ring, liveness and the cluster's redundancy policy: it is the one
 place that turns a policy into peers, so uploads, reads and repair never count owners themselves.
 """
@@ -16,8 +18,9 @@ from typing import Protocol
 from peer.errors import InsufficientReplicas
 from peer.ring.hashring import HashRing
 from peer.ring.policy import Policy
+from peer.ring.zones import balanced
 
-__all__ = ["MemberView", "Placement", "WritePlan", "read_order", "ring_members", "write_targets"]
+__all__ = ["MemberView", "Placement", "WritePlan", "read_order", "ring_members", "stand_in_order", "write_targets"]
 
 _ALWAYS_ON = frozenset({"alive", "suspect"})
 _KNOWN_STATES = frozenset({"alive", "suspect", "dead", "left"})
@@ -60,22 +63,37 @@ def ring_members(members: Iterable[MemberView], now: float, dead_grace_s: float)
 def write_targets(
     ring: HashRing, key: str, r: int, is_usable: Callable[[str], bool]
 ) -> tuple[list[str], list[str]]:
-    """(targets, skipped): the first r usable nodes clockwise from `key`, and the owners passed over.
+    """(targets, skipped): the usable owners of `key`, then stand-ins up to r, and the owners passed over.
 
-    A target beyond the owners stands in for a skipped owner (a hinted handoff), so callers record the
-    hint against `skipped`. Fewer than r targets means too few usable nodes; quorum is the caller's call.
+    Without zones the targets are the first r usable nodes clockwise; with zones a stand-in comes from
+    the zone that holds fewest targets so far. A target beyond the owners stands in for a skipped owner
+    (a hinted handoff), so callers record the hint against `skipped`. Fewer than r targets means too
+    few usable nodes; quorum is the caller's call.
     """
-    owners = ring.owners(key, r)
+    owners = ring.spread_owners(key, r)
     usable = [node_id for node_id in owners if is_usable(node_id)]
     if len(usable) == len(owners):
         return usable, []
     skipped = [node_id for node_id in owners if node_id not in usable]
+    if ring.zoned:  # the stand-ins depend on every candidate's zone, so all of them are asked
+        rest = [node_id for node_id in ring.spread(key)[len(owners) :] if is_usable(node_id)]
+        return [*usable, *stand_in_order(ring, usable, rest)][:r], skipped
     for node_id in ring.preference(key)[len(owners) :]:
         if len(usable) >= r:
             break
         if is_usable(node_id):
             usable.append(node_id)
     return usable, skipped
+
+
+def stand_in_order(ring: HashRing, kept: Sequence[str], candidates: Sequence[str]) -> list[str]:
+    """The order in which `candidates` (usable non-owners, in placement order) stand in for owners that
+    are down, next to the usable owners `kept`: placement order without zones; with zones, each next
+    one from the zone that holds fewest of `kept` and the stand-ins before it, so a write around a down
+    peer keeps its pieces in as many zones as it can."""
+    if not ring.zoned:
+        return list(candidates)
+    return list(balanced(kept, candidates, ring.zone_of)[len(kept) :])
 
 
 def read_order(
@@ -87,14 +105,14 @@ def read_order(
 ) -> list[str]:
     """Distinct node ids to try for a read of `key`, best first.
 
-    Recorded holders that are still owners come first (ring order), then recorded holders elsewhere
-    (ring order, then any no longer on the ring in recorded order), then the rest of the preference
-    list, which finds copies a handoff or rebalance left unrecorded. Usable nodes precede unusable ones;
-    unusable ones stay listed because a suspect peer may still answer.
+    Recorded holders that are still owners come first (placement order), then recorded holders
+    elsewhere (placement order, then any no longer on the ring in recorded order), then the rest of the
+    placement order, which finds copies a handoff or rebalance left unrecorded. Usable nodes precede
+    unusable ones; unusable ones stay listed because a suspect peer may still answer.
     """
     if r < 0:
         raise ValueError(f"r must be >= 0, got {r}")
-    preference = ring.preference(key)
+    preference = ring.spread(key)
     held = set(recorded)
     owners = preference[:r]
     candidates: dict[str, None] = dict.fromkeys(node_id for node_id in owners if node_id in held)
@@ -133,7 +151,8 @@ class Placement:
     """The owners, write plan and read order of a chunk, for a policy (the cluster's by default).
 
     `ring` is the current HashRing or a callable returning it, read on every question, so answers
-    follow ring changes; `pinned()` fixes it where a whole pass must see one ring (a placement index
+    follow ring changes; the ring carries the members' zones, so both change together and the ring's
+    digest covers both. `pinned()` fixes it where a whole pass must see one ring (a placement index
     built in a worker thread is only valid for the ring digest it records).
     """
 
@@ -157,7 +176,7 @@ class Placement:
         return self._policy
 
     def pinned(self) -> Placement:
-        """The same placement on the ring of this moment, whatever the live ring becomes."""
+        """The same placement on the ring (and zones) of this moment, whatever the live ring becomes."""
         return Placement(self.ring, self._is_usable, self._policy)
 
     def policy_of(self, recorded: str) -> Policy:
@@ -165,35 +184,54 @@ class Placement:
         return Policy.parse(recorded) if recorded else self._policy
 
     def owners(self, chunk_id: str, policy: Policy | None = None) -> tuple[str, ...]:
-        """The peers that should hold the chunk's pieces, in ring order (fewer on a small ring)."""
-        return self.ring.owners(chunk_id, (policy or self._policy).width)
+        """The peers that should hold the chunk's pieces, in placement order (fewer on a small ring):
+        piece i of an erasure-coded chunk belongs to owners[i]."""
+        return self.ring.spread_owners(chunk_id, (policy or self._policy).width)
 
     def usable_count(self) -> int:
         ring = self.ring
         return sum(1 for node_id in ring.nodes if self._is_usable(node_id))
 
     def require_writable(self, policy: Policy | None = None) -> Policy:
-        """The policy to write with, once enough peers are usable to hold all of its pieces."""
-        policy = policy or self._policy
+        """The policy to write with (`policy`, else the cluster's), once enough peers are usable to
+        hold all of its pieces. Never a narrower one: a policy the cluster cannot meet is refused."""
+        chosen = policy or self._policy
         available = self.usable_count()
-        if available < policy.width:
-            raise InsufficientReplicas(policy.width, available)
-        return policy
+        if available < chosen.width:
+            # The cluster's own default names the setting an operator would change.
+            setting = "" if policy is not None else f"the cluster default: --default-policy {chosen}" + (
+                "" if chosen.erasure_coded else f" or --replicas {chosen.width}")
+            raise InsufficientReplicas(chosen.width, available, setting, policy=str(chosen))
+        return chosen
 
     def write_plan(self, chunk_id: str, policy: Policy | None = None) -> WritePlan:
         """Targets, fallbacks and skipped owners of one chunk; each peer's liveness is asked once.
 
-        The targets and skipped owners are exactly `write_targets` for the policy's width.
+        The targets and skipped owners are, as sets, exactly `write_targets` for the policy's width.
+        Targets are positional: target i is owner i when it is usable, else a stand-in (the next
+        usable peer past the owners, from the zones holding fewest pieces first: `stand_in_order`),
+        because fragment i of a coded chunk belongs to owner i and a stand-in holds it for that owner
+        only.
         """
         policy = policy or self._policy
-        preference = self.ring.preference(chunk_id)
+        ring = self.ring
+        preference = ring.spread(chunk_id)
         usable = [node_id for node_id in preference if self._is_usable(node_id)]
         usable_set = set(usable)
         owners = preference[: policy.width]
+        owner_set = set(owners)
+        kept = [node_id for node_id in owners if node_id in usable_set]
+        others = [node_id for node_id in usable if node_id not in owner_set]
+        # With every owner usable, the zone-balanced order of the others is their placement order.
+        order = stand_in_order(ring, kept, others) if len(kept) < len(owners) else others
+        stand_ins = iter(order)
+        targets = [node_id if node_id in usable_set else next(stand_ins, None) for node_id in owners]
+        chosen = [node_id for node_id in targets if node_id is not None]
+        chosen_set = set(chosen)
         return WritePlan(
             policy=policy,
-            targets=tuple(usable[: policy.width]),
-            fallbacks=tuple(usable[policy.width :]),
+            targets=tuple(chosen),
+            fallbacks=tuple(node_id for node_id in order if node_id not in chosen_set),
             skipped=tuple(node_id for node_id in owners if node_id not in usable_set),
         )
 

@@ -4,8 +4,13 @@ A policy is a value with one canonical spelling, which version records and gossi
 `rep:R` is R full copies on R distinct peers. `str(Policy.parse(s)) == s` for every valid `s`, so
 two peers compare policies by comparing strings. Every kind is described by the same two numbers,
 `data` (pieces any reader needs) and `parity` (pieces that may be lost), so placement only asks for
-`width = data + parity` distinct peers: a copy is one data piece plus R - 1 spare copies, and
-erasure coding (`ec:K+M`, K data and M parity fragments on K + M peers) is the next kind to add.
+`width = data + parity` distinct peers: a copy is one data piece plus R - 1 spare copies; `ec:K+M`
+is Reed-Solomon erasure coding, K data and M parity fragments of every chunk on K + M peers, any K
+of which rebuild the chunk.
+
+The bounds on K and M are those of the codes the peers use (peer/erasure.py): K at most 16 keeps a
+fragment of a 1 MiB chunk at 64 KiB or more, where per-fragment costs stay small, and M at most 8
+keeps a repair's fan-in bounded.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ __all__ = ["InvalidPolicy", "Policy", "PolicyKind"]
 # Canonical numbers only (no sign, no leading zero), so a spelling parses back to itself; four
 # digits at most, far above any cluster, so a hostile string never turns into a huge integer.
 _REPLICATION = re.compile(r"rep:([1-9][0-9]{0,3})")
-_EXPECTED = "expected rep:R with R >= 1 copies, e.g. rep:2"
+_ERASURE = re.compile(r"ec:([1-9][0-9]?)\+([1-9][0-9]?)")
+_EXPECTED = "expected rep:R with R >= 1 copies (e.g. rep:2) or ec:K+M with 2 <= K <= 16 and 1 <= M <= 8 (e.g. ec:4+2)"
+MIN_DATA, MAX_DATA = 2, 16
+MIN_PARITY, MAX_PARITY = 1, 8
 
 
 class InvalidPolicy(InvalidRequest):
@@ -34,6 +42,7 @@ class InvalidPolicy(InvalidRequest):
 
 class PolicyKind(StrEnum):
     REPLICATION = "rep"
+    ERASURE = "ec"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,10 @@ class Policy:
             raise InvalidPolicy(f"{self.kind}:{self.data}+{self.parity}", "needs data >= 1 and parity >= 0")
         if self.kind is PolicyKind.REPLICATION and self.data != 1:
             raise InvalidPolicy(f"rep data={self.data}", "a copy is exactly one data piece")
+        if self.kind is PolicyKind.ERASURE and not (
+            MIN_DATA <= self.data <= MAX_DATA and MIN_PARITY <= self.parity <= MAX_PARITY
+        ):
+            raise InvalidPolicy(f"ec:{self.data}+{self.parity}", _EXPECTED)
 
     @classmethod
     def replication(cls, copies: int) -> Policy:
@@ -58,14 +71,24 @@ class Policy:
         return cls(PolicyKind.REPLICATION, 1, copies - 1)
 
     @classmethod
+    def erasure(cls, data: int, parity: int) -> Policy:
+        """`ec:data+parity`: Reed-Solomon fragments, each on its own peer."""
+        return cls(PolicyKind.ERASURE, data, parity)
+
+    @classmethod
     def parse(cls, text: str) -> Policy:
         """The policy `text` spells; raises InvalidPolicy (an InvalidRequest) for anything else."""
         found = _REPLICATION.fullmatch(text)
         if found is not None:
             return cls.replication(int(found.group(1)))
-        if text.startswith("ec:"):
-            raise InvalidPolicy(text, "erasure coding is not supported by this peer; " + _EXPECTED)
+        found = _ERASURE.fullmatch(text)
+        if found is not None:
+            return cls.erasure(int(found.group(1)), int(found.group(2)))
         raise InvalidPolicy(text)
+
+    @property
+    def erasure_coded(self) -> bool:
+        return self.kind is PolicyKind.ERASURE
 
     @property
     def width(self) -> int:
@@ -73,4 +96,6 @@ class Policy:
         return self.data + self.parity
 
     def __str__(self) -> str:
+        if self.kind is PolicyKind.ERASURE:
+            return f"ec:{self.data}+{self.parity}"
         return f"rep:{self.width}"

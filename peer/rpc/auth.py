@@ -47,10 +47,11 @@ Failures = Callable[[str], None]
 #: cannot become reachable without someone deciding who may call it.
 METHOD_ROLES = {
     "Download": "read", "Get": "read", "Stat": "read", "List": "read", "ListVersions": "read",
-    "ClusterStatus": "read", "WhoAmI": "read",
+    "ClusterStatus": "read", "WhoAmI": "read", "ListBuckets": "read",
     "Upload": "write", "Put": "write", "Delete": "write",
     "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
     "CreateS3Key": "admin", "ListS3Keys": "admin", "RevokeS3Key": "admin",
+    "SetBucketPolicy": "admin",
 }
 
 # Sequence[tuple[str, str | bytes]] as grpc hands it over (a grpc.aio.Metadata on the handler side).

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 from google.protobuf.message import DecodeError
 
-from peer.errors import ClientTooSlow, InvalidRequest
+from peer.errors import ClientTooSlow, ConfigError, InvalidRequest
 from peer.files import ClientLimits, ClusterSnapshot, FileService, MemberSnapshot, Trailer, UploadProof
-from peer.metadata.store import TokenRecord, VersionRecord, VersionSpec
+from peer.files.buckets import BucketService
+from peer.metadata.store import BucketRecord, TokenRecord, VersionRecord, VersionSpec
 from peer.rpc import wire
 from peer.rpc.auth import ClientAuth
 from peer.rpc.observe import Call, current_call
@@ -51,7 +52,8 @@ def version_info(rec: VersionRecord, with_chunks: bool = False) -> pb.VersionInf
     )
     if with_chunks:
         info.chunks.extend(
-            pb.ChunkPlacement(chunk_id=c.chunk_id, size=c.size, peers=list(c.peers)) for c in rec.chunks
+            pb.ChunkPlacement(chunk_id=c.chunk_id, size=c.size, peers=list(c.peers), fragments=list(c.fragments))
+            for c in rec.chunks
         )
     return info
 
@@ -76,6 +78,10 @@ def token_info(rec: TokenRecord) -> pb.TokenInfo:
 def s3_key_info(info: S3KeyInfo) -> pb.S3KeyInfo:
     return pb.S3KeyInfo(access_key_id=info.access_key_id, role=info.role, name=info.name,
                         created_at=info.created_at, revoked_at=info.revoked_at or 0.0)
+
+
+def bucket_info(rec: BucketRecord) -> pb.BucketInfo:
+    return pb.BucketInfo(name=rec.name, created_at=rec.created_at, versioning=rec.versioning, policy=rec.policy)
 
 
 def _upload_reply(record: VersionRecord) -> pb.UploadReply:
@@ -122,6 +128,11 @@ def _declared(header: pb.UploadHeader) -> int | None:
     return header.size if header.HasField("size") else None
 
 
+def _policy(header: pb.UploadHeader) -> str | None:
+    """The header's policy; None (unset or empty) leaves the choice to the name's bucket, else the cluster."""
+    return header.policy or None
+
+
 def _not_data(item: UploadItem) -> InvalidRequest:
     if isinstance(item, wire.Malformed):
         return InvalidRequest("an upload message could not be parsed as an UploadRequest")
@@ -160,10 +171,12 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         snapshot: Callable[[], Awaitable[ClusterSnapshot]],
         *,
         auth: ClientAuth | None = None,
+        buckets: BucketService | None = None,
     ) -> None:
         self._files = files
         self._snapshot = snapshot
         self._auth = auth or ClientAuth(None)
+        self._buckets = buckets
 
     @maps_errors
     async def Upload(  # noqa: N802 - gRPC method names
@@ -182,7 +195,8 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         call.name = header.name
         proof = UploadProof(declared=_declared(header))
         record = await self._files.put(header.name, _upload_data(requests, proof, idle_s, call), proof,
-                                       content_type=header.content_type, user_metadata=header.metadata)
+                                       content_type=header.content_type, user_metadata=header.metadata,
+                                       policy=_policy(header))
         return _upload_reply(record)
 
     @maps_errors
@@ -193,7 +207,8 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         header = request.header
         proof = UploadProof(_declared(header), Trailer(request.trailer.size, request.trailer.sha256))
         record = await self._files.put(header.name, _one_piece(request.data), proof,
-                                       content_type=header.content_type, user_metadata=header.metadata)
+                                       content_type=header.content_type, user_metadata=header.metadata,
+                                       policy=_policy(header))
         return _upload_reply(record)
 
     @maps_stream_errors
@@ -294,6 +309,7 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
             metadata_backend=snap.metadata_backend,
             metadata_healthy=snap.metadata_healthy,
             metadata_error=snap.metadata_error,
+            default_policy=snap.default_policy,
         )
 
     @maps_errors
@@ -333,6 +349,23 @@ class FileStoreServicer(pb_grpc.FileStoreServicer):
         self, request: pb.RevokeS3KeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.S3KeyInfo:
         return s3_key_info(await self._files.revoke_s3_key(request.access_key_id))
+
+    @maps_errors
+    async def SetBucketPolicy(  # noqa: N802
+        self, request: pb.SetBucketPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BucketInfo:
+        return bucket_info(await self._bucket_service().set_policy(request.bucket, request.policy))
+
+    @maps_errors
+    async def ListBuckets(  # noqa: N802
+        self, request: pb.ListBucketsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListBucketsReply:
+        return pb.ListBucketsReply(buckets=[bucket_info(b) for b in await self._bucket_service().list()])
+
+    def _bucket_service(self) -> BucketService:
+        if self._buckets is None:
+            raise ConfigError("this peer serves no buckets")
+        return self._buckets
 
     @maps_errors
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> pb.TokenInfo:  # noqa: N802

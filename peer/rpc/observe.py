@@ -4,12 +4,15 @@
 check refuses is observed too. For each FileStore call it draws a request id, returns it in the
 trailing metadata (`x-request-id`) and puts it in `peer.logs.REQUEST_ID` for every log line written
 while the call is handled; when the call ends it counts it (`dfs_requests_total` by method and status
-code, its duration, bytes in and out) and, unless switched off, writes the access-log line.
+code, its duration, bytes in and out) unless the peer runs with `--no-metrics` (no registry given),
+and writes the access-log line unless it runs with `--no-access-log`.
 
 Bytes are the sizes of request and reply messages, except for the two data streams: the Upload and
 Download handlers add the data bytes they pass to `current_call()` themselves, where the bytes are
 already in hand (a size read per message, no lock). Health and reflection calls are not observed:
-load balancers poll them every few seconds, and they say nothing about files.
+load balancers poll them every few seconds, and they say nothing about files. With neither metrics
+nor the access log (`--no-metrics --no-access-log`) a call gets its request id and nothing else:
+no message sizes are read, nothing is counted or logged.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: PeerMetrics | None, access_log_on: bool = True) -> None:
         self._metrics = metrics
         self._access_log = access_log_on
+        self._measured = metrics is not None or access_log_on
 
     async def intercept_service(
         self,
@@ -84,7 +88,9 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:  # not a method of the service: grpc answers UNIMPLEMENTED
             return handler
-        return _observed(handler, call, lambda ctx, exc: self._finish(call, started, ctx, exc))
+        if not self._measured:
+            return _observed(handler, call, _unmeasured, _no_size, _no_name)
+        return _observed(handler, call, lambda ctx, exc: self._finish(call, started, ctx, exc), _size, _name_of)
 
     def _finish(self, call: Call, started: float, context: grpc.aio.ServicerContext, exc: BaseException | None) -> None:
         seconds = time.perf_counter() - started
@@ -105,6 +111,12 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
 
 
 Finish = Callable[[grpc.aio.ServicerContext, BaseException | None], None]
+Size = Callable[[Any], int]
+NameOf = Callable[[Any], str]
+
+
+def _unmeasured(_context: grpc.aio.ServicerContext, _exc: BaseException | None) -> None:
+    pass
 
 
 def _begin(call: Call, context: grpc.aio.ServicerContext) -> None:
@@ -113,8 +125,10 @@ def _begin(call: Call, context: grpc.aio.ServicerContext) -> None:
     context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
 
 
-def _observed(handler: grpc.RpcMethodHandler, call: Call, finish: Finish) -> grpc.RpcMethodHandler:
-    """A handler of the same shape whose behaviour is the original's, observed."""
+def _observed(handler: grpc.RpcMethodHandler, call: Call, finish: Finish, size: Size,
+              name_of: NameOf) -> grpc.RpcMethodHandler:
+    """A handler of the same shape whose behaviour is the original's, observed; `size` and `name_of`
+    read what the access log and the metrics need of each message (no-ops when neither is on)."""
     opts = {"request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer}
 
@@ -123,12 +137,12 @@ def _observed(handler: grpc.RpcMethodHandler, call: Call, finish: Finish) -> grp
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             _begin(call, context)
-            call.received += _size(request)
-            call.name = _name_of(request)
+            call.received += size(request)
+            call.name = name_of(request)
             error: BaseException | None = None
             try:
                 reply = await inner_uu(request, context)
-                call.sent += _size(reply)
+                call.sent += size(reply)
                 return reply
             except BaseException as exc:
                 error = exc
@@ -145,7 +159,7 @@ def _observed(handler: grpc.RpcMethodHandler, call: Call, finish: Finish) -> grp
             error: BaseException | None = None
             try:
                 reply = await inner_su(requests, context)
-                call.sent += _size(reply)
+                call.sent += size(reply)
                 return reply
             except BaseException as exc:
                 error = exc
@@ -155,13 +169,15 @@ def _observed(handler: grpc.RpcMethodHandler, call: Call, finish: Finish) -> grp
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **opts)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, call, finish, True), **opts)
+        return grpc.unary_stream_rpc_method_handler(
+            _streaming(handler.unary_stream, call, finish, True, size, name_of), **opts)
     if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, call, finish, False), **opts)
+        return grpc.stream_stream_rpc_method_handler(
+            _streaming(handler.stream_stream, call, finish, False, size, name_of), **opts)
     return handler
 
 
-def _streaming(inner: Any, call: Call, finish: Finish, unary_request: bool) -> Any:
+def _streaming(inner: Any, call: Call, finish: Finish, unary_request: bool, size: Size, name_of: NameOf) -> Any:
     """The observed form of a reply-streaming behaviour: an async generator stays one (its replies are
     counted as they pass), a coroutine that writes its replies itself stays a coroutine."""
     if inspect.isasyncgenfunction(inner):
@@ -169,12 +185,12 @@ def _streaming(inner: Any, call: Call, finish: Finish, unary_request: bool) -> A
         async def replies(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             _begin(call, context)
             if unary_request:
-                call.received += _size(request)
-                call.name = _name_of(request)
+                call.received += size(request)
+                call.name = name_of(request)
             error: BaseException | None = None
             try:
                 async for reply in inner(request, context):
-                    call.sent += _size(reply)
+                    call.sent += size(reply)
                     yield reply
             except BaseException as exc:
                 error = exc
@@ -187,8 +203,8 @@ def _streaming(inner: Any, call: Call, finish: Finish, unary_request: bool) -> A
     async def writes(request: Any, context: grpc.aio.ServicerContext) -> None:
         _begin(call, context)
         if unary_request:
-            call.received += _size(request)
-            call.name = _name_of(request)
+            call.received += size(request)
+            call.name = name_of(request)
         error: BaseException | None = None
         try:
             await inner(request, context)
@@ -209,6 +225,14 @@ def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
     if exc is None:
         return "OK"
     return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
+
+
+def _no_size(_message: Any) -> int:
+    return 0
+
+
+def _no_name(_request: Any) -> str:
+    return ""
 
 
 def _size(message: Any) -> int:

@@ -26,7 +26,7 @@ DIGEST_SIZES: Mapping[str, int] = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha
 
 
 class Checksum(Protocol):
-    def update(self, data: bytes) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
     def digest(self) -> bytes: ...
 
@@ -39,7 +39,7 @@ class _Crc:
         self._size = size
         self._value = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self._value = self._function(data, self._value)
 
     def digest(self) -> bytes:
@@ -47,7 +47,7 @@ class _Crc:
 
 
 class _CrcFunction(Protocol):
-    def __call__(self, data: bytes, previous: int, /) -> int: ...
+    def __call__(self, data: bytes | memoryview, previous: int, /) -> int: ...
 
 
 def new_checksum(algorithm: str) -> Checksum:
@@ -97,7 +97,7 @@ class ChecksumSet:
     def __init__(self, algorithms: Iterable[str]) -> None:
         self._running = {algorithm: new_checksum(algorithm) for algorithm in algorithms}
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         for checksum in self._running.values():
             checksum.update(data)
 

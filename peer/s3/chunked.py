@@ -100,11 +100,17 @@ class AwsChunkedDecoder:
         self._error: S3Error | None = None
 
     @property
+    def hashes(self) -> bool:
+        """Whether decoding hashes the chunk data (to check signed chunks)."""
+        return self._chain is not None
+
+    @property
     def decoded_size(self) -> int:
         return self._decoded
 
-    def feed(self, data: bytes) -> bytes:
-        """Consume framed bytes; return the object bytes they contained (possibly none)."""
+    def feed(self, data: bytes) -> bytes | memoryview:
+        """Consume framed bytes; return the object bytes they contained (possibly none): a view of
+        `data` when they are one run of it (no copy), else one copy of the runs joined."""
         if self._error is not None:
             raise self._error
         try:
@@ -128,8 +134,8 @@ class AwsChunkedDecoder:
             )
         return dict(self._trailers)
 
-    def _consume(self, view: memoryview) -> bytes:
-        out: list[bytes] = []
+    def _consume(self, view: memoryview) -> bytes | memoryview:
+        out: list[memoryview] = []
         pos = 0
         while pos < len(view):
             if self._state == _DATA:
@@ -137,7 +143,7 @@ class AwsChunkedDecoder:
                 piece = view[pos : pos + take]
                 if self._chain is not None:  # only signed chunks need their own hash
                     self._hasher.update(piece)
-                out.append(bytes(piece))
+                out.append(piece)
                 self._remaining -= take
                 self._decoded += take
                 pos += take
@@ -151,7 +157,9 @@ class AwsChunkedDecoder:
                 pos = len(view)
             else:
                 pos = self._read_line(view, pos)
-        return out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
 
     def _read_line(self, view: memoryview, pos: int) -> int:
         """Buffer up to one line (of a chunk header or of the trailer), within its cap."""

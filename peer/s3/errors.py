@@ -32,6 +32,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
+    "InvalidStorageClass": 400,
     "KeyTooLongError": 400,
     "MalformedTrailerError": 400,
     "MalformedXML": 400,

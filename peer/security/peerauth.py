@@ -8,6 +8,7 @@ gossip body, or a digest naming what a chunk call acts on). The receiver refuses
 - a timestamp outside the window around its own clock (an old message replayed later);
 - a nonce it has already accepted within the window (a message replayed at once).
 Clocks of peers must therefore agree within the window (default 60 s), as NTP provides.
+`derive` gives keys for longer exchanges (a chunk stream's frames) from the secret and both ends' nonces.
 This module knows nothing of HTTP or gRPC; the transports put the credential in a header.
 """
 
@@ -87,6 +88,16 @@ class PeerSigner:
             while len(self._seen) > self._max_nonces:
                 self._seen.popitem(last=False)
         return nonce
+
+    def derive(self, label: str, *parts: bytes) -> bytes:
+        """A 32-byte key for one use, bound to `parts` (a chunk stream's session key from the nonces of
+        both ends' credentials): only holders of the cluster secret can compute it, and it is
+        independent of the MACs `sign` makes, whatever the parts."""
+        mac = hmac.new(self._key, _DOMAIN + b"derive\x00", hashlib.sha256)
+        for part in (label.encode(), *parts):
+            mac.update(len(part).to_bytes(4, "big"))
+            mac.update(part)
+        return mac.digest()
 
     def _forget_expired(self, now_ms: int) -> None:
         # Insertion order approximates timestamp order; stop at the first entry still in the window.

@@ -7,6 +7,7 @@ by this peer on a local read, by the holder on its read (which sends an XXH3-64 
 along, checked here on arrival); a corrupt or missing copy is skipped.
 When no intact copy exists the stream fails with DataLoss, never with wrong bytes. Up to `window`
 chunks are fetched ahead of the one being sent, so several owners serve one download at once.
+An erasure-coded chunk is read from K of its fragments and decoded (peer/transfer/fragments.py).
 
 There is no whole-file hash here: the chunk list comes from the committed version record and every
 chunk is content-addressed, so once each chunk matches its id the bytes sent are exactly the file
@@ -28,6 +29,7 @@ from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, VersionRec
 from peer.ring.placement import Placement
 from peer.ring.policy import Policy
 from peer.storage.chunkstore import ChunkStore, check_received
+from peer.transfer.fragments import FragmentReader
 from peer.transfer.peers import ChunkPeers, ClusterView
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class DownloadService:
         self._metadata = metadata
         self._placement = placement
         self._window = window
+        self.fragments = FragmentReader(view, store, peers, placement)
 
     async def open(
         self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int
@@ -118,6 +121,8 @@ class DownloadService:
     async def fetch_chunk(self, ref: ChunkRef, policy: Policy | None = None) -> bytes | memoryview:
         """An intact copy of one chunk from wherever one can be found; `policy` is the one its version
         was stored with (None: the cluster's)."""
+        if ref.fragments:
+            return await self.fragments.chunk(ref, policy or self._placement.policy)
         view = self._view
         order = self._placement.read_order(ref.chunk_id, ref.peers, policy)
         if view.local_id in order:

@@ -1,9 +1,9 @@
 """`python -m tests.bench [--quick] [--only NAME[,NAME]] [--out PATH]`: run the benchmark, print a table
 with targets and one JSON document, and write the JSON to bench-results.json (or --out).
 
-Sections: baselines, large_file, concurrency, ring, memory, membership, s3. Progress goes to stderr, the
-table and the JSON to stdout. The exit code is 1 when a section failed to run (and with --strict also
-when a target was missed), else 0.
+Sections: baselines, large_file, concurrency, ring, memory, membership, s3, observability, policies.
+Progress goes to stderr, the table and the JSON to stdout. The exit code is 1 when a section failed
+to run (and with --strict also when a target was missed), else 0.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import baselines, concurrency, membership, memory, ring, s3, throughput
+from tests.bench import baselines, concurrency, membership, memory, observability, policies, ring, s3, throughput
 from tests.bench.common import LoadMonitor, elapsed, kill_all, machine_info, progress, wait_for_quiet
 from tests.bench.report import SWIFT, format_table, rows, targets
 
-SECTIONS = ["baselines", "large_file", "concurrency", "ring", "memory", "membership", "s3"]
+SECTIONS = ["baselines", "large_file", "concurrency", "ring", "memory", "membership", "s3", "observability",
+            "policies"]
 # Seconds a full-mode section may take on a busy 2-core machine; a section that would not end within
 # --budget is skipped (and reported) rather than letting `make bench` overrun its 10 minutes.
 ESTIMATE_S = {"baselines": 25, "large_file": 35, "concurrency": 215, "ring": 8, "memory": 75, "membership": 70,
-              "s3": 120}
-ALIASES = {"throughput": "large_file", "large": "large_file", "baseline": "baselines", "mem": "memory"}
+              "s3": 120, "observability": 150, "policies": 150}
+ALIASES = {"throughput": "large_file", "large": "large_file", "baseline": "baselines", "mem": "memory",
+           "metrics": "observability"}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: memory.run(work / "memory", quick, args.client_procs),
         "membership": lambda: membership.run(work / "membership", quick),
         "s3": lambda: s3.run(work / "s3", quick, args.client_procs),
+        "observability": lambda: observability.run(work / "observability", quick, args.client_procs),
+        "policies": lambda: policies.run(work / "policies", quick),
     }
     interrupted = False
     quiet_budget = args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 60.0)

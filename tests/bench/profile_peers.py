@@ -2,6 +2,7 @@
 
     .venv/bin/pip install py-spy
     .venv/bin/python -m tests.bench.profile_peers SCENARIO [--duration 15] [--out DIR] [--idle] [--native]
+        [--peer-flags "--no-metrics --no-access-log"]
 
 Starts a fresh 3-peer cluster (R=2, default settings), runs SCENARIO in a loop while `py-spy record`
 samples every peer for --duration seconds, then prints the hottest functions per peer (self and
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--native", action="store_true", help="include native (C/C++) frames")
     parser.add_argument("--gil", action="store_true", help="only samples holding the GIL (Python CPU time)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--peer-flags", default="", help="extra `serve` flags of every peer, space-separated")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="dfs-profile-"))
     cluster = None
     try:
-        cluster = start_cluster(work / "cluster")
+        cluster = start_cluster(work / "cluster", extra=args.peer_flags.split())
         addrs = [p.grpc_addr for p in cluster.peers]
         stop, steady = threading.Event(), threading.Event()
         worker = threading.Thread(target=_workload, args=(args.scenario, addrs, steady, stop, args.duration + 180))

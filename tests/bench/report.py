@@ -170,6 +170,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             "<= 10 s", _check(dead is not None and dead <= 10)))
 
     out += _s3_rows(results.get("s3"))
+    out += _observability_rows(results.get("observability"))
+    out += _policy_rows(results.get("policies"))
 
     for section, load in results.get("machine_load", {}).items():
         if load and load.get("other_processes_pct", 0) >= 20:
@@ -235,6 +237,69 @@ def _s3_rows(s3: dict[str, Any] | None) -> list[Row]:
             "s3", "RSS of the listing peer",
             f"{listing['peer_rss_before_mib']:.0f} MiB before, at most {listing['peer_max_rss_mib']:.0f} MiB "
             "while listing"))
+    return out
+
+
+OBSERVABILITY_MAX_COST_PCT = 3.0
+"""How much slower the defaults (request metrics and access log on) may be than both off."""
+
+
+def _slower(cost_pct: float) -> str:
+    return f"on {abs(cost_pct):.1f}% {'slower' if cost_pct >= 0 else 'faster'}"
+
+
+def _observability_rows(obs: dict[str, Any] | None) -> list[Row]:
+    """Each row with metrics and access log on beside the same row with both off, from the same run."""
+    if not obs:
+        return []
+    on, off, cost = obs["best"]["on"], obs["best"]["off"], obs["cost_pct"]
+    target = f"on < {OBSERVABILITY_MAX_COST_PCT:g}% slower"
+    prefix = f"{obs['clients']} clients x {_size(obs['size'])}"
+    out: list[Row] = []
+    for kind in ("upload", "download"):
+        key = f"{kind}_ops_s"
+        out.append(Row(
+            "observability", f"{prefix} {kind}, metrics+access log on / off",
+            f"{on[key]:.1f} / {off[key]:.1f} ops/s ({_slower(cost[key])}); peer CPU "
+            f"{on[f'{kind}_peer_cpu_ms_per_op']:.2f} / {off[f'{kind}_peer_cpu_ms_per_op']:.2f} ms per op",
+            target, _check(cost[key] < OBSERVABILITY_MAX_COST_PCT)))
+    mib = obs["bytes"] // MIB
+    for kind in ("upload", "download"):
+        key, cpu = f"large_{kind}_mb_s", f"large_{kind}_peer_cpu_ms_per_mib"
+        out.append(Row(
+            "observability", f"{kind} {mib} MiB, metrics+access log on / off",
+            f"{on[key]:.1f} / {off[key]:.1f} MB/s ({_slower(cost[key])}); peer CPU "
+            f"{on[cpu]:.2f} / {off[cpu]:.2f} ms per MiB",
+            target, _check(cost[key] < OBSERVABILITY_MAX_COST_PCT)))
+    return out
+
+
+EC_MAX_GAP_PCT = 15.0
+
+
+def _policy_rows(pol: dict[str, Any] | None) -> list[Row]:
+    """Each policy's MB/s, storage cost and degraded read; ec:4+2 against rep:2 from the same run."""
+    if not pol:
+        return []
+    mib = pol["bytes"] // MIB
+    out: list[Row] = []
+    for name, p in pol["policies"].items():
+        deg = p.get("degraded", {})
+        out.append(Row(
+            "policies", f"{name}: {mib} MiB up / down, disk per byte, degraded down",
+            f"{p['upload_mb_s']:.1f} / {p['download_mb_s']:.1f} MB/s, {p['disk_per_byte']:.2f}x, "
+            f"{deg.get('download_mb_s', 0):.1f} MB/s with {deg.get('peers_down', 0)} peers down"))
+    gap = pol.get("ec42_vs_rep2_pct")
+    if gap:
+        for kind in ("upload_mb_s", "download_mb_s"):
+            out.append(Row("policies", f"ec:4+2 {kind.split('_')[0]} vs rep:2", f"{gap[kind]:.1f}%",
+                           f">= {100 - EC_MAX_GAP_PCT:g}%", _check(gap[kind] >= 100 - EC_MAX_GAP_PCT)))
+    restore = pol.get("restore_after_losing_a_peer")
+    if restore:
+        out.append(Row("policies", "full redundancy restored after losing a peer",
+                       f"{restore['seconds']:.1f} s for {restore['held_mib']:.0f} MiB held "
+                       f"({restore['s_per_gib_held']:.1f} s per GiB, dead grace {restore['includes_dead_grace_s']:g} s "
+                       "included)"))
     return out
 
 

@@ -18,6 +18,36 @@ from client.sdk import DfsClient
 from tests.bench.common import MIB, CpuMeter, UniqueData, drain_download, mb_per_s, progress, rss_kib, start_cluster
 
 
+def transfer_round(client: DfsClient, pids: list[int], total: int, name: str, stream: int,
+                   label: str) -> dict[str, Any]:
+    """One row's measurement: `total` new bytes uploaded through `client`'s peer from a generator of
+    1 MiB pieces, then downloaded; both verified by the SDK. `pids`: the peers, then this process."""
+    data = UniqueData(stream=stream)
+    with CpuMeter(pids) as up_cpu:
+        t = time.perf_counter()
+        result = client.upload(data.pieces(total, MIB), name=name)
+        up_s = time.perf_counter() - t
+    if result.version.size != total:
+        raise RuntimeError("the stored version does not match what was sent")
+    progress(f"{label}: upload {mb_per_s(total, up_s):.1f} MB/s; downloading")
+    with CpuMeter(pids) as down_cpu:
+        t = time.perf_counter()
+        received, got_hash = drain_download(client, name)
+        down_s = time.perf_counter() - t
+    if received != total or got_hash != result.version.sha256:
+        raise RuntimeError(f"download mismatch: {received} bytes, sha256 {got_hash}")
+    progress(f"{label}: download {mb_per_s(total, down_s):.1f} MB/s, sha256 verified")
+    return {
+        "upload_s": round(up_s, 3),
+        "download_s": round(down_s, 3),
+        "upload_mb_s": round(mb_per_s(total, up_s), 1),
+        "download_mb_s": round(mb_per_s(total, down_s), 1),
+        "cpu_pct_upload": {"peers": up_cpu.result[:-1], "client": up_cpu.result[-1]},
+        "cpu_pct_download": {"peers": down_cpu.result[:-1], "client": down_cpu.result[-1]},
+        "chunks": result.version.chunk_count,
+    }
+
+
 def run(workdir: Path, quick: bool) -> dict[str, Any]:
     total = 32 * MIB if quick else 256 * MIB
     repeats = 1 if quick else 2
@@ -32,32 +62,9 @@ def run(workdir: Path, quick: bool) -> dict[str, Any]:
             client.upload(warm.pieces(4 * MIB), name="bench/large/warmup")
             drain_download(client, "bench/large/warmup")
             for n in range(repeats):
-                name = f"bench/large/file{n}.bin"
-                data = UniqueData(stream=0x1A + n)
                 progress(f"large file: round {n + 1}/{repeats}: uploading {total // MIB} MiB through peer0 "
                          "from a generator of 1 MiB pieces")
-                with CpuMeter(pids) as up_cpu:
-                    t = time.perf_counter()
-                    result = client.upload(data.pieces(total, MIB), name=name)
-                    up_s = time.perf_counter() - t
-                if result.version.size != total:
-                    raise RuntimeError("the stored version does not match what was sent")
-                progress(f"large file: upload {mb_per_s(total, up_s):.1f} MB/s; downloading")
-                with CpuMeter(pids) as down_cpu:
-                    t = time.perf_counter()
-                    received, got_hash = drain_download(client, name)
-                    down_s = time.perf_counter() - t
-                if received != total or got_hash != result.version.sha256:
-                    raise RuntimeError(f"download mismatch: {received} bytes, sha256 {got_hash}")
-                progress(f"large file: download {mb_per_s(total, down_s):.1f} MB/s, sha256 verified")
-                rounds.append({
-                    "upload_s": round(up_s, 3),
-                    "download_s": round(down_s, 3),
-                    "upload_mb_s": round(mb_per_s(total, up_s), 1),
-                    "download_mb_s": round(mb_per_s(total, down_s), 1),
-                    "cpu_pct_upload": {"peers": up_cpu.result[:-1], "client": up_cpu.result[-1]},
-                    "cpu_pct_download": {"peers": down_cpu.result[:-1], "client": down_cpu.result[-1]},
-                })
+                rounds.append(transfer_round(client, pids, total, f"bench/large/file{n}.bin", 0x1A + n, "large file"))
         return {
             "bytes": total,
             "peers": 3,
@@ -67,7 +74,7 @@ def run(workdir: Path, quick: bool) -> dict[str, Any]:
             "upload_mb_s": max(r["upload_mb_s"] for r in rounds),
             "download_mb_s": max(r["download_mb_s"] for r in rounds),
             "sha256_verified": True,
-            "chunks": result.version.chunk_count,
+            "chunks": rounds[-1]["chunks"],
             "rounds": rounds,
             "client_vmhwm_mib": round(rss_kib(os.getpid()).get("VmHWM", 0) / 1024, 1),
         }

@@ -79,6 +79,7 @@ def _check_gossip_fields(msg: codec.GossipMessage) -> None:
         assert all(isinstance(t, str) and len(t) <= codec.MAX_ADDR_LEN for t in texts), entry
         assert all(counter(n) for n in (incarnation, heartbeat, count, size)), entry
         assert status in codec.STATUSES, entry
+        assert codec.ZONE_RE.fullmatch(entry[9]), entry  # printable, short: it lands in tables and logs
 
 
 def gossip_seeds() -> list[bytes]:
@@ -86,7 +87,7 @@ def gossip_seeds() -> list[bytes]:
     major, to mutate from."""
     alive = ("alice", "127.0.0.1:50051", "127.0.0.1:7946", 3, 42, "alive", 10, 10_485_760)
     left = ("bob", "[::1]:50052", "[::1]:7947", 1, 0, "left", 0, 0)
-    members: list[codec.WireEntry] = [(*alive, ""), (*left, "")]
+    members: list[codec.WireEntry] = [(*alive, "", "eu-1"), (*left, "", "")]
     legacy = {"v": 1, "from": "carol", "cluster": {"replicas": 2, "vnodes": 150}, "members": [list(alive)]}
     later_minor = {"v": 2, "vm": 5, "from": "erin", "cluster": {"policy": "ec:4+2", "vnodes": 64, "x": [1]},
                    "members": [{"id": "erin", "ra": "", "ga": "", "in": 1, "hb": 1, "st": "alive", "zone": "z1"}],
@@ -296,13 +297,24 @@ class RecordingUploads:
     committed: list[tuple[UploadSpec, bytes]] = field(default_factory=list)
 
     async def upload(self, spec: UploadSpec, pieces: AsyncIterator[bytes],
-                     check_complete: Callable[[int, str], None] | None = None) -> VersionRecord:
+                     check_complete: Callable[[int, str], None] | None = None, *,
+                     tap: Callable[[bytes | memoryview], None] | None = None) -> VersionRecord:
         data = b"".join([piece async for piece in pieces])
+        if tap is not None:
+            tap(data)
         if check_complete is not None:  # as UploadService does: after the chunks, before the commit
             check_complete(len(data), hashlib.sha256(data).hexdigest())
         self.committed.append((spec, data))
         return VersionRecord("0" * 32, "1" * 32, 1, spec.name, len(data), hashlib.sha256(data).hexdigest(), (),
                              spec.content_type, dict(spec.metadata), 0.0, True)
+
+
+class NoBuckets:
+    """Stands in for the metadata store where FileService asks it: no name falls in a bucket, so
+    every upload takes the cluster's policy."""
+
+    async def get_bucket(self, name: str) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -317,7 +329,7 @@ async def run_upload(messages: Sequence[bytes], **servicer_kwargs: Any) -> Outco
     """The real FileStoreServicer.Upload over `messages`, each parsed by the request deserializer the
     peer registers for Upload (data as a view of the bytes, junk as `wire.Malformed`)."""
     uploads = RecordingUploads()
-    servicer = FileStoreServicer(FileService(uploads, None, None, **servicer_kwargs), None)  # type: ignore[arg-type]
+    servicer = FileStoreServicer(FileService(uploads, None, NoBuckets(), **servicer_kwargs), None)  # type: ignore[arg-type]
 
     async def requests() -> AsyncIterator[UploadItem]:
         for raw in messages:
@@ -342,7 +354,7 @@ def expected_put(request: pb.PutRequest, **limits: Any) -> Expected:
 async def run_put(request: pb.PutRequest, **servicer_kwargs: Any) -> Outcome:
     """The real FileStoreServicer.Put on one request."""
     uploads = RecordingUploads()
-    servicer = FileStoreServicer(FileService(uploads, None, None, **servicer_kwargs), None)  # type: ignore[arg-type]
+    servicer = FileStoreServicer(FileService(uploads, None, NoBuckets(), **servicer_kwargs), None)  # type: ignore[arg-type]
     try:
         reply = await servicer.Put(request, AbortingContext())  # type: ignore[arg-type]
     except Aborted as exc:

@@ -4,7 +4,9 @@ Served on the peer's HTTP listener beside /gossip, /health and /metrics, with th
 without gossip's demand for a peer certificate (a browser holds none). Authentication is the API's:
 the operator pastes a client token into the login form, the peer checks it with the TokenVerifier and
 opens a session (see sessions.py); reads need the `read` role, upload and delete `write`. With client
-authentication off (`--no-auth`) nobody logs in and every caller acts as admin, as on the gRPC API.
+authentication off (`--no-auth`) nobody logs in and every caller acts as admin, as on the gRPC API:
+GET /console/api/session gives each visitor a session (`"auth": false`) whose only use is its CSRF
+token, and the page shows no login form but an "Authentication is off" notice.
 
 Every request that changes something (upload, delete, logout) must carry the session's CSRF token
 in `X-CSRF-Token`; the cookie is HttpOnly, SameSite=Strict, Secure over TLS. The login itself takes
@@ -306,7 +308,7 @@ def console_app(
             chunks.append({
                 "index": index, "chunk_id": ref.chunk_id, "offset": offset, "size": ref.size,
                 "peers": list(ref.peers),
-                "owners": list(ring.owners(ref.chunk_id, max(width, 1))) if ring is not None else [],
+                "owners": list(ring.spread_owners(ref.chunk_id, max(width, 1))) if ring is not None else [],
             })
             offset += ref.size
         doc["chunk_list"] = chunks

@@ -2,7 +2,9 @@
 
 Pure functions of their inputs. A peer's share of the ring is the part of the 64-bit key space whose
 first owner it is: every virtual node owns the arc from the point before it (exclusive) to its own
-point (inclusive), as `HashRing.owners` resolves keys.
+point (inclusive), as `HashRing.owners` resolves keys. A peer's redundancy is the share of the chunks
+it holds as an owner whose other owners hold theirs too (`redundancy`); the cluster's is the same
+ratio over the sums of every peer that answered.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from peer.files.cluster import ClusterSnapshot
 from peer.ring.hashring import HashRing, key_position
 
-__all__ = ["RingShares", "cluster_doc", "ring_shares"]
+__all__ = ["RingShares", "cluster_doc", "redundancy", "ring_shares"]
 
 KEY_SPACE = 1 << 64
 TOTALS = ("chunk_count", "chunk_bytes", "under_replicated", "misplaced", "repaired", "handed_off",
@@ -55,6 +57,25 @@ def ring_shares(ring: HashRing) -> RingShares:
     return RingShares(ring.digest, share, counts, tuple(arcs))
 
 
+def redundancy(chunk_count: int, under_replicated: int, misplaced: int = 0) -> float:
+    """The fraction (0..1) of the chunks a peer holds as an owner that have full redundancy: every
+    other owner holds its copy too. A peer holds `chunk_count` chunks, of which `misplaced` it does
+    not own (hinted copies, copies left by a ring change), and `under_replicated` of the owned ones
+    lack a copy elsewhere. 1.0 when nothing is under-replicated, an empty peer included. The counts
+    come from different moments (the store's now, the last anti-entropy round's), hence the clamps."""
+    if under_replicated <= 0:
+        return 1.0
+    owned = chunk_count - max(misplaced, 0)
+    if owned <= 0:
+        return 0.0
+    return max(0.0, (owned - under_replicated) / owned)
+
+
+def _count(stats: Mapping[str, Any], name: str) -> int:
+    value = stats.get(name)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
 def _scalar(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
@@ -82,13 +103,12 @@ def cluster_doc(snap: ClusterSnapshot, shares: RingShares) -> dict[str, Any]:
         stats = dict(m.stats) if m.stats is not None else None
         if stats is not None:
             for name in TOTALS:
-                value = stats.get(name)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    totals[name] += int(value)
+                totals[name] += _count(stats, name)
         members.append({
             "node_id": m.node_id,
             "local": m.node_id == snap.node_id,
             "state": m.state,
+            "zone": getattr(m, "zone", "") or "",
             "grpc_addr": m.grpc_addr,
             "gossip_addr": m.gossip_addr,
             "last_seen_s": round(m.last_seen_s, 3),
@@ -98,6 +118,8 @@ def cluster_doc(snap: ClusterSnapshot, shares: RingShares) -> dict[str, Any]:
             "ring_vnodes": shares.points.get(m.node_id, 0),
             "chunk_count": m.chunk_count,
             "chunk_bytes": m.chunk_bytes,
+            "redundancy": redundancy(_count(stats, "chunk_count"), _count(stats, "under_replicated"),
+                                     _count(stats, "misplaced")) if stats is not None else None,
             "stats": {k: v for k, v in stats.items() if _scalar(v)} if stats is not None else None,
             "workers": _workers(stats.get("workers")) if stats is not None else None,
         })
@@ -116,6 +138,8 @@ def cluster_doc(snap: ClusterSnapshot, shares: RingShares) -> dict[str, Any]:
         },
         "chunk_size": snap.chunk_size,
         "totals": totals,
+        "redundancy": redundancy(totals["chunk_count"], totals["under_replicated"], totals["misplaced"]),
+        "zones": sorted({z for z in (getattr(m, "zone", "") or "" for m in snap.members) if z}),
         "metadata": {"backend": snap.metadata_backend, "healthy": snap.metadata_healthy,
                      "error": snap.metadata_error},
     }

@@ -15,12 +15,15 @@ from aiohttp import web
 
 from peer.files import FileService
 from peer.files.buckets import BucketService
+from peer.metadata.store import BucketRecord
+from peer.ring.policy import InvalidPolicy, Policy
 from peer.s3 import AuthResult, RequestHead, S3Error
 from peer.s3.canonical import parse_query
 from peer.s3.operations import Operation
+from peer.s3.storageclass import requested_policy
 from peer.s3.xmldoc import Owner
 
-__all__ = ["S3Call", "S3Services", "Target", "parse_target"]
+__all__ = ["S3Call", "S3Services", "Target", "parse_target", "storage_policy"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,22 @@ class S3Call:
 
     def header(self, name: str) -> str | None:
         return self.head.header(name)
+
+
+def storage_policy(call: S3Call, bucket: BucketRecord) -> str:
+    """The redundancy policy of the object `call` writes: the one its `x-amz-storage-class` maps to
+    (peer/s3/storageclass.py), else the bucket's default, else "" (the cluster's). A class whose
+    policy this peer cannot store is InvalidStorageClass, as S3 answers a class it does not offer."""
+    header = call.header("x-amz-storage-class")
+    policy = requested_policy(header)
+    if policy is None:
+        return bucket.policy
+    try:
+        Policy.parse(policy)
+    except InvalidPolicy as exc:
+        raise S3Error("InvalidStorageClass", f"The storage class {(header or '').strip()} is stored as {policy}, "
+                      f"which this cluster does not offer: {exc}") from exc
+    return policy
 
 
 @dataclass(frozen=True)

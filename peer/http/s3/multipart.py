@@ -21,7 +21,8 @@ from peer.errors import DeleteMarkerFound, FileNotFound, NotFound
 from peer.files import Trailer, UploadProof
 from peer.files.multipart import MAX_PARTS, PartDigests
 from peer.http.s3.bodies import ObjectBody, read_document
-from peer.http.s3.call import S3Call, S3Services
+from peer.http.s3.call import S3Call, S3Services, storage_policy
+from peer.http.s3.objects import write_condition
 from peer.http.s3.versions import SUSPENDED, s3_version_id, version_spec
 from peer.metadata.store import FileRefSpec, VersionRecord
 from peer.s3 import S3Error, stored_content_encoding, xmldoc
@@ -46,13 +47,14 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 async def create_multipart_upload(services: S3Services, call: S3Call) -> web.StreamResponse:
-    _refuse_conditions(call)
-    await services.buckets.get(call.bucket)
+    """If-None-Match and If-Match are not this operation's, as in S3, which ignores them here: the
+    condition of a multipart write is sent with, and judged at, its completion."""
+    bucket = await services.buckets.get(call.bucket)
     name = object_name(call.bucket, call.key)
     encoding = stored_content_encoding(call.header("content-encoding"))
     metadata = stored_metadata(call.head.header_values, call.header, encoding)
     upload = await services.files.multipart.create(name, content_type=call.header("content-type") or "",
-                                                   metadata=metadata)
+                                                   metadata=metadata, policy=storage_policy(call, bucket))
     headers = {}
     algorithm = call.header("x-amz-checksum-algorithm")
     if algorithm:
@@ -68,17 +70,18 @@ async def upload_part(services: S3Services, call: S3Call) -> web.StreamResponse:
     body = ObjectBody(call.request, call.auth, call.head, services.idle_s)
     proof = UploadProof(declared=_declared_size(call))
 
-    async def data() -> AsyncIterator[bytes]:
+    async def data() -> AsyncIterator[bytes | memoryview]:
         async for piece in body.pieces():
             yield piece
-        assert body.result is not None
-        proof.trailer = Trailer(body.result.size)  # every byte arrived and matched what was declared
+        assert body.size is not None
+        proof.trailer = Trailer(body.size)  # every byte arrived, in the framing it declared
 
-    def digests() -> PartDigests:
-        assert body.result is not None
-        return PartDigests(body.etag, body.result.checksums)
+    def digests(sha256: str) -> PartDigests:
+        result = body.verify(sha256)  # every digest the body declared, before the part is recorded
+        return PartDigests(result.md5, result.checksums)
 
-    part = await services.files.multipart.upload_part(_upload_id(call), name, number, data(), proof, digests)
+    part = await services.files.multipart.upload_part(_upload_id(call), name, number, data(), proof, digests,
+                                                      tap=body.tap)
     headers = {"ETag": f'"{part.etag}"'}
     for algorithm, value in part.checksums.items():
         headers[f"x-amz-checksum-{algorithm}"] = value
@@ -177,16 +180,19 @@ async def list_multipart_uploads(services: S3Services, call: S3Call) -> web.Stre
 
 
 async def complete_multipart_upload(services: S3Services, call: S3Call) -> web.StreamResponse:
-    _refuse_conditions(call)
+    """`If-None-Match: *` (create only) and `If-Match: ETAG` are judged as PutObject's are: once here,
+    and again inside the commit, so of two racing conditional writes of a key one wins; a refused
+    completion leaves the upload open with its parts."""
     bucket = await services.buckets.get(call.bucket)
     name = object_name(call.bucket, call.key)
     upload_id = _upload_id(call)
     chosen = doc.parse_complete(
         await read_document(call.request, call.auth, call.head, services.idle_s, xmldoc.MAX_REQUEST_XML)
     )
+    if_latest = await _completion_condition(services, call, upload_id, name)
     record = await services.files.multipart.complete(
         upload_id, name, chosen, lambda combined: multipart_metadata(combined.etag, combined.sha256),
-        null_version=bucket.versioning == SUSPENDED,
+        null_version=bucket.versioning == SUSPENDED, if_latest=if_latest,
     )
     etag = etag_of(record.metadata, record.sha256)
     location = f"{call.request.scheme}://{call.request.host}/{call.bucket}/{quote(call.key, safe='/')}"
@@ -200,11 +206,13 @@ async def abort_multipart_upload(services: S3Services, call: S3Call) -> web.Stre
     return web.Response(status=204)
 
 
-def _refuse_conditions(call: S3Call) -> None:
-    """Refused rather than ignored: a client counting on create-only must not overwrite silently."""
-    if call.header("if-none-match") is not None or call.header("if-match") is not None:
-        raise S3Error("NotImplemented", f"A conditional {call.operation.name} (If-Match, If-None-Match) is not "
-                      "implemented.")
+async def _completion_condition(services: S3Services, call: S3Call, upload_id: str, name: str) -> str | None:
+    """The completion's condition (`write_condition`), judged once the upload is known to exist, so
+    that a missing upload is `NoSuchUpload` whatever the key holds, as in S3."""
+    if call.header("if-none-match") is None and call.header("if-match") is None:
+        return None
+    await services.files.multipart.get(upload_id, name)
+    return await write_condition(services, call, name)
 
 
 def _upload_id(call: S3Call) -> str:

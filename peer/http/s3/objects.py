@@ -11,7 +11,9 @@ closed and the client sees fewer bytes than Content-Length announced.
 A conditional PutObject (`If-None-Match: *`, `If-Match`) is judged twice: before the body is read,
 so a doomed upload stores nothing, and again inside the metadata commit (NewVersion.if_latest), so
 of two racing create-only PUTs exactly one is written. CopyObject commits a new version that
-references the source's chunks (FileService.copy): no byte is read or written. Versions, delete
+references the source's chunks (FileService.copy): no byte is read or written, unless the copy's
+storage class (its `x-amz-storage-class`, else the bucket's default) is stored with another
+redundancy policy than the source, whose bytes are then written again under it. Versions, delete
 markers and the `null` version are peer.http.s3.versions'.
 """
 
@@ -26,7 +28,7 @@ from aiohttp import web
 from peer.errors import ClientTooSlow, DeleteMarkerFound, FileNotFound, NotFound
 from peer.files import Trailer, UploadProof
 from peer.http.s3.bodies import ObjectBody
-from peer.http.s3.call import S3Call, S3Services
+from peer.http.s3.call import S3Call, S3Services, storage_policy
 from peer.http.s3.versions import (
     NULL_VERSION,
     SUSPENDED,
@@ -55,9 +57,11 @@ from peer.s3.objectmeta import (
     response_headers,
     stored_metadata,
 )
+from peer.s3.storageclass import STANDARD, storage_class_of
 from peer.transfer.download import Piece
 
-__all__ = ["copy_object", "delete_object", "get_object", "get_object_acl", "head_object", "put_object"]
+__all__ = ["copy_object", "delete_object", "get_object", "get_object_acl", "head_object", "put_object",
+           "write_condition"]
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +78,27 @@ _OVERRIDES = {
 async def put_object(services: S3Services, call: S3Call) -> web.StreamResponse:
     bucket = await services.buckets.get(call.bucket)
     name = object_name(call.bucket, call.key)
-    if_latest = await _put_condition(services, call, name)
+    policy = storage_policy(call, bucket)
+    if_latest = await write_condition(services, call, name)
     body = ObjectBody(call.request, call.auth, call.head, services.idle_s)
     proof = UploadProof(declared=_declared_size(call))
 
-    async def data() -> AsyncIterator[bytes]:
+    async def data() -> AsyncIterator[bytes | memoryview]:
         async for piece in body.pieces():
             yield piece
-        assert body.result is not None
-        proof.trailer = Trailer(body.result.size)  # every byte arrived and matched what was declared
+        assert body.size is not None
+        proof.trailer = Trailer(body.size)  # every byte arrived, in the framing it declared
 
-    def late() -> dict[str, str]:
-        assert body.result is not None
-        return completed_metadata(body.etag, body.result.checksums)
+    def late(sha256: str) -> dict[str, str]:
+        result = body.verify(sha256)  # every digest the body declared, before the commit
+        return completed_metadata(result.md5, result.checksums)
 
     encoding = stored_content_encoding(call.header("content-encoding"))
     metadata = stored_metadata(call.head.header_values, call.header, encoding)
     record = await services.files.put(name, data(), proof, content_type=call.header("content-type") or "",
-                                      user_metadata=metadata, late_metadata=late,
-                                      null_version=bucket.versioning == SUSPENDED, if_latest=if_latest)
+                                      user_metadata=metadata, late_metadata=late, tap=body.tap,
+                                      null_version=bucket.versioning == SUSPENDED, if_latest=if_latest,
+                                      policy=policy)
     headers = {"ETag": f'"{etag_of(record.metadata, record.sha256)}"', "x-amz-version-id": s3_version_id(record)}
     assert body.result is not None
     for algorithm, value in body.result.checksums.items():
@@ -100,16 +106,18 @@ async def put_object(services: S3Services, call: S3Call) -> web.StreamResponse:
     return web.Response(status=200, headers=headers)
 
 
-async def _put_condition(services: S3Services, call: S3Call, name: str) -> str | None:
+async def write_condition(services: S3Services, call: S3Call, name: str) -> str | None:
     """The commit's condition on the key's latest version (NewVersion.if_latest) for `If-None-Match: *`
-    (create-only: "") or `If-Match: ETAG` (that version's id); None for an unconditional PUT. Judged
-    here first, so a PUT that cannot succeed is refused before its body is read."""
+    (create-only: "") or `If-Match: ETAG` (that version's id); None for an unconditional write
+    (PutObject, CompleteMultipartUpload). Judged here first, so a write that cannot succeed is
+    refused before its body is read (or its parts joined): 412 `PreconditionFailed`, or `NoSuchKey`
+    for `If-Match` on a key with no current object, as S3 answers."""
     if_none_match = call.header("if-none-match")
     if_match = call.header("if-match")
     if if_none_match is None and if_match is None:
         return None
     if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3Error("NotImplemented", "PutObject takes If-None-Match only as \"*\" (create only).")
+        raise S3Error("NotImplemented", f"{call.operation.name} takes If-None-Match only as \"*\" (create only).")
     try:
         current: VersionRecord | None = await services.files.stat(FileRefSpec(name=name), VersionSpec())
     except FileNotFound:
@@ -195,6 +203,9 @@ def _object_headers(record: VersionRecord, etag: str) -> list[tuple[str, str]]:
         ("Accept-Ranges", "bytes"),
         ("x-amz-version-id", s3_version_id(record)),
     ]
+    storage_class = storage_class_of(record.policy)
+    if storage_class != STANDARD:  # as S3: STANDARD goes without the header
+        headers.append(("x-amz-storage-class", storage_class))
     return [(_canonical_case(name), value) for name, value in headers]
 
 
@@ -257,7 +268,9 @@ async def copy_object(services: S3Services, call: S3Call) -> web.StreamResponse:
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.",
                       extra={"ArgumentName": "x-amz-metadata-directive", "ArgumentValue": directive[:100]})
-    if target == source_name and source_of.version_id is None and directive == "COPY":
+    policy = storage_policy(call, bucket)  # S3: a copy is of its own class, STANDARD unless it names one
+    changes_class = call.header("x-amz-storage-class") is not None
+    if target == source_name and source_of.version_id is None and directive == "COPY" and not changes_class:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location or "
                       "encryption attributes.")
@@ -283,7 +296,7 @@ async def copy_object(services: S3Services, call: S3Call) -> web.StreamResponse:
         metadata = {**stored_metadata(call.head.header_values, call.header, call.header("content-encoding")),
                     **content_metadata(source.metadata)}
     record = await services.files.copy(source, target, content_type=content_type, metadata=metadata,
-                                       null_version=bucket.versioning == SUSPENDED)
+                                       null_version=bucket.versioning == SUSPENDED, policy=policy)
     headers = {"x-amz-version-id": s3_version_id(record), "x-amz-copy-source-version-id": s3_version_id(source)}
     return web.Response(body=xmldoc.copy_object_result(etag, record.created_at), headers=headers,
                         content_type=xmldoc.CONTENT_TYPE)

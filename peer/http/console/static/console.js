@@ -77,6 +77,7 @@ async function start() {
   $("login-view").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = !doc.auth;
+  $("auth-off").hidden = doc.auth;
   $("who").textContent = doc.auth ? `${doc.name || doc.token_id} (${doc.role})` : "authentication off";
   route();
 }
@@ -143,37 +144,88 @@ function colorOf(node) {
   return state.colors[node];
 }
 
+function percent(fraction) {
+  if (fraction === null || fraction === undefined) return "–";
+  const p = 100 * fraction;
+  if (p >= 100 || p <= 0) return Math.round(p) + " %";
+  return Math.min(p, 99.9).toFixed(1) + " %";  // never "100.0 %" for a share short of all
+}
+
+// A bar of `fraction` (0..1) with its text beside it; `level` colours it (ok, warn, bad).
+function bar(fraction, text, level, title) {
+  const fill = el("span", { class: "fill " + (level || "") });
+  fill.style.width = (100 * Math.max(0, Math.min(1, fraction))).toFixed(1) + "%";
+  return el("span", { class: "meter", title: title || "" }, el("span", { class: "bar" }, fill), el("span", { class: "label" }, text));
+}
+
+function diskCell(s) {
+  if (!s.disk_total_bytes) return "–";
+  const used = s.disk_total_bytes - s.disk_free_bytes;
+  const fraction = used / s.disk_total_bytes;
+  return bar(fraction, `${bytes(used)} / ${bytes(s.disk_total_bytes)}`, fraction > 0.9 ? "bad" : fraction > 0.75 ? "warn" : "",
+    `${bytes(s.disk_free_bytes)} free on the data directory's file system`);
+}
+
+function budgetCell(s) {
+  if (!s.memory_budget_bytes) return "–";
+  const fraction = s.memory_in_use_bytes / s.memory_budget_bytes;
+  return bar(fraction, `${bytes(s.memory_in_use_bytes)} / ${bytes(s.memory_budget_bytes)}`, fraction > 0.9 ? "warn" : "",
+    "upload bytes in flight, of the peer's memory budget for them");
+}
+
+function redundancyCell(fraction) {
+  if (fraction === null || fraction === undefined) return "–";
+  return bar(fraction, percent(fraction), fraction >= 1 ? "ok" : fraction >= 0.9 ? "warn" : "bad");
+}
+
+function peerCell(m) {
+  const cell = el("td", {}, el("span", { class: "swatch" }), el("span", { title: m.node_id }, short(m.node_id)), m.local ? " (this peer)" : "");
+  cell.querySelector(".swatch").style.background = colorOf(m.node_id);
+  return cell;
+}
+
 function renderCluster(doc) {
   $("cluster-peer").textContent = "as seen by " + doc.node_id;
   $("cluster-updated").textContent = "updated " + new Date().toLocaleTimeString();
   const states = Object.entries(doc.states).sort().map(([s, n]) => `${n} ${s}`).join(", ");
-  $("card-members").textContent = states || "none";
+  $("card-members").textContent = (states || "none") + (doc.zones.length ? ` in ${doc.zones.length} zone${doc.zones.length > 1 ? "s" : ""}` : "");
   const meta = doc.metadata;
   $("metadata-health").replaceChildren(el("span", { class: meta.healthy ? "ok" : "bad" },
     meta.healthy ? "healthy" : "unavailable"), ` (${meta.backend})`, ...(meta.error ? [el("div", { class: "meta" }, meta.error)] : []));
   const t = doc.totals;
-  $("card-under").textContent = t.under_replicated + (t.misplaced ? ` (+${t.misplaced} misplaced)` : "");
-  $("card-repair").textContent = `${t.repaired} repaired, ${t.handed_off} handed off, ${t.corrupt_found} corrupt found`;
+  $("card-redundancy").replaceChildren(redundancyCell(doc.redundancy));
+  $("card-under").textContent = `${t.under_replicated} under-replicated, ${t.misplaced} misplaced`;
+  $("card-repair").textContent = `${t.repaired} repaired`;
+  $("card-repair-more").textContent = `${t.handed_off} handed off, ${t.corrupt_found} corrupt found`;
   $("card-stored").textContent = `${t.chunk_count} chunks, ${bytes(t.chunk_bytes)}`;
-  const rows = doc.members.map((m) => {
+  const zones = doc.zones.length > 0;
+  document.querySelectorAll("#members .zone-col").forEach((th) => { th.hidden = !zones; });
+  $("members").tBodies[0].replaceChildren(...doc.members.map((m) => el("tr", { dataset: { node: m.node_id, state: m.state } },
+    peerCell(m),
+    el("td", {}, el("span", { class: "state state-" + m.state }, m.state)),
+    zones ? el("td", { class: "zone" }, m.zone || "–") : null,
+    el("td", { class: "mono" }, m.grpc_addr || "–"),
+    el("td", { class: "mono" }, m.gossip_addr || "–"),
+    el("td", {}, m.local ? "this peer" : ago(m.last_seen_s)),
+    el("td", {}, m.on_ring ? bar(m.ring_share, percent(m.ring_share) + ` (${m.ring_vnodes} vnodes)`, "share") : "off ring"),
+  )));
+  $("resources").tBodies[0].replaceChildren(...doc.members.map((m) => {
     const s = m.stats || {};
+    const answered = m.stats !== null;
     return el("tr", { dataset: { node: m.node_id, state: m.state } },
-      el("td", {}, el("span", { class: "swatch" }), el("span", { title: m.node_id }, short(m.node_id)), m.local ? " (this peer)" : ""),
-      el("td", {}, el("span", { class: "state state-" + m.state }, m.state)),
-      el("td", { class: "mono" }, m.grpc_addr || "–"),
-      el("td", { class: "mono" }, m.gossip_addr || "–"),
-      el("td", {}, m.local ? "this peer" : ago(m.last_seen_s)),
-      el("td", { class: "num" }, m.on_ring ? (100 * m.ring_share).toFixed(1) + " % (" + m.ring_vnodes + " vnodes)" : "off ring"),
-      el("td", { class: "num" }, m.chunk_count),
-      el("td", { class: "num" }, bytes(m.chunk_bytes)),
+      peerCell(m),
+      el("td", { class: "num chunks" }, `${m.chunk_count} (${bytes(m.chunk_bytes)})`),
+      el("td", { class: "disk" }, answered ? diskCell(s) : "–"),
+      el("td", { class: "num rss" }, answered && s.rss_bytes ? bytes(s.rss_bytes) : "–"),
+      el("td", { class: "budget" }, answered ? budgetCell(s) : "–"),
+      el("td", { class: "redundancy" }, redundancyCell(m.redundancy)),
       el("td", { class: "num" }, s.under_replicated ?? "–"),
+      el("td", { class: "num" }, s.misplaced ?? "–"),
       el("td", { class: "num" }, s.repaired ?? "–"),
       el("td", { class: "num" }, s.handed_off ?? "–"),
-      el("td", {}, m.stats ? ago(s.last_sync_s) : "–"),
+      el("td", {}, answered ? ago(s.last_sync_s) : "–"),
     );
-  });
-  rows.forEach((row) => { row.querySelector(".swatch").style.background = colorOf(row.dataset.node); });
-  $("members").tBodies[0].replaceChildren(...rows);
+  }));
   drawRing(doc.ring);
 }
 
