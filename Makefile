@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint typecheck proto bench chaos fuzz clean settings-table console-screenshot
+.PHONY: all venv run test test-long partition lint typecheck proto bench chaos fuzz clean settings-table console-screenshot
 
 all: test
 
@@ -21,10 +21,21 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/dfs-peer cluster up --peers 3 --dir .dfs-cluster --demo --foreground
 
-## test: lint, type-check, layer contracts, then the whole test suite (the PostgreSQL failure run included:
-## tests/test_postgres_faults.py, on servers it starts from Debian's postgresql package)
+## test: lint, type-check, layer contracts, then the test suite (the PostgreSQL failure run on servers it
+## starts from Debian's postgresql package, and the bounded partition run with 5 peers in network
+## namespaces, included), all but the minute-long fault runs, which `make test-long` runs
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not long"
+
+## test-long: the minute-long fault runs (the bounded chaos runs with rep:2, rep:3 and ec:4+2, both cores
+## saturated for 60 s); CI runs them after `make test`
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -m long
+
+## partition: the long partition run: 5+ peers in network namespaces, 10 minutes of random network and
+## process faults under load (needs root); prints the figures the README quotes
+partition: $(STAMP)
+	$(BIN)/python -m tests.netns_run --long
 
 lint: $(STAMP)
 	$(BIN)/ruff check peer client tests

@@ -166,6 +166,26 @@ class PeerUnavailable(DfsError):
         self.node_id = node_id
 
 
+class ChunkUnreachable(DfsError):
+    """No intact copy of a chunk was found, but some of the peers that may hold one could not be
+    asked (dead, partitioned away, timed out): the data may well be whole, so the caller is told to
+    retry (UNAVAILABLE) rather than that it is lost (DATA_LOSS, which only answers when every
+    holder asked had no intact copy)."""
+
+    kind = "chunk_unreachable"
+
+    def __init__(self, chunk_id: str, unreachable: int, asked: int) -> None:
+        super().__init__(f"chunk {chunk_id}: no intact copy reachable, {unreachable} of {asked} peers that may "
+                         "hold it could not be asked; retry when they are back")
+        self.chunk_id = chunk_id
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a failed fetch says nothing about the data (the peer could not answer) rather than
+    that the copy is missing or corrupt there."""
+    return isinstance(exc, (PeerUnavailable, OSError))
+
+
 class MetadataUnavailable(DfsError):
     kind = "metadata_unavailable"
 

@@ -819,6 +819,8 @@ class PartitionRun:
                 self.fail(f"{where} succeeded though the peer's link was down")
             return
         if op.kind != "upload":
+            if not op.ok and "DATA_LOSS" in op.error:  # copies across the cut are whole: retry, not loss
+                self.fail(f"{where}: {op.error} though no copy was lost (UNAVAILABLE expected)")
             return
         if ep.kind == "isolate" and side == "lone":
             if op.ok or op.error != "ClusterUnavailable UNAVAILABLE":

@@ -118,6 +118,7 @@ def watch_members(peers: list[PeerProc], stop: threading.Event, seen: list[str],
                                 f"(silent for {m.last_seen_s:.1f} s)")
 
 
+@pytest.mark.long  # `make test-long`
 @pytest.mark.timeout(BUSY_S + 120)
 def test_saturated_cores_declare_no_alive_peer_dead(make_cluster, request: pytest.FixtureRequest) -> None:
     cluster: Cluster = make_cluster(PEERS)

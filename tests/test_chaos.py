@@ -23,6 +23,8 @@ import pytest
 
 from tests.chaos import ChaosConfig, ChaosResult, run_chaos
 
+pytestmark = pytest.mark.long  # `make test-long`
+
 CHAOS_S = 35.0
 REPLICATION_BOUND_S = 60.0
 SEED = int(os.environ.get("DFS_CHAOS_SEED", "0"))

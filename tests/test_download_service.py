@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.errors import DataLoss
+from peer.errors import ChunkUnreachable, DataLoss, PeerUnavailable
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, NewVersion, VersionSpec
 from peer.ring.policy import InvalidPolicy
@@ -34,7 +34,10 @@ class _Holders:
 
     async def get(self, node_id: str, chunk_id: str) -> FetchedChunk:
         self.asked.append(node_id)
-        return self.answers[node_id]
+        answer = self.answers.get(node_id)
+        if answer is None:
+            raise PeerUnavailable(node_id, "no route to host")
+        return answer
 
 
 def _service(tmp_path: Path, holders: _Holders) -> DownloadService:
@@ -65,6 +68,14 @@ async def test_no_intact_copy_anywhere_is_data_loss(tmp_path: Path) -> None:
     with pytest.raises(DataLoss):
         await _service(tmp_path, holders).fetch_chunk(ChunkRef(CHUNK_ID, len(DATA), tuple(NODES[1:])))
     assert sorted(holders.asked) == sorted(NODES[1:])
+
+
+async def test_a_holder_that_cannot_be_asked_makes_the_chunk_unreachable_not_lost(tmp_path: Path) -> None:
+    """Across a partition the other copy may be whole: the client is told to retry (UNAVAILABLE),
+    never that its data is lost."""
+    holders = _Holders({NODES[1]: FetchedChunk(DAMAGED, xxh3_64(DATA))})  # NODES[2] is cut off
+    with pytest.raises(ChunkUnreachable, match="could not be asked"):
+        await _service(tmp_path, holders).fetch_chunk(ChunkRef(CHUNK_ID, len(DATA), tuple(NODES[1:])))
 
 
 def _commit(tmp_path: Path, policy: str) -> None:

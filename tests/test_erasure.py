@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from peer.clock import ManualClock
 from peer.erasure import erasure_code
-from peer.errors import ChunkNotFound, DataLoss
+from peer.errors import ChunkNotFound, ChunkUnreachable, DataLoss, PeerUnavailable
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, Placed, VersionSpec
 from peer.repair.index import build_index
@@ -131,7 +131,9 @@ class _Mesh:
 
     async def get(self, node_id: str, chunk_id: str) -> FetchedChunk:
         await asyncio.sleep(0)
-        if node_id in self.down or chunk_id not in self.disks[node_id]:
+        if node_id in self.down:
+            raise PeerUnavailable(node_id, "partitioned away")
+        if chunk_id not in self.disks[node_id]:
             raise ChunkNotFound(chunk_id)
         return FetchedChunk(self.disks[node_id][chunk_id])
 
@@ -237,6 +239,18 @@ async def test_more_lost_fragments_than_parity_is_data_loss_never_wrong_bytes(
     for index in lost:
         cluster.lose(ref.peers[index], ref.fragments[index])
     with pytest.raises(DataLoss):
+        await cluster.read()
+
+
+async def test_fragments_on_peers_that_cannot_be_asked_make_the_chunk_unreachable_not_lost(tmp_path: Path) -> None:
+    """Two of three fragment holders cut off: the fragments may be whole, so UNAVAILABLE, not DATA_LOSS."""
+    cluster = _Cluster(tmp_path)
+    record = await cluster.uploads.upload(UploadSpec(name="f", policy="ec:2+1"), _pieces(os.urandom(CHUNK)))
+    ref = record.chunks[0]
+    cluster.mesh.down.update(node for node in ref.peers if node != NODES[0])
+    if NODES[0] in ref.peers:  # this peer's own fragment is always readable: lose it instead
+        cluster.lose(NODES[0], ref.fragments[ref.peers.index(NODES[0])])
+    with pytest.raises(ChunkUnreachable):
         await cluster.read()
 
 

@@ -30,6 +30,7 @@ _CODES: list[tuple[type[errors.DfsError], grpc.StatusCode]] = [
     (errors.IntegrityError, grpc.StatusCode.DATA_LOSS),
     (errors.InsufficientReplicas, grpc.StatusCode.UNAVAILABLE),
     (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.ChunkUnreachable, grpc.StatusCode.UNAVAILABLE),
     (errors.MetadataUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.VersionConflict, grpc.StatusCode.ABORTED),
     (errors.PreconditionFailed, grpc.StatusCode.FAILED_PRECONDITION),

@@ -24,7 +24,15 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from peer.errors import ChunkCorrupt, DataLoss, DeleteMarkerFound, DfsError, InvalidRequest
+from peer.errors import (
+    ChunkCorrupt,
+    ChunkUnreachable,
+    DataLoss,
+    DeleteMarkerFound,
+    DfsError,
+    InvalidRequest,
+    unreachable,
+)
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, VersionRecord, VersionSpec
 from peer.ring.placement import Placement
 from peer.ring.policy import Policy
@@ -129,12 +137,17 @@ class DownloadService:
             order.remove(view.local_id)
             order.insert(0, view.local_id)
         failures: list[str] = []
+        unanswered = 0
         for node in order:
             try:
                 return await self._fetch_from(node, ref.chunk_id)
             except (DfsError, OSError) as exc:
                 failures.append(f"{node[:8]}: {exc}")
+                unanswered += unreachable(exc)
                 log.debug("chunk %s not served by %s: %s", ref.chunk_id[:12], node[:8], exc)
+        if unanswered:
+            log.warning("chunk %s unreachable: %s", ref.chunk_id, "; ".join(failures))
+            raise ChunkUnreachable(ref.chunk_id, unanswered, len(order))
         log.error("no intact copy of chunk %s: %s", ref.chunk_id, "; ".join(failures))
         raise DataLoss(f"no intact copy of chunk {ref.chunk_id} found on {len(order)} peers")
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from peer.erasure import ErasureCode, erasure_code
-from peer.errors import ChunkCorrupt, DataLoss, DfsError
+from peer.errors import ChunkCorrupt, ChunkUnreachable, DataLoss, DfsError, unreachable
 from peer.metadata.store import ChunkRef
 from peer.ring.placement import Placement
 from peer.ring.policy import Policy
@@ -53,11 +53,16 @@ class FragmentReader:
     async def fetch(self, ref: ChunkRef, policy: Policy, index: int) -> bytes | memoryview:
         """Fragment `index` as stored by one of its likely holders, verified; raises DfsError if none has it."""
         failures: list[str] = []
-        for node in self._holders(ref, policy, index):
+        holders = self._holders(ref, policy, index)
+        unanswered = 0
+        for node in holders:
             try:
                 return await self._fetch_from(node, ref.fragments[index])
             except (DfsError, OSError) as exc:
                 failures.append(f"{node[:8]}: {exc}")
+                unanswered += unreachable(exc)
+        if unanswered:
+            raise ChunkUnreachable(ref.fragments[index], unanswered, len(holders))
         raise DataLoss(f"fragment {index} of chunk {ref.chunk_id[:12]} not found: " + "; ".join(failures))
 
     async def gather(self, ref: ChunkRef, policy: Policy, indexes: Sequence[int]) -> dict[int, bytes | memoryview]:
@@ -70,6 +75,7 @@ class FragmentReader:
         running: dict[asyncio.Task[bytes | memoryview], int] = {}
         got: dict[int, bytes | memoryview] = {}
         failures: list[str] = []
+        unanswered = 0
 
         def start_next() -> None:
             index = next(todo, None)
@@ -88,6 +94,7 @@ class FragmentReader:
                         got[index] = task.result()
                     else:
                         failures.append(str(exc))
+                        unanswered += isinstance(exc, ChunkUnreachable)
                         start_next()
         finally:
             for task in running:
@@ -95,6 +102,8 @@ class FragmentReader:
         if len(got) < policy.data:
             log.error("chunk %s: %d of %d fragments needed are intact: %s", ref.chunk_id, len(got), policy.data,
                       "; ".join(failures))
+            if unanswered and len(got) + unanswered >= policy.data:  # the missing ones may be whole
+                raise ChunkUnreachable(ref.chunk_id, unanswered, policy.width)
             raise DataLoss(f"no intact copy of chunk {ref.chunk_id}: {len(got)} of the {policy.data} fragments "
                            f"needed are intact")
         return got

@@ -31,7 +31,7 @@ SECTIONS = ["baselines", "large_file", "concurrency", "ring", "memory", "members
             "policies"]
 # Seconds a full-mode section may take on a busy 2-core machine; a section that would not end within
 # --budget is skipped (and reported) rather than letting `make bench` overrun its 10 minutes.
-ESTIMATE_S = {"baselines": 25, "large_file": 35, "concurrency": 215, "ring": 8, "memory": 75, "membership": 70,
+ESTIMATE_S = {"baselines": 35, "large_file": 35, "concurrency": 215, "ring": 8, "memory": 75, "membership": 70,
               "s3": 120, "observability": 150, "policies": 150}
 ALIASES = {"throughput": "large_file", "large": "large_file", "baseline": "baselines", "mem": "memory",
            "metrics": "observability"}

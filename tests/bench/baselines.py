@@ -1,23 +1,28 @@
-"""Section 1, baselines measured in the same run: raw loopback gRPC, the local disk and hashing.
+"""Section 1, baselines measured in the same run: raw loopback gRPC, one hop per transport, the local
+disk and hashing.
 
-gRPC: one stream of 1 MiB messages to/from `rawgrpc_server` (a subprocess with the peer's server
-options, no storage), through a channel with the SDK's client options. Disk: 1 MiB chunk files written
+gRPC: one stream of 1 MiB messages to/from `rawgrpc_server`'s Sink and Source (in a `hop_server`
+subprocess, with the peer's server options, no storage), through a channel with the SDK's client
+options; CPU per MiB from both processes' own nanosecond clocks. Disk: 1 MiB chunk files written
 with the chunk store's recipe (temp file, O_DIRECT write, fsync, link, fsync dir), then read back with
 its read recipe (O_DIRECT), so neither figure is the page cache's. Hashing: SHA-256 and XXH3-64 of
 1 MiB pieces on one thread, the CPU each verified byte costs.
 
-From the CPU the gRPC runs spent per MiB (client and server together) and the SHA-256 cost, `floors`
-gives the CPU a large transfer cannot do without, per MiB, on this machine: the loopback gRPC hops and
-the SHA-256 passes the design makes (see `FLOORS`). Divided into the cores, that is the fastest a
-large upload or download could go here even if everything else were free.
+Hops (hops.py): one loopback hop of 1 MiB pieces, sender and receiver in separate processes, on
+grpc.aio, aiohttp, a plain asyncio stream and the peers' own chunk stream: MB/s and CPU per MiB of
+both ends together.
+
+From the CPU per MiB of each hop a large transfer makes (client to entry peer: the raw gRPC run, whose
+client is the SDK's synchronous gRPC; peer to peer: the chunk-stream hop) and the SHA-256 cost, `floors`
+gives the CPU a large transfer cannot do without, per MiB, on this machine (see `FLOORS`). Divided into
+the cores, that is the fastest a large upload or download could go here even if everything else were
+free.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,9 +35,9 @@ from client.sdk import MAX_MESSAGE_BYTES
 from peer.storage.chunkstore import write_durable, xxh3_64
 from peer.storage.directio import read_all
 from proto import dfs_pb2 as pb
+from tests.bench import hops as hop_baselines
 from tests.bench import rawgrpc_server as raw
-from tests.bench.common import MIB, CpuMeter, UniqueData, kill_all, mb_per_s, progress, register
-from tests.cluster import wait_for
+from tests.bench.common import MIB, CpuMeter, UniqueData, mb_per_s, progress
 
 SDK_CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -42,17 +47,9 @@ SDK_CHANNEL_OPTIONS = [
 
 def grpc_baseline(workdir: Path, total: int, repeats: int) -> dict[str, Any]:
     """Best of `repeats` single-stream uploads and downloads of `total` bytes."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port_file = workdir / "rawgrpc.port"
-    proc = register(subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.rawgrpc_server", str(port_file)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=open(workdir / "rawgrpc.log", "wb"),  # noqa: SIM115
-    ))
+    server = hop_baselines.HopServer("grpc", workdir)  # rawgrpc_server's Sink and Source
     try:
-        wait_for(lambda: port_file.exists() or proc.poll() is not None, 30, "raw gRPC server port")
-        if not port_file.exists():
-            raise RuntimeError(f"raw gRPC server exited with {proc.returncode}")
-        addr = f"127.0.0.1:{port_file.read_text().strip()}"
+        addr = server.addr
         channel = grpc.insecure_channel(addr, options=SDK_CHANNEL_OPTIONS)
         try:
             grpc.channel_ready_future(channel).result(timeout=10)
@@ -66,29 +63,37 @@ def grpc_baseline(workdir: Path, total: int, repeats: int) -> dict[str, Any]:
             for _ in source(pb.DownloadRequest(length=8 * MIB), timeout=60):
                 pass
             uploads, downloads = [], []
-            up_cpu, down_cpu = [], []
-            pids = [proc.pid, os.getpid()]
+            up_cpu: list[CpuMeter] = []
+            down_cpu: list[CpuMeter] = []
+            # CPU seconds of client + server per run, on nanosecond clocks (the server reports its own).
+            up_cpu_s: list[float] = []
+            down_cpu_s: list[float] = []
+            pids = [server.proc.pid, os.getpid()]
             for _ in range(repeats):
+                c0 = server.cpu() + time.process_time()
                 with CpuMeter(pids) as cpu:
                     t = time.perf_counter()
                     reply = sink((pb.UploadRequest(data=p) for p in data.pieces(total, raw.PIECE)), timeout=120)
                     uploads.append(time.perf_counter() - t)
-                up_cpu.append(cpu.result)
+                up_cpu_s.append(server.cpu() + time.process_time() - c0)
+                up_cpu.append(cpu)
                 if reply.version.size != total:
                     raise RuntimeError(f"raw sink received {reply.version.size} of {total} bytes")
                 received = 0
+                c0 = server.cpu() + time.process_time()
                 with CpuMeter(pids) as cpu:
                     t = time.perf_counter()
                     for msg in source(pb.DownloadRequest(length=total), timeout=120):
                         received += len(msg.data)
                     downloads.append(time.perf_counter() - t)
-                down_cpu.append(cpu.result)
+                down_cpu_s.append(server.cpu() + time.process_time() - c0)
+                down_cpu.append(cpu)
                 if received != total:
                     raise RuntimeError(f"raw source sent {received} of {total} bytes")
         finally:
             channel.close()
     finally:
-        _stop(proc)
+        server.close()
     up, down = min(uploads), min(downloads)
     return {
         "bytes": total,
@@ -100,19 +105,14 @@ def grpc_baseline(workdir: Path, total: int, repeats: int) -> dict[str, Any]:
         "download_s": [round(s, 4) for s in downloads],
         "upload_mb_s": round(mb_per_s(total, up), 1),
         "download_mb_s": round(mb_per_s(total, down), 1),
-        "cpu_pct_upload": {"server": up_cpu[uploads.index(up)][0], "client": up_cpu[uploads.index(up)][1]},
-        "cpu_pct_download": {"server": down_cpu[downloads.index(down)][0],
-                             "client": down_cpu[downloads.index(down)][1]},
+        "cpu_pct_upload": {"server": up_cpu[uploads.index(up)].result[0],
+                           "client": up_cpu[uploads.index(up)].result[1]},
+        "cpu_pct_download": {"server": down_cpu[downloads.index(down)].result[0],
+                             "client": down_cpu[downloads.index(down)].result[1]},
+        # Client and server together, the lowest of the runs.
+        "cpu_ms_per_mib_upload": round(1000 * min(up_cpu_s) / (total / MIB), 3),
+        "cpu_ms_per_mib_download": round(1000 * min(down_cpu_s) / (total / MIB), 3),
     }
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        kill_all()
 
 
 def _write_chunks(root: Path, data: UniqueData, total: int, paths: list[Path], latencies: list[float]) -> None:
@@ -175,14 +175,17 @@ def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:
 
 
 # Per MiB of a large transfer through 3 peers at R=2, where the peer the client talks to owns 2 of
-# every 3 chunks: (gRPC hops, SHA-256 passes).
-#   upload:   client -> entry, and entry -> the other owner for 4/3 copies: 7/3 hops; SHA-256 by the
-#             client (end to end) and twice by the entry (the chunk id, the file's SHA-256): 3 passes.
-#             (The other owners check XXH3-64 only.)
-#   download: entry -> client, and holder -> entry for the 1/3 of chunks the entry lacks: 4/3 hops;
-#             SHA-256 on every read from disk (1 pass) and by the client (end to end): 2 passes. (A
-#             chunk from a holder is checked on arrival against the holder's XXH3-64 only.)
-FLOORS = {"upload": (7 / 3, 3.0), "download": (4 / 3, 2.0)}
+# every 3 chunks: (client gRPC hops, peer-to-peer chunk-stream hops, SHA-256 passes, the chunk-stream
+# hop's direction).
+#   upload:   client -> entry over gRPC (1 hop); entry -> the other owner for 4/3 copies over chunk
+#             streams (PUT); SHA-256 by the client (end to end) and twice by the entry (the chunk id,
+#             the file's SHA-256): 3 passes. (The other owners check XXH3-64 only.)
+#   download: entry -> client over gRPC (1 hop); holder -> entry over chunk streams (GET) for the 1/3 of
+#             chunks the entry lacks; SHA-256 on every read from disk (1 pass) and by the client (end to
+#             end): 2 passes. (A chunk from a holder is checked on arrival against the holder's XXH3-64 only.)
+FLOORS = {"upload": (1.0, 4 / 3, 3.0, "chunks_put"), "download": (1.0, 1 / 3, 2.0, "chunks_get")}
+PEER_HOP_FALLBACK = "grpc_aio"
+"""The hop priced for peer-to-peer copies that went over gRPC (a peer without chunk streams): grpc.aio."""
 
 
 def hash_baseline(total: int) -> dict[str, Any]:
@@ -200,20 +203,30 @@ def hash_baseline(total: int) -> dict[str, Any]:
     return out
 
 
-def cpu_floors(grpc: dict[str, Any], hashing: dict[str, Any], cores: int) -> dict[str, Any]:
-    """The CPU per MiB that the gRPC hops and SHA-256 passes of FLOORS cost at the rates measured here,
-    and the throughput that leaves on `cores` cores with nothing else costing anything."""
+def cpu_floors(grpc: dict[str, Any], hops: dict[str, Any], hashing: dict[str, Any], cores: int) -> dict[str, Any]:
+    """The CPU per MiB that the hops and SHA-256 passes of FLOORS cost at the rates measured here, and
+    the throughput that leaves on `cores` cores with nothing else costing anything. The client hop is
+    priced at the raw gRPC run (the SDK's synchronous client against grpc.aio), the peer-to-peer hops
+    at the chunk stream's; `floor_ms_per_mib_grpc_peers` prices those at grpc.aio instead, the floor
+    for a cluster whose peers copy chunks over gRPC."""
     out: dict[str, Any] = {"cores": cores, "sha256_ms_per_mib": hashing["sha256_ms_per_mib"]}
-    for way, (hops, passes) in FLOORS.items():
-        mib_s = grpc[f"{way}_mb_s"] * 1e6 / MIB
-        cpu = grpc[f"cpu_pct_{way}"]
-        hop_ms = 10 * (cpu["client"] + cpu["server"]) / mib_s  # % of a core -> ms of CPU per second
-        floor_ms = hops * hop_ms + passes * hashing["sha256_ms_per_mib"]
+    by_key = hops["hops"]
+    for way, (client_hops, peer_hops, passes, stream_key) in FLOORS.items():
+        client_ms = grpc[f"cpu_ms_per_mib_{way}"]
+        stream_ms = by_key[stream_key]["cpu_ms_per_mib"]
+        sha_ms = passes * hashing["sha256_ms_per_mib"]
+        floor_ms = client_hops * client_ms + peer_hops * stream_ms + sha_ms
+        grpc_peers_ms = client_hops * client_ms + peer_hops * by_key[PEER_HOP_FALLBACK]["cpu_ms_per_mib"] + sha_ms
         out[way] = {
-            "grpc_hop_ms_per_mib": round(hop_ms, 3),
-            "hops": round(hops, 2),
+            "client_hops": round(client_hops, 2),
+            "client_hop": "grpc (sync client)",
+            "client_hop_ms_per_mib": round(client_ms, 3),
+            "peer_hops": round(peer_hops, 2),
+            "peer_hop": stream_key,
+            "peer_hop_ms_per_mib": round(stream_ms, 3),
             "sha256_passes": round(passes, 2),
             "floor_ms_per_mib": round(floor_ms, 2),
+            "floor_ms_per_mib_grpc_peers": round(grpc_peers_ms, 2),
             "ceiling_mb_s": round(cores * 1000 / floor_ms * MIB / 1e6, 1),
         }
     return out
@@ -224,10 +237,12 @@ def run(workdir: Path, quick: bool) -> dict[str, Any]:
     progress(f"baselines: raw gRPC single stream, {total // MIB} MiB up and down (subprocess server)")
     g = grpc_baseline(workdir / "rawgrpc", total, repeats=1 if quick else 3)
     progress(f"baselines: raw gRPC upload {g['upload_mb_s']} MB/s, download {g['download_mb_s']} MB/s")
+    progress(f"baselines: one loopback hop per transport, {total // MIB} MiB in 1 MiB pieces (subprocess server)")
+    hops = hop_baselines.measure(workdir / "hops", total, repeats=1 if quick else 3)
     progress(f"baselines: disk write-with-fsync of {total // MIB} x 1 MiB chunk files")
     d = disk_baseline(workdir / "disk", total)
     progress(f"baselines: disk write {d['write_mb_s']} MB/s (2 writers: {d['write_2_writers_mb_s']} MB/s), "
              f"read {d['read_mb_s']} MB/s")
     h = hash_baseline(total)
     progress(f"baselines: SHA-256 {h['sha256_mb_s']} MB/s, XXH3-64 {h['xxh3_64_mb_s']} MB/s (one thread)")
-    return {"grpc": g, "disk": d, "hashing": h, "floors": cpu_floors(g, h, os.cpu_count() or 1)}
+    return {"grpc": g, "hops": hops, "disk": d, "hashing": h, "floors": cpu_floors(g, hops, h, os.cpu_count() or 1)}

@@ -48,7 +48,8 @@ async def _source(request: pb.DownloadRequest, context: Context) -> AsyncIterato
         left -= n
 
 
-async def serve(port_file: Path) -> None:
+def new_server() -> grpc.aio.Server:
+    """A grpc.aio server with the peer's options, serving Sink and Source (not yet bound or started)."""
     server = grpc.aio.server(options=server_options(PEER_MAX_MESSAGE))
     handler = grpc.method_handlers_generic_handler("dfsbench.Raw", {
         "Sink": grpc.stream_unary_rpc_method_handler(
@@ -59,6 +60,11 @@ async def serve(port_file: Path) -> None:
             response_serializer=pb.DownloadReply.SerializeToString),
     })
     server.add_generic_rpc_handlers((handler,))
+    return server
+
+
+async def serve(port_file: Path) -> None:
+    server = new_server()
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     tmp = port_file.with_suffix(".tmp")

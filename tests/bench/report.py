@@ -22,6 +22,15 @@ SWIFT_S3: dict[str, tuple[int, int]] = {
     "put_4k_ops_s": (57, 78),
     "get_4k_ops_s": (122, 188),
 }
+# One loopback hop of 256 MiB in 1 MiB pieces, sender + receiver CPU, measured earlier on the 2-core
+# reference machine: (MB/s, ms CPU per MiB).
+HOP_REFERENCE = {
+    "grpc_aio": (741, 2.46),
+    "aiohttp": (1861, 0.82),
+    "asyncio": (3736, 0.47),
+}
+# CPU ms per MiB of every process together (3 peers R=2 and the client) for the large file.
+LARGE_CPU_TARGETS = {"upload": 6.0, "download": 3.5}
 LEAD = 1.2
 """How far the S3 endpoint should lead each Swift s3api reference (the top of its range)."""
 
@@ -62,6 +71,14 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row("baselines", "upload ceiling set by the disk (R=2: 2 writes/byte)",
                        f"{d['r2_upload_ceiling_mb_s']:.1f} MB/s"))
         out.append(Row("baselines", "disk read, same files (chunk-store recipe)", f"{d['read_mb_s']:.1f} MB/s"))
+    hops = base.get("hops")
+    if hops:
+        for key, hop in hops["hops"].items():
+            ref = HOP_REFERENCE.get(key)
+            out.append(Row(
+                "baselines", f"hop: {hop['label']}",
+                f"{hop['mb_s']:.1f} MB/s, {hop['cpu_ms_per_mib']:.2f} ms CPU per MiB (both ends)",
+                reference=f"earlier here: {ref[0]} MB/s, {ref[1]} ms" if ref else ""))
     h, floors = base.get("hashing"), base.get("floors")
     if h:
         out.append(Row("baselines", "SHA-256, one thread, 1 MiB pieces",
@@ -71,7 +88,9 @@ def rows(results: dict[str, Any]) -> list[Row]:
     if floors:
         for way in ("upload", "download"):
             f = floors[way]
-            metric = f"{way} CPU floor: {f['hops']:.2f} gRPC hops + {f['sha256_passes']:.2f} SHA-256 passes"
+            peer_hop = "chunk-stream PUT" if way == "upload" else "chunk-stream GET"
+            metric = (f"{way} CPU floor: {f['client_hops']:.0f} gRPC hop + {f['peer_hops']:.2f} {peer_hop} hops"
+                      f" + {f['sha256_passes']:.0f} SHA-256 passes")
             value = (f"{f['floor_ms_per_mib']:.2f} ms per MiB -> at most {f['ceiling_mb_s']:.0f} MB/s"
                      f" on {floors['cores']} cores")
             out.append(Row("baselines", metric, value))
@@ -93,6 +112,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
             f"{large['download_mb_s']:.1f} MB/s" + (f" ({down_ratio:.0%} of gRPC)" if down_ratio is not None else ""),
             ">= 80% of raw gRPC download", _check(None if down_ratio is None else down_ratio >= 0.8),
             f"{SWIFT['version']} GET {SWIFT['get_mb_s']} MB/s"))
+        for way, goal in LARGE_CPU_TARGETS.items():
+            ms = large.get(f"cpu_ms_per_mib_{way}")
+            if ms is None:
+                continue
+            out.append(Row(
+                "large file", f"{way} {mib} MiB CPU, all processes",
+                f"{ms:.2f} ms per MiB ({_floor(floors, large, way)})", f"<= {goal:g} ms per MiB", _check(ms <= goal)))
 
     conc = results.get("concurrency")
     if conc:
@@ -181,6 +207,16 @@ def rows(results: dict[str, Any]) -> list[Row]:
     for section, message in errors.items():
         out.append(Row(section, "SECTION FAILED", message[:100], "", "MISS"))
     return out
+
+
+def _floor(floors: dict[str, Any] | None, large: dict[str, Any], way: str) -> str:
+    """The baselines' CPU floor for `way`, for the peer-to-peer hop the large-file run used."""
+    if not floors:
+        return "floor n/a: baselines not run"
+    f = floors[way]
+    if large.get("peer_hop") == "grpc":
+        return f"floor {f['floor_ms_per_mib_grpc_peers']:.2f}, peers copied over gRPC"
+    return f"floor {f['floor_ms_per_mib']:.2f}"
 
 
 def _s3_rows(s3: dict[str, Any] | None) -> list[Row]:

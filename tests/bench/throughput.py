@@ -5,6 +5,11 @@ are verified end to end by the SDK itself, which hashes every byte it sends and 
 version has that SHA-256, and hashes every byte it receives and fails unless they match the version's
 SHA-256; the bench hashes nothing a second time, which would add client CPU the product does not spend. Like the gRPC
 baseline, the figure is the best of `repeats` rounds (each a new file); every round is recorded.
+
+CPU: every process of the transfer together (the three peers and this client process), CPU ms per MiB
+moved, the lowest of the rounds; the report sets it beside the floor `baselines.cpu_floors` computes
+for the peer-to-peer hop the peers actually used (`peer_hop`: chunk streams, unless a peer's log says
+it copied chunk data over gRPC instead).
 """
 
 from __future__ import annotations
@@ -15,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from client.sdk import DfsClient
-from tests.bench.common import MIB, CpuMeter, UniqueData, drain_download, mb_per_s, progress, rss_kib, start_cluster
+from tests.bench.common import (
+    MIB,
+    BenchCluster,
+    CpuMeter,
+    UniqueData,
+    drain_download,
+    mb_per_s,
+    progress,
+    rss_kib,
+    start_cluster,
+)
 
 
 def transfer_round(client: DfsClient, pids: list[int], total: int, name: str, stream: int,
@@ -44,8 +59,25 @@ def transfer_round(client: DfsClient, pids: list[int], total: int, name: str, st
         "download_mb_s": round(mb_per_s(total, down_s), 1),
         "cpu_pct_upload": {"peers": up_cpu.result[:-1], "client": up_cpu.result[-1]},
         "cpu_pct_download": {"peers": down_cpu.result[:-1], "client": down_cpu.result[-1]},
+        "cpu_ms_per_mib_upload": round(up_cpu.ms_per_mib(total), 3),
+        "cpu_ms_per_mib_download": round(down_cpu.ms_per_mib(total), 3),
         "chunks": result.version.chunk_count,
     }
+
+
+# What StreamChunkPeers logs when a peer serves no chunk streams and chunk data to it goes over gRPC.
+GRPC_FALLBACK_LOG = "serves no chunk streams"
+
+
+def peer_hop(cluster: BenchCluster) -> str:
+    """The hop peers copied chunk data over: "chunk stream", or "grpc" when some peer fell back to gRPC."""
+    for peer in cluster.peers:
+        try:
+            if GRPC_FALLBACK_LOG in peer.log_path.read_text(errors="replace"):
+                return "grpc"
+        except OSError:
+            continue
+    return "chunk stream"
 
 
 def run(workdir: Path, quick: bool) -> dict[str, Any]:
@@ -75,6 +107,10 @@ def run(workdir: Path, quick: bool) -> dict[str, Any]:
             "download_mb_s": max(r["download_mb_s"] for r in rounds),
             "sha256_verified": True,
             "chunks": rounds[-1]["chunks"],
+            "cpu_ms_per_mib_upload": min(r["cpu_ms_per_mib_upload"] for r in rounds),
+            "cpu_ms_per_mib_download": min(r["cpu_ms_per_mib_download"] for r in rounds),
+            "cpu_processes": "3 peers + the client process",
+            "peer_hop": peer_hop(cluster),
             "rounds": rounds,
             "client_vmhwm_mib": round(rss_kib(os.getpid()).get("VmHWM", 0) / 1024, 1),
         }

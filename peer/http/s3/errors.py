@@ -31,6 +31,7 @@ _CODES: list[tuple[type[errors.DfsError], str]] = [
     (errors.ClientTooSlow, "RequestTimeout"),
     (errors.InsufficientReplicas, "ServiceUnavailable"),
     (errors.PeerUnavailable, "ServiceUnavailable"),
+    (errors.ChunkUnreachable, "ServiceUnavailable"),
     (errors.MetadataUnavailable, "ServiceUnavailable"),
     (errors.StorageFull, "ServiceUnavailable"),
     (errors.VersionConflict, "OperationAborted"),
