@@ -130,6 +130,11 @@ class PeerMetrics:
             "dfs_sent_bytes_total", "Bytes sent to clients: reply messages, or the data of downloads.",
             ["api", "operation"], registry=self.registry,
         )  # fmt: skip
+        self.peer_chunk_bytes = Counter(
+            "dfs_peer_chunk_bytes_total", "Chunk and fragment bytes this peer received from or sent to other peers "
+            "as the serving side, by transport (stream: chunk streams; grpc: peers of the previous version).",
+            ["transport", "direction"], registry=self.registry,
+        )  # fmt: skip
         self.auth_failures = Counter(
             "dfs_auth_failures_total", "Requests refused before any handler ran, by API and reason.",
             ["api", "reason"], registry=self.registry,
@@ -190,6 +195,11 @@ class PeerMetrics:
             self._child(self.received_bytes, "inc", api, operation)(received)
         if sent:
             self._child(self.sent_bytes, "inc", api, operation)(sent)
+
+    def peer_chunk_bytes_moved(self, transport: str, direction: str, nbytes: int) -> None:
+        """Chunk bytes served to or taken from another peer: a rolling upgrade is complete when the
+        grpc ones stop growing."""
+        self._child(self.peer_chunk_bytes, "inc", transport, direction)(nbytes)
 
     def auth_failed(self, api: str, reason: str) -> None:
         self._child(self.auth_failures, "inc", api, reason)(1)

@@ -11,6 +11,7 @@ to one TaskGroup and watches one stop Event; the background workers run under on
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -297,7 +298,8 @@ class Node:
         # Received and outgoing chunk bodies of every stream together: a budget of its own, apart from
         # the uploads', so a peer's uploads waiting on its budget never hold up the copies it receives.
         serving = ChunkServing(base.store, ByteBudget(cfg.inflight_chunks * cfg.chunk_size), cfg.message_limit,
-                               body_timeout_s=cfg.rpc_timeout_s, idle_timeout_s=cfg.connection_idle_timeout_s)
+                               body_timeout_s=cfg.rpc_timeout_s, idle_timeout_s=cfg.connection_idle_timeout_s,
+                               moved=functools.partial(self.metrics.peer_chunk_bytes_moved, "stream"))
         http.mount(chunks_app(serving, signer=base.signer, require_peer_cert=base.tls is not None))
         gossip_host, gossip_port = split_hostport(cfg.gossip_addr)
         try:
@@ -345,7 +347,9 @@ class Node:
         self._console.attach(files, reporter.snapshot, lambda: cluster.ring)
         grpc.serve(FileStoreServicer(files, reporter.snapshot, auth=ClientAuth(base.verifier),
                                      buckets=BucketService(files, base.metadata, self.clock)),
-                   PeerChunksServicer(base.store, anti_entropy.answer, local_stats, self.node_id))
+                   PeerChunksServicer(base.store, anti_entropy.answer, local_stats, self.node_id,
+                                      trust_checksums=base.signer is None,
+                                      moved=functools.partial(self.metrics.peer_chunk_bytes_moved, "grpc")))
         return workers, files
 
     async def _start_s3(self, base: _Base, files: FileService) -> HttpServer | None:

@@ -130,7 +130,7 @@ comes last and outlasts the dead timeout plus the dead grace, so both sides rebu
 heal that ends the run has hinted copies to hand back and a rebalance to undo."""
 
 BOUNDED = PartitionConfig(script=BOUNDED_SCRIPT, duration_s=36.0)
-LONG = PartitionConfig(duration_s=600.0, clients=4, names=40, gap_s=(1.0, 5.0), max_versions=1500, joins=2,
+LONG = PartitionConfig(peers=6, duration_s=600.0, clients=4, names=40, gap_s=(1.0, 5.0), max_versions=1500, joins=2,
                        leaves=2, max_chunks=4, convergence_bound_s=15.0)
 
 

@@ -145,8 +145,37 @@ async def test_a_put_is_durable_once_acknowledged_and_reads_back_verified(
     await writer.close()
     for chunk_id, data in chunks:
         fetched = await peers.get(NODE, chunk_id)
-        assert bytes(fetched.data) == data and fetched.xxh3 == xxh3_64(data)
+        # Without TLS a body's XXH3-64 proves nothing: the requester is told to check SHA-256.
+        assert bytes(fetched.data) == data and fetched.xxh3 is None
     assert fallback.puts == fallback.gets == [] and holder.budget.used == 0
+
+
+async def test_bytes_crafted_to_match_their_checksum_are_refused_on_a_signed_stream(
+        signed: tuple[Holder, StreamChunkPeers, RecordingFallback]) -> None:
+    """The frame tag covers the header, not the body, and XXH3-64 is no cryptographic hash: bytes
+    crafted to match the announced checksum must still fail the receiver's SHA-256 check of the id."""
+    holder, peers, _ = signed
+    chunk_id, _data = chunk(4096)
+    forged = os.urandom(4096)
+    with pytest.raises(ChunkCorrupt):
+        await peers.put(NODE, chunk_id, forged, xxh3_64(forged))
+    assert not holder.store.has(chunk_id)
+
+
+async def test_without_peer_authentication_the_checksum_stands_for_the_hash(tmp_path: Path) -> None:
+    """No attacker is assumed (a trusted network, or TLS): the XXH3-64 saves the receiver a SHA-256 pass."""
+    holder = await serve(tmp_path / "h")
+    peers = client(holder)
+    try:
+        chunk_id, data = chunk(4096)
+        with pytest.raises(ChunkCorrupt):  # bytes damaged on the way no longer match the sender's checksum
+            await peers.put(NODE, chunk_id, data, xxh3_64(data) ^ 1)
+        await peers.put(NODE, chunk_id, data, xxh3_64(data))
+        fetched = await peers.get(NODE, chunk_id)
+        assert bytes(fetched.data) == data and fetched.xxh3 == xxh3_64(data)
+    finally:
+        await peers.close()
+        await holder.server.stop()
 
 
 async def test_puts_in_parallel_share_pooled_streams(signed: tuple[Holder, StreamChunkPeers, RecordingFallback],
@@ -162,8 +191,10 @@ async def test_bytes_damaged_in_transfer_are_refused_and_not_stored(
         signed: tuple[Holder, StreamChunkPeers, RecordingFallback]) -> None:
     holder, peers, _ = signed
     chunk_id, data = chunk()
+    damaged = bytearray(data)
+    damaged[1000] ^= 1
     with pytest.raises(ChunkCorrupt):
-        await peers.put(NODE, chunk_id, data, xxh3_64(data) ^ 1)
+        await peers.put(NODE, chunk_id, damaged, xxh3_64(data))
     other_id, _ = chunk()
     with pytest.raises(ChunkCorrupt):  # no checksum: the id itself is checked (SHA-256)
         await peers.put(NODE, other_id, data)

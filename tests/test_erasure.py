@@ -114,6 +114,7 @@ class _Mesh:
     def __init__(self) -> None:
         self.disks: dict[str, dict[str, bytes]] = {node: {} for node in NODES[1:]}
         self.down: set[str] = set()
+        self.asked: list[str] = []
 
     def writer(self) -> _Mesh:
         return self
@@ -130,6 +131,7 @@ class _Mesh:
         pass
 
     async def get(self, node_id: str, chunk_id: str) -> FetchedChunk:
+        self.asked.append(chunk_id)
         await asyncio.sleep(0)
         if node_id in self.down:
             raise PeerUnavailable(node_id, "partitioned away")
@@ -207,6 +209,19 @@ async def test_each_fragment_is_stored_once_on_its_own_peer_under_its_own_hash(t
     stored = await cluster.metadata.get_version(FileRefSpec(name="f"), VersionSpec())
     assert stored.chunks == record.chunks
     assert await cluster.read() == data
+
+
+async def test_an_intact_chunk_is_read_from_its_data_fragments_alone(tmp_path: Path) -> None:
+    """Systematic code: with every data fragment intact, no parity fragment is fetched."""
+    cluster = _Cluster(tmp_path)
+    data = os.urandom(3 * CHUNK)
+    record = await cluster.uploads.upload(UploadSpec(name="f", policy="ec:2+1"), _pieces(data))
+    cluster.mesh.asked.clear()
+    assert await cluster.read() == data
+    parity = {ref.fragments[2] for ref in record.chunks}
+    data_fragments = {f for ref in record.chunks for f in ref.fragments[:2]}
+    assert not parity & set(cluster.mesh.asked)
+    assert set(cluster.mesh.asked) <= data_fragments
 
 
 @pytest.mark.parametrize("lost", range(3))

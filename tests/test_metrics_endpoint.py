@@ -7,6 +7,7 @@ with a fake remote address. docs/METRICS.md must list exactly the families a pee
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -378,3 +379,22 @@ def test_a_corrupt_copy_counts_once_as_quarantined_and_is_repaired(secured: tupl
     assert sum(moved(p, "dfs_repaired_chunks_total") for p in cluster.peers) == 1
     assert moved(holder, "dfs_quarantined_chunks_total") == 1
     assert all(moved(p, "dfs_corrupt_chunks_total") == 0 for p in cluster.peers)  # the read found it, not a scrub
+
+
+def test_chunk_copies_between_peers_travel_on_chunk_streams(secured: tuple[Cluster, str]) -> None:
+    """Every peer of this version sends chunk data to the others on chunk streams, none over gRPC:
+    the receiving owner counts the second copy of each uploaded chunk under `stream`."""
+    cluster, token = secured
+    before = [scrape(p, token) for p in cluster.peers]
+    data = os.urandom(3 * 1024 * 1024 + 17)  # four chunks, each with its second copy on the other peer
+    with cluster.peers[0].client() as c:
+        c.upload(data, name="metrics/streamed.bin")
+    after = [scrape(p, token) for p in cluster.peers]
+
+    def moved(transport: str) -> float:
+        name = "dfs_peer_chunk_bytes_total"
+        labels = {"transport": transport, "direction": "received"}
+        return sum(value(a, name, **labels) - value(b, name, **labels) for a, b in zip(after, before, strict=True))
+
+    assert moved("stream") >= len(data)
+    assert moved("grpc") == 0

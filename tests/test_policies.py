@@ -131,6 +131,18 @@ def test_the_sdk_refuses_a_policy_wider_than_the_cluster(peer: PeerProc, size: i
     assert absent(peer, name)
 
 
+@pytest.mark.parametrize("policy", ["ec:4+2", "ec:2+2"])
+def test_an_erasure_code_wider_than_the_cluster_is_refused_naming_it_and_the_peer_count(
+    peer: PeerProc, policy: str
+) -> None:
+    name = unique("sdk/wide-ec.bin")
+    width = sum(int(n) for n in policy[3:].split("+"))
+    with peer.client() as client, pytest.raises(ClusterUnavailable) as caught:
+        client.upload(os.urandom(3 * CHUNK), name=name, policy=policy)
+    assert f"not enough peers: policy {policy} needs {width} peers, 3 are usable" in str(caught.value)
+    assert absent(peer, name)
+
+
 @pytest.mark.parametrize("policy", ["rep:x", "rep:0", "raid5", "ec:"])
 def test_a_malformed_policy_exits_2_naming_it(peer: PeerProc, policy: str) -> None:
     name = unique("cli/bad.bin")

@@ -42,8 +42,14 @@ DigestAnswerer = Callable[[str, str, Sequence[bytes]], Awaitable[tuple[bool, dic
 
 class PeerChunksServicer(pb_grpc.PeerChunksServicer):
     def __init__(self, store: ChunkStore, answer_digests: DigestAnswerer, stats: Callable[[], dict[str, Any]],
-                 node_id: str) -> None:
+                 node_id: str, *, trust_checksums: bool = True,
+                 moved: Callable[[str, int], None] = lambda _direction, _nbytes: None) -> None:
+        """`trust_checksums`: let a sender's XXH3-64 stand for the SHA-256 check. False where calls are
+        signed with the cluster secret over plain HTTP/2: the HMAC covers the call, not the body, and
+        bytes can be crafted to match an XXH3-64, so bodies are then checked against their id."""
         self._store = store
+        self._trust = trust_checksums
+        self._moved = moved  # each chunk stored ("received") or sent ("sent") with its size, for the metrics
         self._answer_digests = answer_digests
         self._stats = stats
         self._node_id = node_id
@@ -57,7 +63,9 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
         if isinstance(request, wire.Malformed):
             raise InvalidRequest("the request could not be parsed as a Chunk")
         check_chunk_id(request.chunk_id)
-        await asyncio.to_thread(self._store.put, request.chunk_id, request.data, False, request.xxh3)
+        await asyncio.to_thread(self._store.put, request.chunk_id, request.data, False,
+                                request.xxh3 if self._trust else None)
+        self._moved("received", len(request.data))
         return pb.PutChunksReply(stored=[request.chunk_id])
 
     @maps_errors
@@ -84,7 +92,9 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
 
         async def store(chunk: wire.ChunkData) -> None:
             try:
-                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data, False, chunk.xxh3)
+                await asyncio.to_thread(self._store.put, chunk.chunk_id, chunk.data, False,
+                                        chunk.xxh3 if self._trust else None)
+                self._moved("received", len(chunk.data))
                 acks.put_nowait(chunk.chunk_id)
             except DfsError as exc:
                 acks.put_nowait(exc)
@@ -119,6 +129,7 @@ class PeerChunksServicer(pb_grpc.PeerChunksServicer):
             except (ChunkNotFound, ChunkCorrupt):
                 continue
             yield wire.ChunkData(chunk_id, memoryview(data), xxh3)  # framed by wire.encode_chunk_data
+            self._moved("sent", len(data))
 
     def _read_for_sending(self, chunk_id: str) -> tuple[bytes, int]:
         data = self._store.get(chunk_id)  # verified against its id

@@ -219,7 +219,7 @@ async def _get(conn: ChunkConn, node_id: str, chunk_id: str) -> FetchedChunk:
     if frame.kind == Kind.DATA and frame.chunk_id == chunk_id:
         data = await conn.read_body(frame.length)
         conn.done()
-        return FetchedChunk(memoryview(data), frame.xxh3)
+        return FetchedChunk(memoryview(data), frame.xxh3 if conn.trusts_checksums else None)
     conn.done()
     raise _answer_error(frame, reason, node_id, chunk_id, "DATA")
 

@@ -59,6 +59,11 @@ class ChunkConn:
         self._sealer = sealer
         self._max_body = max_body
 
+    @property
+    def trusts_checksums(self) -> bool:
+        """Whether a body's XXH3-64 may stand for its SHA-256 (see `Sealer.keyed`)."""
+        return not self._sealer.keyed
+
     async def send(self, frame: Frame, body: bytes | bytearray | memoryview = b"") -> None:
         self.clean = False
         await self.stream.write(self._sealer.seal(_encode(frame)), body)

@@ -133,6 +133,13 @@ class Sealer:
         self._sent = 0
         self._received = 0
 
+    @property
+    def keyed(self) -> bool:
+        """Whether frames are tagged under a session key: the stream is not TLS, so its bodies are
+        not authenticated, and a body's XXH3-64 (not a cryptographic hash: bytes can be crafted to
+        match one) is no proof of what the sender sent. Receivers then check SHA-256 against the id."""
+        return self._key is not None
+
     def seal(self, header: bytes) -> bytes:
         """`header` (from encode_header) with its tag."""
         seq, self._sent = self._sent, self._sent + 1
