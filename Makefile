@@ -85,7 +85,7 @@ fuzz: $(STAMP)
 	    done; \
 	else \
 	    echo "== atheris unavailable or not chosen: hypothesis fuzz tests, $(FUZZ_EXAMPLES) examples each"; \
-	    DFS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q --timeout=0 tests/test_fuzz_inputs.py; \
+	    DFS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q --timeout=0 tests/test_fuzz_inputs.py tests/test_chunk_frames_fuzz.py; \
 	fi
 
 clean:
