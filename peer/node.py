@@ -122,6 +122,11 @@ class LiveCluster:
                      len({self._ring.zone_of(node_id) for node_id in ids}), self._ring.digest)
             self.on_change()
 
+    def members_down(self) -> int:
+        """Members dead now (not departed): off the ring past their grace, yet they may come back
+        holding copies."""
+        return sum(1 for m in self._view.members() if m.state == MemberState.DEAD)
+
     def is_usable(self, node_id: str) -> bool:
         if node_id == self.local_id:
             return True
@@ -325,7 +330,7 @@ class Node:
         uploads = UploadService(cluster, base.store, peers, base.metadata, self.clock, placement=cluster.placement,
                                 chunk_size=cfg.chunk_size, window=cfg.upload_window, budget=budget)
         downloads = DownloadService(cluster, base.store, peers, base.metadata, placement=cluster.placement,
-                                    window=cfg.download_window)
+                                    window=cfg.download_window, members_down=cluster.members_down)
         self.metrics.track_store(lambda: base.store.stats)
         self.metrics.track_quarantine(lambda: base.store.quarantined)
         anti_entropy = AntiEntropy(cluster, base.store, peers, base.metadata, self.metrics, self.clock,

@@ -40,12 +40,12 @@ class _Holders:
         return answer
 
 
-def _service(tmp_path: Path, holders: _Holders) -> DownloadService:
+def _service(tmp_path: Path, holders: _Holders, members_down: int = 0) -> DownloadService:
     metadata = AsyncMetadata(open_store(f"sqlite:///{tmp_path / 'meta.db'}"))
     # This peer (NODES[0]) holds nothing: every copy comes from a holder.
     view = AllAliveView()
     return DownloadService(view, ChunkStore(tmp_path / "data"), holders, metadata,  # type: ignore[arg-type]
-                           placement=view.placement, window=4)
+                           placement=view.placement, window=4, members_down=lambda: members_down)
 
 
 @pytest.mark.parametrize("damaged", NODES[1:])
@@ -76,6 +76,14 @@ async def test_a_holder_that_cannot_be_asked_makes_the_chunk_unreachable_not_los
     holders = _Holders({NODES[1]: FetchedChunk(DAMAGED, xxh3_64(DATA))})  # NODES[2] is cut off
     with pytest.raises(ChunkUnreachable, match="could not be asked"):
         await _service(tmp_path, holders).fetch_chunk(ChunkRef(CHUNK_ID, len(DATA), tuple(NODES[1:])))
+
+
+async def test_while_a_member_is_down_a_chunk_no_peer_asked_holds_is_unreachable_not_lost(tmp_path: Path) -> None:
+    """A dead member is off the ring and not asked, yet may hold the other copy: retry, not DATA_LOSS."""
+    holders = _Holders({NODES[1]: FetchedChunk(DAMAGED, xxh3_64(DATA)), NODES[2]: FetchedChunk(DAMAGED)})
+    with pytest.raises(ChunkUnreachable, match="could not be asked"):
+        await _service(tmp_path, holders, members_down=1).fetch_chunk(
+            ChunkRef(CHUNK_ID, len(DATA), tuple(NODES[1:])))
 
 
 def _commit(tmp_path: Path, policy: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from peer.errors import (
@@ -83,7 +83,12 @@ class DownloadService:
         *,
         placement: Placement,
         window: int,
+        members_down: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`members_down`: how many members are dead (not departed) now. A dead member past its grace
+        is off the ring and not asked, yet may hold the only other copy of a chunk (one a rebalance
+        moved to it), so while any is down a chunk no asked peer holds is unreachable, not lost."""
+        self._members_down = members_down
         self._view = view
         self._store = store
         self._peers = peers
@@ -145,9 +150,10 @@ class DownloadService:
                 failures.append(f"{node[:8]}: {exc}")
                 unanswered += unreachable(exc)
                 log.debug("chunk %s not served by %s: %s", ref.chunk_id[:12], node[:8], exc)
-        if unanswered:
-            log.warning("chunk %s unreachable: %s", ref.chunk_id, "; ".join(failures))
-            raise ChunkUnreachable(ref.chunk_id, unanswered, len(order))
+        down = self._members_down()
+        if unanswered or down:
+            log.warning("chunk %s unreachable (%d members down): %s", ref.chunk_id, down, "; ".join(failures))
+            raise ChunkUnreachable(ref.chunk_id, unanswered + down, len(order) + down)
         log.error("no intact copy of chunk %s: %s", ref.chunk_id, "; ".join(failures))
         raise DataLoss(f"no intact copy of chunk {ref.chunk_id} found on {len(order)} peers")
 
