@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peer.clock import ManualClock
-from peer.erasure import erasure_code
+from peer.erasure import ErasureCode, erasure_code
 from peer.errors import ChunkNotFound, ChunkUnreachable, DataLoss, PeerUnavailable
 from peer.metadata.open import open_store
 from peer.metadata.store import AsyncMetadata, ChunkRef, FileRefSpec, Placed, VersionSpec
@@ -267,6 +267,32 @@ async def test_fragments_on_peers_that_cannot_be_asked_make_the_chunk_unreachabl
         cluster.lose(NODES[0], ref.fragments[ref.peers.index(NODES[0])])
     with pytest.raises(ChunkUnreachable):
         await cluster.read()
+
+
+async def test_a_chunk_decoded_to_other_bytes_than_its_id_is_data_loss_never_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fragment verified and still the decode went wrong (a codec fault): the chunk's own SHA-256,
+    checked after reassembly, refuses it."""
+    cluster = _Cluster(tmp_path)
+    await cluster.uploads.upload(UploadSpec(name="f", policy="ec:2+1"), _pieces(os.urandom(CHUNK)))
+    real_decode = ErasureCode.decode
+    monkeypatch.setattr(ErasureCode, "decode", lambda self, fragments: b"x" + real_decode(self, fragments)[1:])
+    with pytest.raises(DataLoss, match="does not match its id"):
+        await cluster.read()
+
+
+async def test_equal_chunks_share_their_fragments_under_erasure_coding(tmp_path: Path) -> None:
+    """Content addressing survives coding: the same chunk uploaded under two names is coded to the
+    same fragments, stored once per peer, and both files read back."""
+    cluster = _Cluster(tmp_path)
+    data = os.urandom(2 * CHUNK)
+    first = await cluster.uploads.upload(UploadSpec(name="f", policy="ec:2+1"), _pieces(data))
+    stored = {node: dict(disk) for node, disk in cluster.mesh.disks.items()}
+    second = await cluster.uploads.upload(UploadSpec(name="g", policy="ec:2+1"), _pieces(data))
+    assert [ref.fragments for ref in second.chunks] == [ref.fragments for ref in first.chunks]
+    assert {node: dict(disk) for node, disk in cluster.mesh.disks.items()} == stored  # nothing new stored
+    assert await cluster.read() == data
 
 
 async def test_a_lost_fragment_is_regenerated_byte_identical(tmp_path: Path) -> None:

@@ -63,6 +63,17 @@ def test_the_peer_command_refuses_a_bad_zone_in_one_line(tmp_path: Path) -> None
     ]
 
 
+def test_the_zone_is_read_from_dfs_zone(tmp_path: Path) -> None:
+    """Containers set DFS_ZONE; the variable reaches the peer as --zone does (a bad one refused by name)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DFS_")} | {"DFS_ZONE": "rack 9"}
+    run = subprocess.run(
+        [sys.executable, "-m", "peer", "serve", "--data-dir", str(tmp_path / "d"), "--no-auth"],
+        capture_output=True, env=env, stdin=subprocess.DEVNULL, timeout=60, check=False,
+    )
+    assert run.returncode == 2
+    assert "DFS_ZONE 'rack 9' is invalid" in run.stderr.decode()
+
+
 def test_dfs_status_shows_each_members_zone() -> None:
     members = [MemberStatus("a" * 32, "alive", grpc_addr="h:1", zone="rack-1"),
                MemberStatus("b" * 32, "alive", grpc_addr="h:2")]
