@@ -366,7 +366,7 @@ class Node:
         server = HttpServer(idle_timeout_s=cfg.connection_idle_timeout_s)
         server.mount(s3_app(files, BucketService(files, base.metadata, self.clock), base.s3_keys.lookup,
                             no_auth=cfg.no_auth, domain=cfg.s3_domain, idle_s=cfg.client_idle_timeout_s,
-                            metrics=self.request_metrics))
+                            metrics=self.request_metrics, access_log=cfg.access_log))
         host, port = split_hostport(cfg.s3_addr, "s3_addr")
         ssl_context = server_only_ssl_context(Path(cfg.tls_cert), Path(cfg.tls_key)) if base.tls else None
         try:

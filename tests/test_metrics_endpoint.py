@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from client.errors import AuthenticationError
@@ -27,6 +28,7 @@ from peer.errors import Unauthenticated
 from peer.http.metrics import METRICS_OFF, allowed, metrics_app
 from peer.metrics import PeerMetrics
 from tests.cluster import Cluster, PeerProc, wait_for
+from tests.test_s3_api import create_key, s3_client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +59,13 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         yield cluster, made.stdout.strip()
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="module")
+def s3_key(secured: tuple[Cluster, str]) -> tuple[str, str]:
+    """An S3 access key of the admin role for the `secured` peers."""
+    cluster, _ = secured
+    return create_key(cluster.metadata, "admin")
 
 
 def get(peer: PeerProc, token: str | None = None) -> tuple[int, str, str]:
@@ -398,3 +407,60 @@ def test_chunk_copies_between_peers_travel_on_chunk_streams(secured: tuple[Clust
 
     assert moved("stream") >= len(data)
     assert moved("grpc") == 0
+
+
+def test_s3_requests_move_the_duration_histogram_and_byte_counters(secured: tuple[Cluster, str],
+                                                                   s3_key: tuple[str, str]) -> None:
+    """3 PUTs and 2 GETs through boto3: the S3 histogram counts move by exactly that, the byte
+    counters by at least the objects' bytes."""
+    cluster, token = secured
+    peer = cluster.peers[0]
+    s3 = s3_client(f"http://{peer.s3_addr}", s3_key)
+    s3.create_bucket(Bucket="metrics-s3")
+    sizes = [300_000, 1_500_000, 70_000]
+    bodies = [os.urandom(size) for size in sizes]
+    before = scrape(peer, token)
+    for i, body in enumerate(bodies):
+        s3.put_object(Bucket="metrics-s3", Key=f"k{i}", Body=body)
+    for i in range(2):
+        assert s3.get_object(Bucket="metrics-s3", Key=f"k{i}")["Body"].read() == bodies[i]
+
+    def moved(samples: Samples, name: str, **labels: str) -> float:
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    def durations() -> dict[str, float]:
+        after = scrape(peer, token)
+        return {operation: moved(after, "dfs_request_duration_seconds_count", api="s3", operation=operation)
+                for operation in ("PutObject", "GetObject")}
+
+    expected = {"PutObject": 3, "GetObject": 2}
+    wait_for(lambda: durations() == expected, 10, "the S3 durations observed", lambda: str(durations()))
+    after = scrape(peer, token)
+    assert moved(after, "dfs_request_duration_seconds_sum", api="s3", operation="PutObject") > 0
+    assert moved(after, "dfs_requests_total", api="s3", operation="PutObject", code="200") == 3
+    assert moved(after, "dfs_requests_total", api="s3", operation="GetObject", code="200") == 2
+    assert moved(after, "dfs_received_bytes_total", api="s3", operation="PutObject") >= sum(sizes)
+    assert moved(after, "dfs_sent_bytes_total", api="s3", operation="GetObject") >= sizes[0] + sizes[1]
+    assert moved(after, "dfs_sent_bytes_total", api="s3", operation="GetObject") < 2 * (sizes[0] + sizes[1])
+
+
+def test_refused_s3_requests_are_counted_by_their_error_code(secured: tuple[Cluster, str],
+                                                            s3_key: tuple[str, str]) -> None:
+    cluster, token = secured
+    peer = cluster.peers[0]
+    endpoint = f"http://{peer.s3_addr}"
+    before = scrape(peer, token)
+    with pytest.raises(ClientError) as wrong_secret:
+        s3_client(endpoint, (s3_key[0], "y" * 40)).list_buckets()
+    assert wrong_secret.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    with pytest.raises(ClientError) as unknown:
+        s3_client(endpoint, ("DKUNKNOWNKEY00000000", "x" * 40)).list_buckets()
+    assert unknown.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+    def moved(name: str, **labels: str) -> float:
+        return value(scrape(peer, token), name, **labels) - value(before, name, **labels)
+
+    for reason in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
+        assert moved("dfs_auth_failures_total", api="s3", reason=reason) == 1, reason
+    assert moved("dfs_auth_failures_total", api="s3", reason="AccessDenied") == 0
+    assert moved("dfs_requests_total", api="s3", operation="ListBuckets", code="403") == 2

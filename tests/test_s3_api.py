@@ -27,6 +27,7 @@ import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from hypothesis import strategies as st
 from client.sdk import DfsClient
 from peer.metadata.sqlite import SqliteStore
 from peer.security.certs import init_certs
-from tests.cluster import TEST_SECRET, Cluster, PeerProc
+from tests.cluster import TEST_SECRET, Cluster, PeerProc, wait_for
 from tests.inproc import InProcCluster
 from tests.test_s3_chunked import encode_signed, spec_key
 
@@ -89,6 +90,14 @@ def new_bucket(s3: Any) -> str:
     name = f"b-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+def put_empty_objects(endpoint: str, bucket: str, keys: list[str]) -> None:
+    """Stores a zero-byte object under each of `keys`, 16 PUTs at a time."""
+    s3 = s3_client(endpoint, max_pool_connections=16)
+    with ThreadPoolExecutor(16) as pool:
+        for answer in pool.map(lambda key: s3.put_object(Bucket=bucket, Key=key, Body=b""), keys):
+            assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
 # ---------------------------------------------------------------------------------------- fixtures
@@ -451,6 +460,23 @@ def test_delete_objects(s3: Any, bucket: str) -> None:
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_delete_objects_takes_1000_keys_in_one_request(s3: Any, endpoint: str, bucket: str) -> None:
+    """1000 keys, S3's most per request, are served in both modes: quiet deletes 1000 stored
+    objects and reports nothing; verbose reports each of 1000 keys, here each as long as a key may be."""
+    keys = [f"bulk/{i:04d}" for i in range(1000)]
+    put_empty_objects(endpoint, bucket, keys)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1000
+    quiet = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+    assert quiet["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert "Deleted" not in quiet and "Errors" not in quiet
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    longest = 1024 - len(bucket) - 1  # the bucket, a slash and the key make a name of 1024 bytes
+    long_keys = [f"{i:04d}".ljust(longest, "k") for i in range(1000)]
+    verbose = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in long_keys]})
+    assert "Errors" not in verbose
+    assert sorted(d["Key"] for d in verbose["Deleted"]) == long_keys
+
+
 # ------------------------------------------------------------------------------------------ listings
 
 
@@ -488,6 +514,23 @@ def test_list_objects_v2_and_v1(s3: Any, bucket: str) -> None:
     assert s3.list_objects_v2(Bucket=bucket, MaxKeys=0)["KeyCount"] == 0
 
 
+def test_a_page_holds_at_most_1000_keys_whatever_max_keys_asks(s3: Any, endpoint: str) -> None:
+    bucket = new_bucket(s3)
+    keys = [f"many/{i:04d}" for i in range(1005)]
+    put_empty_objects(endpoint, bucket, keys)
+    first = s3.list_objects_v2(Bucket=bucket, MaxKeys=5000)
+    assert first["MaxKeys"] == 1000 and first["KeyCount"] == 1000 and first["IsTruncated"]
+    assert [o["Key"] for o in first["Contents"]] == keys[:1000]
+    rest = s3.list_objects_v2(Bucket=bucket, MaxKeys=5000, ContinuationToken=first["NextContinuationToken"])
+    assert rest["KeyCount"] == 5 and not rest["IsTruncated"]
+    assert [o["Key"] for o in rest["Contents"]] == keys[1000:]
+    unasked = s3.list_objects_v2(Bucket=bucket)
+    assert unasked["MaxKeys"] == 1000 and unasked["KeyCount"] == 1000 and unasked["IsTruncated"]
+    v1 = s3.list_objects(Bucket=bucket, MaxKeys=5000)
+    assert v1["MaxKeys"] == 1000 and len(v1["Contents"]) == 1000 and v1["IsTruncated"]
+    assert [o["Key"] for o in v1["Contents"]] == keys[:1000]
+
+
 def test_listing_encodes_keys_when_asked(s3: Any, endpoint: str, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="sp ace/ü+&", Body=b"x")
     status, _, body = raw("GET", f"{endpoint}/{bucket}?list-type=2&encoding-type=url&delimiter=/")
@@ -519,6 +562,33 @@ def test_errors_are_s3_xml_with_a_request_id(s3: Any, endpoint: str, bucket: str
     assert f"<Resource>/{bucket}/missing</Resource>".encode() in body
     _, ok_headers, _ = raw("GET", f"{endpoint}/")
     assert ok_headers["x-amz-request-id"] not in ("", request_id)
+
+
+def test_the_request_id_returned_is_on_the_peers_log_line_of_the_request(plain: Cluster, s3: Any,
+                                                                           bucket: str) -> None:
+    """The peer logs one line per S3 request naming its request id, operation, resource and result,
+    the id being the `x-amz-request-id` the client got, success or error."""
+    peer = plain.peers[0]  # the peer behind `s3`
+    put_id = s3.put_object(Bucket=bucket, Key="logged/k", Body=b"logged")["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket=bucket, Key="logged/missing")
+    missing_id = missing.value.response["ResponseMetadata"]["RequestId"]
+    assert len({put_id, missing_id}) == 2 and all(len(rid) == 16 for rid in (put_id, missing_id))
+    expected = {put_id: f"s3 {put_id} PutObject /{bucket}/logged/k -> 200 (",
+                missing_id: f"s3 {missing_id} GetObject /{bucket}/logged/missing -> 404 NoSuchKey ("}
+    found: dict[str, list[str]] = {}
+
+    def logged() -> bool:
+        lines = peer.log_path.read_text(errors="replace").splitlines()
+        for rid in expected:
+            found[rid] = [line for line in lines if f" {rid}" in line and "peer.access:" in line]
+        return all(found.values())
+
+    wait_for(logged, 10, "the S3 requests' log lines", lambda: str(found))
+    for rid, text in expected.items():
+        assert len(found[rid]) == 1, found[rid]
+        assert text in found[rid][0], found[rid][0]
+        assert f"[{peer.node_id[:8]} {rid}]" in found[rid][0]  # the line is stamped with the request's id
 
 
 @pytest.mark.parametrize("call", [

@@ -340,6 +340,29 @@ def test_aws_s3api_calls_and_presign(setup: Setup, aws: AwsCli, tmp_path: Path) 
     assert [o["Key"] for o in setup.s3().list_objects_v2(Bucket=bucket)["Contents"]] == keys[5:]
 
 
+def test_aws_cli_cp_recursive_both_ways_with_a_multipart_file(setup: Setup, aws: AwsCli, tmp_path: Path) -> None:
+    """A directory with a nested subdirectory and a file above the CLI's 8 MiB threshold (a multipart
+    upload) goes up as one key per file and comes back byte-identical."""
+    setup.require_multipart()
+    bucket = setup.new_bucket()
+    rng = random.Random(21)
+    src = tmp_path / "src"
+    files = {"top.txt": 1234, "empty": 0, "docs/a b.txt": 70_000, "docs/deeper/nested.bin": 300_000,
+             "docs/deeper/big.bin": 9 * MIB + 77}
+    digests = make_tree(src, rng, files)
+    target = f"s3://{bucket}/tree"
+    copy = ("s3", "cp", "--recursive", "--no-progress")
+    assert len(aws.lines(*copy, str(src), target, starting="upload:")) == len(files)
+    s3 = setup.s3(0)
+    listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert sorted(listed) == sorted(f"tree/{name}" for name in files)
+    assert listed["tree/docs/deeper/big.bin"]["ETag"].strip('"').endswith("-2")  # sent as two 8 MiB parts
+    assert listed["tree/docs/deeper/big.bin"]["Size"] == files["docs/deeper/big.bin"]
+    dst = tmp_path / "dst"
+    assert len(aws.lines(*copy, target, str(dst), starting="download:")) == len(files)
+    assert tree_digests(dst) == digests
+
+
 # ------------------------------------------------------------------------------------------- rclone
 
 

@@ -2,8 +2,8 @@
 byte-identical and ranged reads across part boundaries, boto3's managed transfers, the ETag, every
 refusal of a part list, abort, ListParts and ListMultipartUploads paging, UploadPartCopy with a
 range, the SDK's and `dfs download`'s verified read of a completed object, conditional
-completions (`If-None-Match: *`, `If-Match`, judged at the commit), and the expiry that collects an
-abandoned upload's chunks.
+completions (`If-None-Match: *`, `If-Match`, judged at the commit), the expiry that collects an
+abandoned upload's chunks, and the collection of an aborted upload's chunks from every peer.
 
 Sizes stay small: 5 MiB parts (S3's minimum for every part but the last), two or three of them.
 """
@@ -436,3 +436,44 @@ def test_expiry_collects_an_abandoned_uploads_chunks(expiring: Cluster) -> None:
         s3.list_parts(Bucket=bucket, Key="abandoned", UploadId=upload_id)
     assert error_code(gone) == "NoSuchUpload"
     assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"".join(kept)  # a version's chunks stay
+
+
+@pytest.fixture
+def collecting(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Three peers (R=2) that collect garbage 3 s old; multipart uploads expire at the default 7 days."""
+    failed_before = request.session.testsfailed
+    cluster = Cluster(tmp_path, replicas=2, extra=("--gc-grace", "3", "--gc-interval", "0.3"))
+    try:
+        cluster.start(3)
+        yield cluster
+    finally:
+        cluster.close()
+        if request.session.testsfailed > failed_before:
+            print(cluster.tail_logs())
+
+
+def test_abort_has_the_parts_chunks_collected_on_every_peer(collecting: Cluster) -> None:
+    s3 = s3_client(f"http://{collecting.peers[0].s3_addr}")
+    bucket = new_bucket(s3)
+    kept = os.urandom(MIB + 11)
+    s3.put_object(Bucket=bucket, Key="kept", Body=kept)
+    part = os.urandom(2 * MIB + 5)
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="aborted")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="aborted", UploadId=upload_id, PartNumber=1, Body=part)
+    chunk_ids = [hashlib.sha256(part[i : i + MIB]).hexdigest() for i in range(0, len(part), MIB)]
+    copies = [path for chunk_id in chunk_ids for peer in collecting.peers
+              if (path := peer.chunk_path(chunk_id)).exists()]
+    assert len(copies) >= 2 * len(chunk_ids), copies  # the part is stored like a version: R copies a chunk
+    s3.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=upload_id)
+
+    def left() -> list[Path]:
+        return [path for chunk_id in chunk_ids for peer in collecting.peers
+                if (path := peer.chunk_path(chunk_id)).exists()]
+
+    wait_for(lambda: not left(), 30, "the aborted part's chunks collected", lambda: f"left: {left()}")
+    kept_ids = [hashlib.sha256(kept[i : i + MIB]).hexdigest() for i in range(0, len(kept), MIB)]
+    for chunk_id in kept_ids:  # a version's chunks stay, on as many peers as before
+        assert sum(peer.chunk_path(chunk_id).exists() for peer in collecting.peers) >= 2, chunk_id
+    for peer in collecting.peers:
+        got = s3_client(f"http://{peer.s3_addr}").get_object(Bucket=bucket, Key="kept")["Body"].read()
+        assert got == kept

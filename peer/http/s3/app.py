@@ -26,7 +26,7 @@ from peer.http.s3.auth import KeyLookup, S3Authenticator
 from peer.http.s3.call import S3Call, S3Services, parse_target
 from peer.http.s3.errors import error_answer, s3_error_of
 from peer.http.server import Mount
-from peer.logs import REQUEST_ID
+from peer.logs import ACCESS_LOGGER, REQUEST_ID
 from peer.metrics import PeerMetrics
 from peer.s3 import RequestHead, S3Error
 from peer.s3.operations import Operation, resolve
@@ -35,6 +35,7 @@ from peer.s3.xmldoc import Owner
 __all__ = ["OWNER", "s3_app"]
 
 log = logging.getLogger(__name__)
+access = logging.getLogger(ACCESS_LOGGER)
 
 OWNER = Owner("dfs", "dfs")
 """The owner every bucket and object reports: access is by role, not by owner."""
@@ -81,11 +82,13 @@ AUTH_FAILURES = frozenset({
 
 
 class _S3Api:
-    def __init__(self, services: S3Services, auth: S3Authenticator, domain: str, metrics: PeerMetrics | None) -> None:
+    def __init__(self, services: S3Services, auth: S3Authenticator, domain: str, metrics: PeerMetrics | None,
+                 access_log: bool = True) -> None:
         self._services = services
         self._auth = auth
         self._domain = domain
         self._metrics = metrics
+        self._access_log = access_log
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         head = RequestHead.from_target(request.method, request.raw_path, _decoded(request.raw_headers))
@@ -124,8 +127,9 @@ class _S3Api:
         operation: Operation | None = request.get(_OPERATION)
         name = operation.name if operation else request.method
         seconds = time.monotonic() - started
-        log.info("s3 %s %s %s -> %d%s (%.1f ms)", request_id, name,
-                 _resource(request), answer.status, f" {code}" if code else "", seconds * 1000)
+        if self._access_log:  # the access log's line, as for gRPC calls (--no-access-log: none)
+            access.info("s3 %s %s %s -> %d%s (%.1f ms)", request_id, name,
+                        _resource(request), answer.status, f" {code}" if code else "", seconds * 1000)
         if self._metrics is not None:
             self._metrics.count_request("s3", name, str(answer.status), seconds, request.content.total_bytes,
                                         _sent(answer))
@@ -159,14 +163,15 @@ def _resource(request: web.Request) -> str:
 
 def s3_app(files: FileService, bucket_service: BucketService, keys: KeyLookup | None, *, no_auth: bool,
            domain: str = "", idle_s: float = 60.0, clock: Callable[[], float] = time.time,
-           metrics: PeerMetrics | None = None) -> Mount:
+           metrics: PeerMetrics | None = None, access_log: bool = True) -> Mount:
     """The S3 API over `files` and `bucket_service`, answering every path of its own listener.
 
     `keys` gives an access key's secret and role (None: no key is valid); with `no_auth` any
     credentials, or none, are accepted. `domain` turns on virtual-hosted style (`BUCKET.DOMAIN`);
     path style is always served. `idle_s` bounds a silent upload and a reader that stopped reading."""
     services = S3Services(files, bucket_service, OWNER, idle_s)
-    api = _S3Api(services, S3Authenticator(keys, no_auth=no_auth, clock=clock), domain.strip("."), metrics)
+    api = _S3Api(services, S3Authenticator(keys, no_auth=no_auth, clock=clock), domain.strip("."), metrics,
+                 access_log)
     app = web.Application(middlewares=[api.middleware])
     app.on_response_prepare.append(_identify)
     app.router.add_route("*", "/{path:.*}", api.handle)
