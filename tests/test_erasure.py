@@ -295,6 +295,21 @@ async def test_equal_chunks_share_their_fragments_under_erasure_coding(tmp_path:
     assert await cluster.read() == data
 
 
+async def test_a_fragment_moved_off_its_recorded_peer_is_found_on_the_ring(tmp_path: Path) -> None:
+    """A rebalance or a stand-in may hold a fragment where neither its record nor its owner points:
+    a read that needs it asks the rest of the ring before it gives up."""
+    cluster = _Cluster(tmp_path)
+    data = os.urandom(CHUNK)
+    record = await cluster.uploads.upload(UploadSpec(name="f", policy="ec:2+1"), _pieces(data))
+    ref = record.chunks[0]
+    moved = next(i for i, node in enumerate(ref.peers) if node != NODES[0])
+    elsewhere = next(n for n in NODES if n not in (ref.peers[moved], NODES[0]))
+    cluster.mesh.disks[elsewhere][ref.fragments[moved]] = cluster.mesh.disks[ref.peers[moved]].pop(ref.fragments[moved])
+    lost = next(i for i in range(3) if i != moved)  # so the moved fragment is needed
+    cluster.lose(ref.peers[lost], ref.fragments[lost])
+    assert await cluster.read() == data
+
+
 async def test_a_lost_fragment_is_regenerated_byte_identical(tmp_path: Path) -> None:
     cluster = _Cluster(tmp_path)
     record = await cluster.uploads.upload(UploadSpec(name="f", policy="ec:2+1"), _pieces(os.urandom(CHUNK)))

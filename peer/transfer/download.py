@@ -95,7 +95,7 @@ class DownloadService:
         self._metadata = metadata
         self._placement = placement
         self._window = window
-        self.fragments = FragmentReader(view, store, peers, placement)
+        self.fragments = FragmentReader(view, store, peers, placement, members_down)
 
     async def open(
         self, ref: FileRefSpec, version: VersionSpec, offset: int, length: int

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from peer.erasure import ErasureCode, erasure_code
 from peer.errors import ChunkCorrupt, ChunkUnreachable, DataLoss, DfsError, unreachable
@@ -31,7 +31,10 @@ __all__ = ["FragmentReader"]
 
 
 class FragmentReader:
-    def __init__(self, view: ClusterView, store: ChunkStore, peers: ChunkPeers, placement: Placement) -> None:
+    def __init__(self, view: ClusterView, store: ChunkStore, peers: ChunkPeers, placement: Placement,
+                 members_down: Callable[[], int] = lambda: 0) -> None:
+        """`members_down`: as for DownloadService, a dead member may hold fragments nobody asked it for."""
+        self._members_down = members_down
         self._view = view
         self._store = store
         self._peers = peers
@@ -102,8 +105,9 @@ class FragmentReader:
         if len(got) < policy.data:
             log.error("chunk %s: %d of %d fragments needed are intact: %s", ref.chunk_id, len(got), policy.data,
                       "; ".join(failures))
-            if unanswered and len(got) + unanswered >= policy.data:  # the missing ones may be whole
-                raise ChunkUnreachable(ref.chunk_id, unanswered, policy.width)
+            down = self._members_down()
+            if (unanswered or down) and len(got) + unanswered + down >= policy.data:  # the missing may be whole
+                raise ChunkUnreachable(ref.chunk_id, unanswered + down, policy.width)
             raise DataLoss(f"no intact copy of chunk {ref.chunk_id}: {len(got)} of the {policy.data} fragments "
                            f"needed are intact")
         return got
@@ -116,7 +120,10 @@ class FragmentReader:
             self._view.local_id,
         ) if node)
         usable = [n for n in candidates if n == self._view.local_id or self._view.is_usable(n)]
-        return usable + [n for n in candidates if n not in usable]
+        first = usable + [n for n in candidates if n not in usable]
+        # Last, the rest of the ring: a fragment a rebalance moved, or one that lives on a stand-in
+        # since an owner was down, is found where neither the record nor the current ring points.
+        return first + [n for n in self._view.ring.spread(ref.chunk_id) if n not in candidates]
 
     async def _fetch_from(self, node: str, fragment_id: str) -> bytes | memoryview:
         if node == self._view.local_id:
