@@ -14,12 +14,14 @@ it fails instead.
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.netns import require_netns
+from tests.netns import Network, require_netns
 from tests.netns_run import BOUNDED, NETWORK_KINDS, run_partitions
 
 
@@ -46,3 +48,29 @@ def test_every_kind_of_partition_loses_no_acknowledged_version(tmp_path: Path, r
     assert result.redundancy_s is not None and result.redundancy_s <= result.redundancy_bound_s
     assert result.cleanup_s is not None
     shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_hosts_network_is_private_and_leaves_nothing_behind() -> None:
+    """The test network reaches nothing beyond this machine (a private /24 on a bridge whose only
+    ports are the hosts' veth ends), and closing it removes every namespace, link and the bridge."""
+    require_netns()
+    network = Network().create(hosts=2)
+    try:
+        names = [host.ns for host in network.hosts]
+        assert all(ipaddress.ip_address(host.addr).is_private for host in network.hosts)
+        ports = subprocess.run(["ip", "-o", "link", "show", "master", network.bridge], capture_output=True,
+                               text=True, check=True).stdout
+        enslaved = {line.split(":")[1].strip().split("@")[0] for line in ports.splitlines()}
+        assert enslaved == {host.veth for host in network.hosts}  # no uplink to any real interface
+        assert set(names) <= set(_namespaces())
+    finally:
+        network.close()
+    assert not set(names) & set(_namespaces())
+    assert subprocess.run(["ip", "link", "show", network.bridge], capture_output=True).returncode != 0
+    assert all(subprocess.run(["ip", "link", "show", host.veth], capture_output=True).returncode != 0
+               for host in network.hosts)
+
+
+def _namespaces() -> list[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in listed.splitlines() if line.strip()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -373,3 +374,13 @@ def test_an_app_owning_every_path_has_the_listener_to_itself() -> None:
     other.mount(Mount("/health", web.Application()))
     with pytest.raises(RuntimeError, match="listener of its own"):
         other.mount(Mount("", web.Application()))
+
+
+def test_the_s3_endpoint_and_multipart_expiry_defaults_are_the_documented_ones(tmp_path: Path) -> None:
+    """A peer with nothing set serves S3 on 127.0.0.1:9000 and aborts a multipart upload left without
+    a new part for 7 days."""
+    from peer.config import PeerConfig
+
+    defaults = PeerConfig(data_dir=tmp_path)
+    assert defaults.s3_addr == "127.0.0.1:9000"
+    assert defaults.multipart_expiry_s == 7 * 86400
