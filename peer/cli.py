@@ -117,7 +117,7 @@ def config_document(config: PeerConfig) -> dict[str, Any]:
 @click.option("--print-config", is_flag=True, hidden=True,
               help="Print the resolved settings as JSON and exit without starting.")
 def serve(print_config: bool, **opts: Any) -> None:
-    """Run one peer until SIGTERM/SIGINT, then announce leaving and stop."""
+    """Run one peer until SIGTERM, SIGINT or SIGHUP, then announce leaving and stop."""
     from peer.node import Node
 
     try:

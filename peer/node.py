@@ -2,7 +2,7 @@
 
 Start: identity -> chunk store -> metadata -> security -> gRPC listeners bound (ports read back) ->
 membership -> gossip listener (port read back) -> services and background workers -> S3 listener
-(port read back) -> gRPC serving -> ready.json. Stop (SIGTERM/SIGINT): announce LEAVE to the cluster,
+(port read back) -> gRPC serving -> ready.json. Stop (SIGTERM/SIGINT/SIGHUP): announce LEAVE to the cluster,
 drain the background workers (each finishes its unit of work), stop the gRPC servers with a grace
 period, close listeners, connections and stores, remove ready.json. Every long-lived task belongs
 to one TaskGroup and watches one stop Event; the background workers run under one WorkerRunner.
@@ -462,5 +462,7 @@ class Node:
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGHUP too: a peer whose terminal closes (or whose stopped process group the kernel finds
+        # orphaned) leaves the cluster cleanly instead of dying without a word.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stop_event.set)

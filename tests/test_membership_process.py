@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -202,6 +203,20 @@ def test_three_peers_converge_on_one_ring(make_cluster: Callable[..., Cluster]) 
 
 
 # ------------------------------------------------------------------------------------------ faults
+
+
+def test_sighup_stops_a_peer_as_cleanly_as_sigterm(make_cluster: Callable[..., Cluster]) -> None:
+    """A closed terminal (or the kernel's SIGHUP to an orphaned, stopped process group) is a clean
+    leave, not a silent death: exit 0, ready.json gone, and the others see it leave at once."""
+    cluster = make_cluster(2)
+    cluster.wait_converged()
+    victim, observer = cluster.peers[1], cluster.peers[0]
+    watch = Watch([observer], victim.node_id)
+    assert victim.proc is not None
+    victim.proc.send_signal(signal.SIGHUP)
+    assert victim.proc.wait(10) == 0
+    assert not (victim.data_dir / "ready.json").exists()
+    watch.until(lambda s: s.state == "left", LEAVE_SEEN_WITHIN_S, "the peer is seen to leave after SIGHUP")
 
 
 def test_sigterm_announces_leave_and_the_ring_shrinks_at_once(make_cluster: Callable[..., Cluster]) -> None:
