@@ -247,9 +247,20 @@ def test_hinted_copies_are_handed_to_their_owner_when_it_returns(make_cluster: C
 # -------------------------------------------------------------- scrubbing
 
 
+def antientropy_runs(peer: PeerProc) -> dict[str, int]:
+    """Each member's count of anti-entropy rounds, as `peer` sees the cluster."""
+    return {m.node_id: w.runs for m in status_of(peer).members for w in m.workers if w.name == "anti-entropy"}
+
+
 def test_the_scrubber_quarantines_a_rotten_copy_and_restores_it(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(3, extra=REPAIR)
     files = upload_files(cluster.peers[0], "scrub", 1, 3 * MIB)
+    # Two anti-entropy rounds of every peer after the upload: their indexes hold the new chunks, so
+    # no pull of a chunk still in flight replaces the copy about to rot before the scrubber sees it.
+    after_upload = antientropy_runs(cluster.peers[0])
+    assert len(after_upload) == 3, after_upload
+    wait_for(lambda: all(antientropy_runs(cluster.peers[0]).get(node, 0) >= runs + 2
+                         for node, runs in after_upload.items()), 15, "two anti-entropy rounds after the upload")
     report = placement_report(cluster, R)
     chunk_id = sorted(report.owners)[0]
     holder = cluster.by_id(report.owners[chunk_id][0])
