@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import urllib.request
@@ -280,7 +281,11 @@ def test_the_access_log_is_on_by_default_in_text(tmp_path_factory: pytest.TempPa
         with channel:
             _, call = put(files, "", "logs/loud", b"loud")
         rid = request_id(call.trailing_metadata())
-        wait_for(lambda: f"[{peer.node_id[:8]} {rid}] peer.access: grpc Put name=\"logs/loud\" OK"
-                 in peer.log_path.read_text(), 10, "the access line")
+        marker = f"[{peer.node_id[:8]} {rid}] peer.access: grpc Put name=\"logs/loud\" OK"
+        wait_for(lambda: marker in peer.log_path.read_text(), 10, "the access line")
+        (line,) = [ln for ln in peer.log_path.read_text().splitlines() if marker in ln]
+        # One line per call, with what it moved and how long it took.
+        assert re.search(r" received=\d+ sent=\d+ \d+\.\d ms$", line), line
+        assert int(re.search(r"received=(\d+)", line).group(1)) >= len(b"loud")  # type: ignore[union-attr]
     finally:
         cluster.close()

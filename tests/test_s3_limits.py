@@ -8,12 +8,14 @@ ranges and a Range with B < A, an unterminated VersioningConfiguration, an entit
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import os
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -247,14 +249,19 @@ def test_a_range_s3_ignores_sends_the_whole_object(peer: PeerProc, s3: Any, buck
 
 def test_a_truncated_aws_chunked_body_stores_nothing(peer: PeerProc, s3: Any, bucket: str) -> None:
     payload = b"x" * 5000
-    framed = b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n"
-    head = (f"PUT /{bucket}/chunked-cut HTTP/1.1\r\nHost: {peer.s3_addr}\r\n"
-            f"Content-Length: {len(framed)}\r\nContent-Encoding: aws-chunked\r\n"
-            f"x-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\n"
-            f"x-amz-decoded-content-length: {len(payload)}\r\n\r\n")
+    crc = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+    framed = b"%x\r\n" % len(payload) + payload + f"\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    headers = {"Content-Encoding": "aws-chunked", "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+               "x-amz-trailer": "x-amz-checksum-crc32", "x-amz-decoded-content-length": str(len(payload))}
+    head = (f"PUT /{bucket}/chunked-cut HTTP/1.1\r\nHost: {peer.s3_addr}\r\nContent-Length: {len(framed)}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n")
     send_and_close(peer, head, framed[:2000])
     absent(s3, bucket, "chunked-cut", for_s=1.0)
     still_serves(s3, bucket)
+    # The same request sent whole is stored: only the cut kept it out.
+    status, _, answer = request(peer, "PUT", f"/{bucket}/chunked-cut", framed, headers)
+    assert status == 200, answer[:300]
+    assert s3.get_object(Bucket=bucket, Key="chunked-cut")["Body"].read() == payload
 
 
 def test_a_body_shorter_than_its_framing_declares_is_incomplete(peer: PeerProc, s3: Any, bucket: str) -> None:
