@@ -483,3 +483,15 @@ def test_with_auth_off_the_console_opens_without_a_login_says_so_and_uploads(
         assert client.read("open.bin") == data
     page.screenshot(path=str(shots / "noauth-files.png"), full_page=True)
     context.close()
+
+
+def test_errors_a_retry_may_cure_answer_503_not_500() -> None:
+    """A download whose holders cannot be reached, or an upload short of peers, is the cluster's
+    temporary state: the page says "unavailable", never "internal error"."""
+    from peer.errors import ChunkUnreachable, InsufficientReplicas, NotFound, PeerUnavailable
+    from peer.http.console.app import _status
+
+    assert _status(ChunkUnreachable("ab" * 32, 1, 2)) == 503
+    assert _status(InsufficientReplicas(2, 1, policy="rep:2")) == 503
+    assert _status(PeerUnavailable("n" * 32, "no route")) == 503
+    assert _status(NotFound("f")) == 404

@@ -28,10 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from peer.errors import (
+    ChunkUnreachable,
     DfsError,
+    InsufficientReplicas,
     InvalidRequest,
     MetadataUnavailable,
     NotFound,
+    PeerUnavailable,
     PermissionDenied,
     PreconditionFailed,
     TooLarge,
@@ -90,22 +93,23 @@ class ConsoleSources:
         return self._shares
 
 
+# DfsError -> HTTP status, first match wins (TooLarge before the InvalidRequest it extends).
+_STATUSES: list[tuple[type[DfsError], int]] = [
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (PreconditionFailed, 412),
+    (TooLarge, 413),
+    (InvalidRequest, 400),
+    (MetadataUnavailable, 503),
+    (InsufficientReplicas, 503),
+    (PeerUnavailable, 503),
+    (ChunkUnreachable, 503),
+]
+
+
 def _status(exc: DfsError) -> int:
-    if isinstance(exc, Unauthenticated):
-        return 401
-    if isinstance(exc, PermissionDenied):
-        return 403
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, PreconditionFailed):
-        return 412
-    if isinstance(exc, TooLarge):
-        return 413
-    if isinstance(exc, InvalidRequest):
-        return 400
-    if isinstance(exc, MetadataUnavailable):
-        return 503
-    return 500
+    return next((status for cls, status in _STATUSES if isinstance(exc, cls)), 500)
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:
