@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from peer.erasure import ErasureCode, erasure_code
 from peer.errors import ChunkCorrupt, ChunkUnreachable, DataLoss, DfsError, unreachable
@@ -56,16 +56,15 @@ class FragmentReader:
     async def fetch(self, ref: ChunkRef, policy: Policy, index: int) -> bytes | memoryview:
         """Fragment `index` as stored by one of its likely holders, verified; raises DfsError if none has it."""
         failures: list[str] = []
-        holders = self._holders(ref, policy, index)
         unanswered = 0
-        for node in holders:
+        for node in self._holders(ref, policy, index):
             try:
                 return await self._fetch_from(node, ref.fragments[index])
             except (DfsError, OSError) as exc:
                 failures.append(f"{node[:8]}: {exc}")
                 unanswered += unreachable(exc)
         if unanswered:
-            raise ChunkUnreachable(ref.fragments[index], unanswered, len(holders))
+            raise ChunkUnreachable(ref.fragments[index], unanswered, len(failures))
         raise DataLoss(f"fragment {index} of chunk {ref.chunk_id[:12]} not found: " + "; ".join(failures))
 
     async def gather(self, ref: ChunkRef, policy: Policy, indexes: Sequence[int]) -> dict[int, bytes | memoryview]:
@@ -112,7 +111,7 @@ class FragmentReader:
                            f"needed are intact")
         return got
 
-    def _holders(self, ref: ChunkRef, policy: Policy, index: int) -> list[str]:
+    def _holders(self, ref: ChunkRef, policy: Policy, index: int) -> Iterator[str]:
         owners = self._placement.owners(ref.chunk_id, policy)
         candidates = dict.fromkeys(node for node in (
             ref.peers[index] if index < len(ref.peers) else None,
@@ -120,10 +119,12 @@ class FragmentReader:
             self._view.local_id,
         ) if node)
         usable = [n for n in candidates if n == self._view.local_id or self._view.is_usable(n)]
-        first = usable + [n for n in candidates if n not in usable]
-        # Last, the rest of the ring: a fragment a rebalance moved, or one that lives on a stand-in
-        # since an owner was down, is found where neither the record nor the current ring points.
-        return first + [n for n in self._view.ring.spread(ref.chunk_id) if n not in candidates]
+        yield from usable
+        yield from (n for n in candidates if n not in usable)
+        # Last, and only when those failed, the rest of the ring: a fragment a rebalance moved, or one
+        # that lives on a stand-in since an owner was down, is found where neither the record nor the
+        # current ring points.
+        yield from (n for n in self._view.ring.spread(ref.chunk_id) if n not in candidates)
 
     async def _fetch_from(self, node: str, fragment_id: str) -> bytes | memoryview:
         if node == self._view.local_id:
