@@ -11,6 +11,7 @@ with Client("127.0.0.1:50051") as dfs:
         ...
 
 On a secured cluster: Client(peer, tls_ca="certs/ca.crt", token="dfs_...") (or env DFS_TLS_CA, DFS_TOKEN).
+A program that moves large files may call `client.tune_allocator()` once (see client/allocator.py).
 `DfsClient` is the same class under its earlier name.
 
 Names are imported on first use (PEP 562), so that `import client.cli` can configure grpc's logging
@@ -21,6 +22,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from client.allocator import tune_allocator
     from client.errors import (
         AuthenticationError,
         ClusterUnavailable,
@@ -77,6 +79,7 @@ __all__ = [
     "WorkerStatus",
     "from_rpc_error",
     "is_file_id",
+    "tune_allocator",
 ]
 
 _HOMES = {
@@ -85,6 +88,7 @@ _HOMES = {
     "DfsClient": "client.sdk",
     "DownloadStream": "client.streams",
     "is_file_id": "client.refs",
+    "tune_allocator": "client.allocator",
     **dict.fromkeys(
         ["AuthenticationError", "ClusterUnavailable", "DfsClientError", "IntegrityError", "InvalidArgument",
          "NotFoundError", "PeerUnreachable", "PermissionDeniedError", "ServerError", "from_rpc_error"],

@@ -14,6 +14,7 @@ from client import (
     _grpc_logging,  # noqa: F401  (first: it must run before grpc is imported)
     profiles,
 )
+from client.allocator import tune_allocator
 from client.cli_admin import (
     bucket,
     bucket_list,
@@ -216,6 +217,7 @@ for _command in (
 
 def main() -> None:
     """Console-script entry point (`dfs`)."""
+    tune_allocator()
     cli.main(prog_name="dfs")
 
 

@@ -6,7 +6,9 @@ peer reads from another on the chunk stream.
   not from the decoder, says which;
 - every valid frame of every kind round-trips through `encode_header`, sealed or not;
 - under a session key, a header altered in any single byte fails `Sealer.check`, and so do frames
-  dropped, repeated, reordered, reflected to their sender or tagged under another key.
+  dropped, repeated, reordered, reflected to their sender or tagged under another key;
+- under a session key (dfs-chunks/2), a body altered in any byte, or a body tag altered or taken from
+  another frame, fails `Sealer.check_body`; without a key or on dfs-chunks/1 there are no body tags.
 
 Example counts follow tests/test_fuzz_inputs.py: bounded here, $DFS_FUZZ_EXAMPLES for a long run.
 """
@@ -20,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peer.http.chunks.frames import (
+    BODY_TAG_BYTES,
     HEADER_BYTES,
     MAX_REASON_BYTES,
     ErrorCode,
@@ -314,6 +317,73 @@ def test_keyed_and_keyless_ends_do_not_accept_each_others_frames(case: tuple[Fra
         Sealer(key, client=not from_client).check(Sealer(None, client=from_client).seal(header))
     with pytest.raises(FrameError):  # a tag where none is expected: tags must stay zero without a key
         Sealer(None, client=not from_client).check(Sealer(key, client=from_client).seal(header))
+
+
+# -------------------------------------------------------------------------------- body tags
+
+bodies = st.binary(min_size=1, max_size=4096)
+
+
+@fuzz(400)
+@given(st.lists(bodies, min_size=1, max_size=4), keys, st.booleans(), st.data())
+def test_a_body_or_body_tag_altered_in_any_byte_fails_its_check(
+        sent: list[bytes], key: bytes, from_client: bool, data: st.DataObject) -> None:
+    sender, receiver = Sealer(key, client=from_client), Sealer(key, client=not from_client)
+    header = encode_header(Frame(Kind.PUT, "ab" * 32, 1))  # the header's fields do not enter the body tag
+    target = data.draw(st.integers(0, len(sent) - 1), label="altered frame")
+    for index, body in enumerate(sent):
+        sealed = sender.seal(header)
+        tag = sender.tag_body(body)
+        assert len(tag) == BODY_TAG_BYTES
+        receiver.check(sealed)
+        if index < target:
+            receiver.check_body(body, tag)
+            continue
+        altered_body, altered_tag = bytearray(body), bytearray(tag)
+        in_tag = data.draw(st.booleans(), label="alter the tag")
+        where = altered_tag if in_tag else altered_body
+        where[data.draw(st.integers(0, len(where) - 1), label="byte")] ^= data.draw(st.integers(1, 255), label="xor")
+        with pytest.raises(FrameError, match="body failed"):
+            receiver.check_body(altered_body, altered_tag)
+        return
+
+
+@fuzz(300)
+@given(st.lists(bodies, min_size=2, max_size=5), keys, st.booleans(), st.data())
+def test_a_body_tag_belongs_to_one_frame_of_one_direction(sent: list[bytes], key: bytes, from_client: bool,
+                                                         data: st.DataObject) -> None:
+    """The body tag's nonce is the frame's direction and sequence number: a body with its own, once
+    valid, tag is refused under another frame's header, and so is one reflected back to its sender."""
+    sender, receiver = Sealer(key, client=from_client), Sealer(key, client=not from_client)
+    header = encode_header(Frame(Kind.PUT, "ab" * 32, 1))
+    tagged = []
+    for body in sent:
+        sealed = sender.seal(header)
+        tagged.append((sealed, body, sender.tag_body(body)))
+    at = data.draw(st.integers(0, len(sent) - 1), label="frame")
+    other = data.draw(st.integers(0, len(sent) - 1).filter(lambda i: i != at), label="body of frame")
+    for sealed, body, tag in tagged[:at]:
+        receiver.check(sealed)
+        receiver.check_body(body, tag)
+    receiver.check(tagged[at][0])
+    with pytest.raises(FrameError, match="body failed"):
+        receiver.check_body(*tagged[other][1:])
+    reflected = Sealer(key, client=from_client)  # the sender's side, receiving its first frame
+    reflected.check(Sealer(key, client=not from_client).seal(header))
+    with pytest.raises(FrameError, match="body failed"):
+        reflected.check_body(*tagged[0][1:])
+
+
+@fuzz(100)
+@given(bodies, keys, st.booleans())
+def test_without_a_key_or_on_the_previous_version_no_body_is_tagged(body: bytes, key: bytes,
+                                                                   from_client: bool) -> None:
+    for sender, trusted in ((Sealer(None, client=from_client), True),
+                            (Sealer(key, client=from_client, body_tags=False), False)):
+        sender.seal(encode_header(Frame(Kind.PUT, "ab" * 32, 1)))
+        assert sender.tag_body(body) == b"" and sender.body_tag_bytes == 0
+        assert sender.trusts_checksums is trusted  # dfs-chunks/1 under a key: SHA-256 against the id
+    assert Sealer(key, client=from_client).trusts_checksums
 
 
 def test_the_header_layout_is_64_bytes() -> None:

@@ -29,7 +29,7 @@ from peer.http.chunks import ChunkServing, StreamChunkPeers, chunks_app
 from peer.http.chunks.client import RETRY_STREAM_S
 from peer.http.chunks.dial import open_stream
 from peer.http.chunks.frames import HEADER_BYTES, ErrorCode, Frame, Kind, decode_header, encode_header
-from peer.http.chunks.upgrade import OPEN_PURPOSE, PROTOCOL
+from peer.http.chunks.upgrade import OPEN_PURPOSE, PROTOCOL, PROTOCOL_V1, PROTOCOLS
 from peer.http.gossip_wire import AUTH_HEADER
 from peer.http.server import HttpServer, Mount
 from peer.http.tls import client_ssl_context, server_ssl_context
@@ -103,12 +103,12 @@ class Holder:
 async def serve(tmp: Path, *, signer: PeerSigner | None = None, budget_bytes: int = 4 * MIB,
                 body_timeout_s: float = 5.0, idle_timeout_s: float = 30.0, max_body: int = 2 * MIB,
                 mounts: Sequence[Mount] | None = None, ssl_context: ssl.SSLContext | None = None,
-                require_peer_cert: bool = False) -> Holder:
+                require_peer_cert: bool = False, protocols: tuple[str, ...] = PROTOCOLS) -> Holder:
     store = ChunkStore(tmp)
     budget = ByteBudget(budget_bytes)
     server = HttpServer()
     serving = ChunkServing(store, budget, max_body, body_timeout_s=body_timeout_s, idle_timeout_s=idle_timeout_s)
-    for mount in mounts if mounts is not None else [chunks_app(serving, signer=signer,
+    for mount in mounts if mounts is not None else [chunks_app(serving, signer=signer, protocols=protocols,
                                                                   require_peer_cert=require_peer_cert)]:
         server.mount(mount)
     port = await server.start("127.0.0.1", 0, ssl_context=ssl_context)
@@ -145,21 +145,70 @@ async def test_a_put_is_durable_once_acknowledged_and_reads_back_verified(
     await writer.close()
     for chunk_id, data in chunks:
         fetched = await peers.get(NODE, chunk_id)
-        # Without TLS a body's XXH3-64 proves nothing: the requester is told to check SHA-256.
-        assert bytes(fetched.data) == data and fetched.xxh3 is None
+        # The body tag vouches for the body, so its XXH3-64 may stand for the SHA-256.
+        assert bytes(fetched.data) == data and fetched.xxh3 == xxh3_64(data)
     assert fallback.puts == fallback.gets == [] and holder.budget.used == 0
 
 
-async def test_bytes_crafted_to_match_their_checksum_are_refused_on_a_signed_stream(
+async def test_a_body_replaced_on_the_wire_fails_its_body_tag_and_ends_the_stream(
         signed: tuple[Holder, StreamChunkPeers, RecordingFallback]) -> None:
-    """The frame tag covers the header, not the body, and XXH3-64 is no cryptographic hash: bytes
-    crafted to match the announced checksum must still fail the receiver's SHA-256 check of the id."""
-    holder, peers, _ = signed
-    chunk_id, _data = chunk(4096)
-    forged = os.urandom(4096)
-    with pytest.raises(ChunkCorrupt):
-        await peers.put(NODE, chunk_id, forged, xxh3_64(forged))
-    assert not holder.store.has(chunk_id)
+    """An on-path attacker swaps a PUT's body for bytes crafted to match the announced XXH3-64 (no
+    cryptographic hash): the header is the sender's own, but the body tag is over what it sent."""
+    holder, _peers, _ = signed
+    conn = await open_stream(holder.addr, 2 * MIB, signer=PeerSigner(SECRET))
+    try:
+        chunk_id, data = chunk(4096)
+        forged = os.urandom(4096)
+        header = conn._sealer.seal(encode_header(Frame(Kind.PUT, chunk_id, len(forged), xxh3_64(forged))))
+        await conn.stream.write(header, forged, conn._sealer.tag_body(data))
+        answer, reason = await asyncio.wait_for(conn.answer(), 5)
+        assert (answer.kind, answer.code) == (Kind.ERROR, ErrorCode.INVALID) and b"body failed" in reason
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(conn.answer(), 5)
+        assert not holder.store.has(chunk_id) and holder.budget.used == 0
+    finally:
+        conn.stream.abort()
+
+
+async def test_on_a_previous_version_stream_crafted_bytes_fail_the_receivers_sha256(tmp_path: Path) -> None:
+    """dfs-chunks/1 (a requester of the previous version) has no body tag: the frame tag covers the
+    header only, so bytes crafted to match the announced checksum must fail the SHA-256 check of the id."""
+    holder = await serve(tmp_path / "h", signer=PeerSigner(SECRET))
+    conn = await open_stream(holder.addr, 2 * MIB, signer=PeerSigner(SECRET), protocols=(PROTOCOL_V1,))
+    try:
+        assert not conn.trusts_checksums
+        chunk_id, data = chunk(4096)
+        forged = os.urandom(4096)
+        await conn.send(Frame(Kind.PUT, chunk_id, len(forged), xxh3_64(forged)), forged)
+        answer, _reason = await asyncio.wait_for(conn.answer(), 5)
+        conn.done()
+        assert (answer.kind, answer.code) == (Kind.ERROR, ErrorCode.CORRUPT)
+        assert not holder.store.has(chunk_id)
+        await conn.send(Frame(Kind.PUT, chunk_id, len(data), xxh3_64(data)), data)  # the stream goes on
+        answer, _reason = await asyncio.wait_for(conn.answer(), 5)
+        assert answer.kind == Kind.STORED and holder.store.get(chunk_id) == data
+    finally:
+        conn.stream.abort()
+        await holder.server.stop()
+
+
+async def test_a_peer_serving_only_the_previous_stream_version_is_opened_with_it(tmp_path: Path) -> None:
+    """A rolling upgrade: this version asks for dfs-chunks/2, is told 426 and dfs-chunks/1, opens again
+    with /1, and then checks every body it gets by SHA-256 (no body tags there)."""
+    holder = await serve(tmp_path / "old", signer=PeerSigner(SECRET), protocols=(PROTOCOL_V1,))
+    fallback = RecordingFallback()
+    peers = client(holder, fallback, signer=PeerSigner(SECRET))
+    try:
+        answer = await _raw_opening(holder.addr, {}, protocol=PROTOCOL)
+        assert answer.startswith("HTTP/1.1 426") and f"Upgrade: {PROTOCOL_V1}" in answer
+        chunk_id, data = chunk()
+        await peers.put(NODE, chunk_id, data, xxh3_64(data))
+        fetched = await peers.get(NODE, chunk_id)
+        assert bytes(fetched.data) == data and fetched.xxh3 is None  # the requester checks SHA-256
+        assert holder.store.get(chunk_id) == data and fallback.puts == fallback.gets == []
+    finally:
+        await peers.close()
+        await holder.server.stop()
 
 
 async def test_without_peer_authentication_the_checksum_stands_for_the_hash(tmp_path: Path) -> None:
@@ -343,12 +392,12 @@ async def test_a_peer_of_the_previous_version_is_served_over_the_fallback(tmp_pa
 async def test_another_stream_version_is_refused_in_one_line(tmp_path: Path) -> None:
     holder = await serve(tmp_path / "h")
     try:
-        answer = await _raw_opening(holder.addr, {}, protocol="dfs-chunks/2")
+        answer = await _raw_opening(holder.addr, {}, protocol="dfs-chunks/3")
         assert answer.startswith("HTTP/1.1 426") and f"Upgrade: {PROTOCOL}" in answer
         fallback = RecordingFallback()
-        newer = await serve(tmp_path / "newer", mounts=[_speaks("dfs-chunks/2")])
+        newer = await serve(tmp_path / "newer", mounts=[_speaks("dfs-chunks/3")])
         peers = client(newer, fallback)
-        with pytest.raises(PeerUnavailable, match="refused: HTTP 426 .*speaks dfs-chunks/2") as err:
+        with pytest.raises(PeerUnavailable, match="refused: HTTP 426 .*speaks dfs-chunks/3") as err:
             await peers.put(NODE, *chunk(10))
         assert "\n" not in str(err.value) and fallback.puts == []
         await peers.close()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from client.allocator import tune_allocator
 from tests.bench import baselines, concurrency, membership, memory, observability, policies, ring, s3, throughput
 from tests.bench.common import LoadMonitor, elapsed, kill_all, machine_info, progress, wait_for_quiet
 from tests.bench.report import SWIFT, format_table, rows, targets
@@ -66,6 +67,8 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # This process is the large-file client (and the client end of the hops): it runs as `dfs` does.
+    tune_allocator()
     atexit.register(kill_all)
     signal.signal(signal.SIGTERM, _on_signal)
     work = Path(tempfile.mkdtemp(prefix="dfs-bench-", dir=args.tmpdir))

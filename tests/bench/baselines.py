@@ -179,10 +179,11 @@ def disk_baseline(workdir: Path, total: int) -> dict[str, Any]:
 # hop's direction).
 #   upload:   client -> entry over gRPC (1 hop); entry -> the other owner for 4/3 copies over chunk
 #             streams (PUT); SHA-256 by the client (end to end) and twice by the entry (the chunk id,
-#             the file's SHA-256): 3 passes. (The other owners check XXH3-64 only.)
+#             the file's SHA-256): 3 passes. (The other owners check the body tag and XXH3-64 only.)
 #   download: entry -> client over gRPC (1 hop); holder -> entry over chunk streams (GET) for the 1/3 of
 #             chunks the entry lacks; SHA-256 on every read from disk (1 pass) and by the client (end to
-#             end): 2 passes. (A chunk from a holder is checked on arrival against the holder's XXH3-64 only.)
+#             end): 2 passes. (A chunk from a holder is checked on arrival against its body tag and the
+#             holder's XXH3-64 only.)
 FLOORS = {"upload": (1.0, 4 / 3, 3.0, "chunks_put"), "download": (1.0, 1 / 3, 2.0, "chunks_get")}
 PEER_HOP_FALLBACK = "grpc_aio"
 """The hop priced for peer-to-peer copies that went over gRPC (a peer without chunk streams): grpc.aio."""

@@ -10,10 +10,11 @@ KIND is one of
   store (its directories under WORKDIR) whose put stores nothing and whose get hands out one 1 MiB
   buffer, so the figure is the transport's and not the disk's.
 
-Nothing is stored anywhere. The process binds 127.0.0.1 port 0 and prints the port as its first stdout
-line. Then every line on stdin is answered with one stdout line: this process's CPU seconds so far
-(`time.process_time()`, all threads, nanosecond clock, unlike /proc's 10 ms ticks). stdin closing (the
-parent is done, or died) ends it.
+Every kind runs with the peer's allocator settings (`tune_allocator`). Nothing is stored anywhere.
+The process binds 127.0.0.1 port 0 and prints the port as its first stdout line. Then every line on
+stdin is answered with one stdout line: this process's CPU seconds so far (`time.process_time()`, all
+threads, nanosecond clock, unlike /proc's 10 ms ticks). stdin closing (the parent is done, or died)
+ends it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiohttp import web
 from peer.config import MIB
 from peer.http.chunks import ChunkServing, chunks_app
 from peer.http.server import HttpServer
+from peer.memory import tune_allocator
 from peer.security.peerauth import PeerSigner
 from peer.storage.chunkstore import ChunkStore
 from peer.transfer.budget import ByteBudget
@@ -134,4 +136,5 @@ async def serve(kind: str, workdir: Path) -> None:
 
 
 if __name__ == "__main__":
+    tune_allocator()
     asyncio.run(serve(sys.argv[1], Path(sys.argv[2])))

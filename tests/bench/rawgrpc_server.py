@@ -1,7 +1,8 @@
 """A storage-free gRPC server for the transport baseline: `python -m tests.bench.rawgrpc_server PORT_FILE`.
 
 Same server flavour (grpc.aio), same server options (`server_options` with the peer's maximum message
-size) and the same wire messages as a peer, but nothing is stored: `Sink` drops every UploadRequest
+size), the peer's allocator settings (`tune_allocator`) and the same wire messages as a peer, but
+nothing is stored: `Sink` drops every UploadRequest
 and `Source` streams DownloadReply messages of 1 MiB until `length` bytes have been sent. Runs in its
 own process so client and server use separate cores, as with a real peer.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import grpc
 
 from peer.config import MIB
+from peer.memory import tune_allocator
 from peer.rpc.peer_client import server_options
 from proto import dfs_pb2 as pb
 
@@ -64,6 +66,7 @@ def new_server() -> grpc.aio.Server:
 
 
 async def serve(port_file: Path) -> None:
+    tune_allocator()
     server = new_server()
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -4,7 +4,8 @@
 a certificate for PEER_TLS_NAME from the cluster CA, and is shown ours), asks for the upgrade and
 checks the answer. With the cluster secret the opening is signed and the answer must be signed over
 our nonce, so a replayed or forged answer is refused; both nonces key the frame tags. A peer that
-answers 404 predates the stream: `NotServed` says so, and the caller uses its other transport.
+answers 404 predates the stream: `NotServed` says so, and the caller uses its other transport. One
+that answers 426 naming the previous stream version is opened again with that version.
 
 A `ChunkConn` carries one request and its answer at a time. Its `clean` flag is True only between
 exchanges: a connection that fails, times out or is cancelled mid-exchange must be aborted, never
@@ -25,7 +26,8 @@ from peer.http.chunks.upgrade import (
     HEAD_END,
     MAX_HEAD_BYTES,
     OPEN_PURPOSE,
-    PROTOCOL,
+    PROTOCOL_V1,
+    PROTOCOLS,
     ResponseHead,
     parse_response_head,
     request_head,
@@ -61,12 +63,13 @@ class ChunkConn:
 
     @property
     def trusts_checksums(self) -> bool:
-        """Whether a body's XXH3-64 may stand for its SHA-256 (see `Sealer.keyed`)."""
-        return not self._sealer.keyed
+        """Whether a body's XXH3-64 may stand for its SHA-256 (see `Sealer.trusts_checksums`)."""
+        return self._sealer.trusts_checksums
 
     async def send(self, frame: Frame, body: bytes | bytearray | memoryview = b"") -> None:
         self.clean = False
-        await self.stream.write(self._sealer.seal(_encode(frame)), body)
+        header = self._sealer.seal(_encode(frame))
+        await self.stream.write(header, body, self._sealer.tag_body(body))
 
     async def answer(self) -> tuple[Frame, bytes]:
         """The next answer's header, and the reason text of an ERROR (a DATA body is `read_body`'s)."""
@@ -79,13 +82,15 @@ class ChunkConn:
             raise FrameError(f"a {frame.kind.name} frame where an answer was due")
         reason = b""
         if frame.kind == Kind.ERROR:
-            reason = await self.read_body(frame.length)
+            reason = bytes(await self.read_body(frame.length))
         return frame, reason
 
-    async def read_body(self, length: int) -> bytes:
-        body = bytearray(length)
-        await self.stream.read(memoryview(body))
-        return body  # type: ignore[return-value]  # bytes-like, read by buffer protocol only
+    async def read_body(self, length: int) -> memoryview:
+        """The body of the answer just read, checked against its body tag (where the stream has them)."""
+        buf = memoryview(bytearray(length + (self._sealer.body_tag_bytes if length else 0)))
+        await self.stream.read(buf)
+        self._sealer.check_body(buf[:length], buf[length:])
+        return buf[:length]
 
     def done(self) -> None:
         """The exchange is complete: the connection may carry the next one."""
@@ -93,31 +98,56 @@ class ChunkConn:
 
 
 async def open_stream(addr: str, max_body: int, *, signer: PeerSigner | None = None,
-                      ssl_context: ssl.SSLContext | None = None) -> ChunkConn:
-    """A connection to the chunk stream at `addr` (the peer's HTTP listener), open and checked.
+                      ssl_context: ssl.SSLContext | None = None,
+                      protocols: tuple[str, ...] = PROTOCOLS) -> ChunkConn:
+    """A connection to the chunk stream at `addr` (the peer's HTTP listener), open and checked,
+    speaking the first of `protocols` the peer serves.
 
     Raises NotServed (404), Refused (any other answer), FrameError (an answer that is no HTTP),
     Unauthenticated (an answer not signed for our opening), OSError (no connection)."""
+    protocol = protocols[0]
+    while True:
+        try:
+            return await _open(addr, max_body, protocol, signer, ssl_context)
+        except _OtherVersion as exc:
+            if exc.protocol not in protocols or exc.protocol == protocol:
+                raise Refused(exc.line) from None
+            protocol = exc.protocol
+
+
+class _OtherVersion(Exception):
+    def __init__(self, protocol: str, line: str) -> None:
+        super().__init__(line)
+        self.protocol = protocol
+        self.line = line
+
+
+async def _open(addr: str, max_body: int, protocol: str, signer: PeerSigner | None,
+                ssl_context: ssl.SSLContext | None) -> ChunkConn:
     host, port = split_hostport(addr)
     loop = asyncio.get_running_loop()
     _transport, stream = await loop.create_connection(
         FrameStream, host, port, ssl=ssl_context, server_hostname=PEER_TLS_NAME if ssl_context else None)
     try:
-        credential = signer.sign(OPEN_PURPOSE, PROTOCOL.encode()) if signer is not None else None
-        await stream.write(request_head(addr, credential))
+        credential = signer.sign(OPEN_PURPOSE, protocol.encode()) if signer is not None else None
+        await stream.write(request_head(addr, credential, protocol))
         head = await _read_head(stream)
         if head.status == 404:
             raise NotServed(addr)
+        if head.status == 426:
+            line = f"HTTP {head.status} {head.reason}: {await _reason(stream, head)}".rstrip(": ")
+            raise _OtherVersion(head.header("upgrade").strip().lower(), line)
         if head.status != 101:
             raise Refused(f"HTTP {head.status} {head.reason}: {await _reason(stream, head)}".rstrip(": "))
-        if head.header("upgrade").strip().lower() != PROTOCOL:
-            raise FrameError(f"the answer switched to {head.header('upgrade')[:40]!r}, not {PROTOCOL}")
+        if head.header("upgrade").strip().lower() != protocol:
+            raise FrameError(f"the answer switched to {head.header('upgrade')[:40]!r}, not {protocol}")
         key = None
         if signer is not None and credential is not None:
             client_nonce = nonce_of(credential)
             server_nonce = signer.verify(ACCEPT_PURPOSE, client_nonce.encode(), head.header(AUTH_HEADER))
-            key = session_key(signer, client_nonce, server_nonce)
-        return ChunkConn(addr, stream, Sealer(key, client=True), max_body)
+            key = session_key(signer, client_nonce, server_nonce, protocol)
+        return ChunkConn(addr, stream, Sealer(key, client=True, body_tags=protocol != PROTOCOL_V1),
+                         max_body)
     except BaseException:
         stream.abort()
         raise

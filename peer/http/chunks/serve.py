@@ -8,8 +8,9 @@ ends, so the listener's bookkeeping stays right.
 
 One request at a time per stream (a sender opens more streams for more at once):
 - PUT: the body's bytes are set aside from the peer-wide `budget` before any is read (the socket is
-  not read meanwhile, so TCP holds the sender back), checked and stored durably (ChunkStore.put:
-  against the sender's XXH3-64, else by SHA-256 against the id), and only then acknowledged STORED.
+  not read meanwhile, so TCP holds the sender back), checked against its body tag where the stream
+  has them, stored durably (ChunkStore.put: against the sender's XXH3-64 where TLS or the body tag
+  vouches for the sender, else by SHA-256 against the id), and only then acknowledged STORED.
 - GET: the copy is read and verified against its id (a corrupt one is quarantined), sent as DATA
   with its XXH3-64; NOT_FOUND when there is no intact copy, so the requester asks another holder.
 A body that stalls for `body_timeout_s`, a stream idle for `idle_timeout_s`, and a requester that
@@ -41,7 +42,14 @@ from peer.http.chunks.frames import (
     encode_header,
 )
 from peer.http.chunks.stream import FrameStream
-from peer.http.chunks.upgrade import ACCEPT_PURPOSE, CHUNKS_PATH, OPEN_PURPOSE, PROTOCOL, session_key
+from peer.http.chunks.upgrade import (
+    ACCEPT_PURPOSE,
+    CHUNKS_PATH,
+    OPEN_PURPOSE,
+    PROTOCOL_V1,
+    PROTOCOLS,
+    session_key,
+)
 from peer.http.gossip import RefusalLog
 from peer.http.gossip_wire import AUTH_HEADER, MAX_REASON_CHARS, nonce_of
 from peer.http.server import Mount
@@ -73,10 +81,12 @@ class ChunkServing:
     """Told of each body stored ("received") or sent ("sent"), with its size (the metrics count them)."""
 
 
-def chunks_app(serving: ChunkServing, *, signer: PeerSigner | None = None, require_peer_cert: bool = False) -> Mount:
+def chunks_app(serving: ChunkServing, *, signer: PeerSigner | None = None, require_peer_cert: bool = False,
+               protocols: tuple[str, ...] = PROTOCOLS) -> Mount:
     """`require_peer_cert`: only connections with a CA-verified client certificate (serve with a
     `tls.server_ssl_context`); `signer`: only openings signed with the cluster secret, and every frame
-    tagged. With neither, any client may put and get chunks: only for a trusted network."""
+    tagged. With neither, any client may put and get chunks: only for a trusted network. `protocols`:
+    the stream versions served, newest first (fewer only to stand in for an older peer)."""
     refusals = RefusalLog(what="chunk stream")
     streams: set[FrameStream] = set()
 
@@ -87,19 +97,20 @@ def chunks_app(serving: ChunkServing, *, signer: PeerSigner | None = None, requi
     async def open_stream(request: web.Request) -> web.StreamResponse:
         if require_peer_cert and not _has_peer_cert(request):
             return refuse(request, 403, "a peer certificate is required")
-        if not _asks_for(request, PROTOCOL):
+        protocol = _asked_for(request, protocols)
+        if protocol is None:
             offered = request.headers.get("Upgrade", "")[:40] or "no upgrade"
-            return refuse(request, 426, f"this peer speaks {PROTOCOL}, not {offered}",
-                          {"Upgrade": PROTOCOL, "Connection": "Upgrade"})
-        headers = {"Upgrade": PROTOCOL, "Connection": "Upgrade"}
+            return refuse(request, 426, f"this peer speaks {' or '.join(protocols)}, not {offered}",
+                          {"Upgrade": protocols[0], "Connection": "Upgrade"})
+        headers = {"Upgrade": protocol, "Connection": "Upgrade"}
         key = None
         if signer is not None:
             try:
-                client_nonce = signer.verify(OPEN_PURPOSE, PROTOCOL.encode(), request.headers.get(AUTH_HEADER))
+                client_nonce = signer.verify(OPEN_PURPOSE, protocol.encode(), request.headers.get(AUTH_HEADER))
             except Unauthenticated as exc:
                 return refuse(request, 401, str(exc), {"WWW-Authenticate": AUTH_HEADER})
             accept = headers[AUTH_HEADER] = signer.sign(ACCEPT_PURPOSE, client_nonce.encode())
-            key = session_key(signer, client_nonce, nonce_of(accept))
+            key = session_key(signer, client_nonce, nonce_of(accept), protocol)
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("the connection ended before the chunk stream opened")
@@ -113,7 +124,8 @@ def chunks_app(serving: ChunkServing, *, signer: PeerSigner | None = None, requi
         stream.attach(transport)
         streams.add(stream)
         try:
-            await _Session(stream, Sealer(key, client=False), serving, request.remote).run()
+            sealer = Sealer(key, client=False, body_tags=protocol != PROTOCOL_V1)
+            await _Session(stream, sealer, serving, request.remote).run()
         finally:
             streams.discard(stream)
             stream.abort()
@@ -129,9 +141,11 @@ def chunks_app(serving: ChunkServing, *, signer: PeerSigner | None = None, requi
     return Mount(CHUNKS_PATH, app)
 
 
-def _asks_for(request: web.Request, protocol: str) -> bool:
+def _asked_for(request: web.Request, protocols: tuple[str, ...]) -> str | None:
+    """The stream version the opening asks for, if this peer speaks it."""
     connection = {token.strip().lower() for token in request.headers.get("Connection", "").split(",")}
-    return "upgrade" in connection and request.headers.get("Upgrade", "").strip().lower() == protocol
+    offered = request.headers.get("Upgrade", "").strip().lower()
+    return offered if "upgrade" in connection and offered in protocols else None
 
 
 def _has_peer_cert(request: web.Request) -> bool:
@@ -180,9 +194,11 @@ class _Session:
         await serving.budget.acquire(frame.length)
         stored: asyncio.Future[bool] | None = None
         try:
-            body = bytearray(frame.length)
+            received = memoryview(bytearray(frame.length + (self._sealer.body_tag_bytes if frame.length else 0)))
             async with asyncio.timeout(serving.body_timeout_s):
-                await self._stream.read(memoryview(body))
+                await self._stream.read(received)
+            body = received[: frame.length]
+            self._sealer.check_body(body, received[frame.length :])
             stored = asyncio.ensure_future(
                 asyncio.to_thread(serving.store.put, frame.chunk_id, body, False, self._trusted(frame)))
             try:
@@ -218,9 +234,10 @@ class _Session:
             serving.budget.release(size)
 
     def _trusted(self, frame: Frame) -> int | None:
-        """The sender's XXH3-64 where the stream authenticates bodies (TLS) or no attacker is assumed
-        (no peer authentication); None on a tagged stream, so the body is checked against its id."""
-        return None if self._sealer.keyed else frame.xxh3
+        """The sender's XXH3-64 where something authenticates bodies (TLS, the body tag) or no attacker
+        is assumed (no peer authentication); None on a keyed dfs-chunks/1 stream, so the body is
+        checked against its id."""
+        return frame.xxh3 if self._sealer.trusts_checksums else None
 
     def _read_for_sending(self, chunk_id: str) -> tuple[bytes, int]:
         data = self._serving.store.get(chunk_id)  # verified against its id
@@ -228,7 +245,11 @@ class _Session:
 
     async def _answer(self, frame: Frame, body: bytes | bytearray | memoryview = b"") -> None:
         async with asyncio.timeout(self._serving.body_timeout_s):
-            await self._stream.write(self._sealer.seal(encode_header(frame)), body)
+            await self._send(frame, body)
+
+    async def _send(self, frame: Frame, body: bytes | bytearray | memoryview) -> None:
+        header = self._sealer.seal(encode_header(frame))
+        await self._stream.write(header, body, self._sealer.tag_body(body))
 
     async def _answer_error(self, frame: Frame, exc: Exception) -> None:
         reason = _reason(str(exc))
@@ -241,8 +262,7 @@ class _Session:
         reason = _reason(text)
         try:
             async with asyncio.timeout(ERROR_SEND_TIMEOUT_S):
-                await self._stream.write(
-                    self._sealer.seal(encode_header(Frame(Kind.ERROR, "00" * 32, len(reason), code=code))), reason)
+                await self._send(Frame(Kind.ERROR, "00" * 32, len(reason), code=code), reason)
         except (TimeoutError, ConnectionError):
             pass
         self._stream.close()
