@@ -25,7 +25,7 @@ run: $(STAMP)
 ## starts from Debian's postgresql package, and the bounded partition run with 5 peers in network
 ## namespaces, included), all but the minute-long fault runs, which `make test-long` runs
 test: lint typecheck
-	$(BIN)/python -m pytest -q -m "not long"
+	$(BIN)/python -m pytest -q -m "not long" --durations=15
 
 ## test-long: the minute-long fault runs (the bounded chaos runs with rep:2, rep:3 and ec:4+2, both cores
 ## saturated for 60 s); CI runs them after `make test`

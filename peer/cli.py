@@ -194,6 +194,9 @@ def cluster_up(count: int, base_dir: str, replicas: int, base_port: int, tls: bo
     except DfsError as exc:
         _fail(str(exc), EXIT_CONFIG)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C must stop the cluster even where this process was started with SIGINT ignored (a shell
+    # starts background jobs so), since Python then raises no KeyboardInterrupt by itself.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         state, ready, digest = local.up(count, replicas, base_port, tls=tls, auth=auth, tied=foreground)
         if as_json:

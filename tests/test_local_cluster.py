@@ -188,13 +188,17 @@ def test_a_peer_short_of_its_replicas_refuses_uploads_naming_the_setting(cluster
 
 
 class Foreground:
-    """`cluster up --foreground` in the background of the test, its stderr collected line by line."""
+    """`cluster up --foreground` in the background of the test, its stderr collected line by line.
+
+    Started as a shell starts a background job, with SIGINT ignored: Ctrl-C (SIGINT) must stop it all
+    the same, and the test must not depend on how pytest itself was started."""
 
     def __init__(self, base: Path, base_port: int) -> None:
         self.proc = subprocess.Popen(
             [*DFS_PEER, "cluster", "up", "--peers", "3", "--dir", str(base), "--base-port", str(base_port),
              "--foreground"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         self.err: list[str] = []
         self.out: list[str] = []

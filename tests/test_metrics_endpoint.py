@@ -409,6 +409,30 @@ def test_chunk_copies_between_peers_travel_on_chunk_streams(secured: tuple[Clust
     assert moved("grpc") == 0
 
 
+def test_chunk_reads_from_another_holder_travel_on_chunk_streams(secured: tuple[Cluster, str]) -> None:
+    """A download through a peer that lost its copy of a chunk reads that chunk from the other holder
+    on a chunk stream (so may the repair that restores the copy): the holder counts the bytes sent
+    under `stream`, and no peer sends or receives chunk data over gRPC."""
+    cluster, token = secured
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    with cluster.peers[0].client() as c:
+        stored = c.upload(data, name="metrics/read-from-holder.bin")
+    lost = stored.version.chunks[1]
+    cluster.peers[0].chunk_path(lost.chunk_id).unlink()
+    before = [scrape(p, token) for p in cluster.peers]
+    with cluster.peers[0].client() as c:
+        assert c.read("metrics/read-from-holder.bin") == data
+    after = [scrape(p, token) for p in cluster.peers]
+
+    def moved(transport: str, direction: str) -> float:
+        name = "dfs_peer_chunk_bytes_total"
+        labels = {"transport": transport, "direction": direction}
+        return sum(value(a, name, **labels) - value(b, name, **labels) for a, b in zip(after, before, strict=True))
+
+    assert moved("stream", "sent") >= lost.size
+    assert moved("grpc", "sent") == moved("grpc", "received") == 0
+
+
 def test_s3_requests_move_the_duration_histogram_and_byte_counters(secured: tuple[Cluster, str],
                                                                    s3_key: tuple[str, str]) -> None:
     """3 PUTs and 2 GETs through boto3: the S3 histogram counts move by exactly that, the byte
