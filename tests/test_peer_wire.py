@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.streams import decode_download_reply, encode_upload_request
+from client.streams import decode_download_reply, encode_upload_request, open_source
 from peer.rpc import wire
 from proto import dfs_pb2 as pb
 
@@ -110,3 +112,24 @@ def test_download_header_goes_through_protobuf() -> None:
     assert raw == reply.SerializeToString() and decode_download_reply(raw) == reply
     big = os.urandom(1024 * 1024)
     assert decode_download_reply(wire.encode_download_reply(memoryview(big))) == big
+
+
+def test_upload_pieces_are_cut_to_the_message_size_and_copied_only_when_they_must_be() -> None:
+    """An iterable's `bytes` pieces that fit a message are sent as they are; larger pieces are cut;
+    a buffer the caller refills after each piece is copied, so every message holds what was given."""
+    fits, large = os.urandom(1000), os.urandom(2500)
+    refilled = bytearray(b"a" * 700)
+
+    def caller_pieces() -> Iterator[bytes | bytearray]:
+        yield fits
+        yield large
+        yield refilled
+        refilled[:] = b"b" * 700  # the caller reuses its buffer once the piece is taken
+        yield refilled
+
+    with ExitStack() as stack:
+        pieces, name = open_source(caller_pieces(), "x", 1000, stack)
+        sent = list(pieces)
+    assert name == "x" and sent[0] is fits
+    assert [len(p) for p in sent] == [1000, 1000, 1000, 500, 700, 700]
+    assert b"".join(sent) == fits + large + b"a" * 700 + b"b" * 700
