@@ -116,6 +116,8 @@ async def open_stream(addr: str, max_body: int, *, signer: PeerSigner | None = N
 
 
 class _OtherVersion(Exception):
+    """A 426: the peer speaks `protocol` instead; `open_stream` opens again with it if it may."""
+
     def __init__(self, protocol: str, line: str) -> None:
         super().__init__(line)
         self.protocol = protocol
