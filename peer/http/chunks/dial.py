@@ -68,8 +68,7 @@ class ChunkConn:
 
     async def send(self, frame: Frame, body: bytes | bytearray | memoryview = b"") -> None:
         self.clean = False
-        header = self._sealer.seal(_encode(frame))
-        await self.stream.write(header, body, self._sealer.tag_body(body))
+        await self.stream.write(*self._sealer.sealed(_encode(frame), body))
 
     async def answer(self) -> tuple[Frame, bytes]:
         """The next answer's header, and the reason text of an ERROR (a DATA body is `read_body`'s)."""
@@ -87,10 +86,9 @@ class ChunkConn:
 
     async def read_body(self, length: int) -> memoryview:
         """The body of the answer just read, checked against its body tag (where the stream has them)."""
-        buf = memoryview(bytearray(length + (self._sealer.body_tag_bytes if length else 0)))
-        await self.stream.read(buf)
-        self._sealer.check_body(buf[:length], buf[length:])
-        return buf[:length]
+        received = memoryview(bytearray(self._sealer.body_span(length)))
+        await self.stream.read(received)
+        return self._sealer.open_body(received, length)
 
     def done(self) -> None:
         """The exchange is complete: the connection may carry the next one."""

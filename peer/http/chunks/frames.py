@@ -16,8 +16,10 @@ Under a session key (dfs-chunks/2), a frame with a body is followed by a 16-byte
 tag over the body as associated data (nothing is encrypted) under a key derived from the session
 key, with the frame's direction and sequence number as the nonce, so a body is bound to its header
 and position as the header is. It costs about 0.05 ms of CPU per MiB where checking the body's
-SHA-256 against its id costs 0.6, and it is checked before the body is taken for anything. The
-header tag is still checked first, before any memory is set aside for the body. dfs-chunks/1 had
+SHA-256 against its id costs 0.6, and it is checked before the body is taken for anything. Both ends
+compute it on the event loop: for a 1 MiB chunk that is less CPU than handing the work to a thread
+(about 0.08 ms here). The header tag is still checked first, before any memory is set aside for the
+body. dfs-chunks/1 had
 no body tag: there, the receiver checked every body's SHA-256 (`Sealer.tags_bodies` is False).
 """
 
@@ -183,6 +185,22 @@ class Sealer:
         expected = _NO_TAG if self._key is None else self._tag(self._recv_dir, seq, bytes(header[:SIGNED_BYTES]))
         if not hmac.compare_digest(tag, expected):
             raise FrameError("a frame failed its authentication tag")
+
+    def sealed(self, header: bytes, body: Buffer = b"") -> tuple[bytes, Buffer, bytes]:
+        """What goes on the wire for one frame, in order: the header with its tag, the body, its body tag."""
+        tagged = self.seal(header)
+        return tagged, body, self.tag_body(body)
+
+    def body_span(self, length: int) -> int:
+        """Bytes that follow a header announcing `length`: the body and, where there is one, its body tag
+        (read into one buffer, so the tag costs no read of its own)."""
+        return length + self.body_tag_bytes if length else 0
+
+    def open_body(self, received: memoryview, length: int) -> memoryview:
+        """The body within `received` (`body_span(length)` bytes), once it passed its body tag."""
+        body = received[:length]
+        self.check_body(body, received[length:])
+        return body
 
     def tag_body(self, body: Buffer) -> bytes:
         """The body tag that follows `body`, the body of the frame last sealed (b"" where none is sent)."""

@@ -194,11 +194,10 @@ class _Session:
         await serving.budget.acquire(frame.length)
         stored: asyncio.Future[bool] | None = None
         try:
-            received = memoryview(bytearray(frame.length + (self._sealer.body_tag_bytes if frame.length else 0)))
+            received = memoryview(bytearray(self._sealer.body_span(frame.length)))
             async with asyncio.timeout(serving.body_timeout_s):
                 await self._stream.read(received)
-            body = received[: frame.length]
-            self._sealer.check_body(body, received[frame.length :])
+            body = self._sealer.open_body(received, frame.length)
             stored = asyncio.ensure_future(
                 asyncio.to_thread(serving.store.put, frame.chunk_id, body, False, self._trusted(frame)))
             try:
@@ -248,8 +247,7 @@ class _Session:
             await self._send(frame, body)
 
     async def _send(self, frame: Frame, body: bytes | bytearray | memoryview) -> None:
-        header = self._sealer.seal(encode_header(frame))
-        await self._stream.write(header, body, self._sealer.tag_body(body))
+        await self._stream.write(*self._sealer.sealed(encode_header(frame), body))
 
     async def _answer_error(self, frame: Frame, exc: Exception) -> None:
         reason = _reason(str(exc))
