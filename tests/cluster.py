@@ -216,11 +216,13 @@ class Cluster:
 
 @contextmanager
 def shared_cluster(
-    factory: pytest.TempPathFactory, request: pytest.FixtureRequest, name: str, peers: int, replicas: int
+    factory: pytest.TempPathFactory, request: pytest.FixtureRequest, name: str, peers: int, replicas: int,
+    extra: Sequence[str] = (),
 ) -> Iterator[Cluster]:
-    """A converged cluster for a module-scoped fixture; its peers' logs are printed if a test failed."""
+    """A converged cluster for a fixture (`extra`: more `serve` flags for every peer); its peers' logs
+    are printed if a test failed while it ran."""
     failed_before = request.session.testsfailed
-    cluster = Cluster(factory.mktemp(name), replicas=replicas)
+    cluster = Cluster(factory.mktemp(name), replicas=replicas, extra=extra)
     try:
         cluster.start(peers)
         yield cluster

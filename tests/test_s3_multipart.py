@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from client.sdk import DfsClient
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, shared_cluster, wait_for
 from tests.test_s3_api import (
     SecurePeer,
     bucket,
@@ -439,17 +439,11 @@ def test_expiry_collects_an_abandoned_uploads_chunks(expiring: Cluster) -> None:
 
 
 @pytest.fixture
-def collecting(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def collecting(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Three peers (R=2) that collect garbage 3 s old; multipart uploads expire at the default 7 days."""
-    failed_before = request.session.testsfailed
-    cluster = Cluster(tmp_path, replicas=2, extra=("--gc-grace", "3", "--gc-interval", "0.3"))
-    try:
-        cluster.start(3)
+    with shared_cluster(tmp_path_factory, request, "collecting", peers=3, replicas=2,
+                        extra=("--gc-grace", "3", "--gc-interval", "0.3")) as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        if request.session.testsfailed > failed_before:
-            print(cluster.tail_logs())
 
 
 def test_abort_has_the_parts_chunks_collected_on_every_peer(collecting: Cluster) -> None:
