@@ -1,25 +1,20 @@
-"""A storage-free gRPC server for the transport baseline: `python -m tests.bench.rawgrpc_server PORT_FILE`.
+"""A storage-free gRPC server for the transport baseline, run by `hop_server grpc` in a process of its own
+(so client and server use separate cores, as with a real peer, and with the peer's allocator settings).
 
 Same server flavour (grpc.aio), same server options (`server_options` with the peer's maximum message
-size), the peer's allocator settings (`tune_allocator`) and the same wire messages as a peer, but
-nothing is stored: `Sink` drops every UploadRequest
-and `Source` streams DownloadReply messages of 1 MiB until `length` bytes have been sent. Runs in its
-own process so client and server use separate cores, as with a real peer.
+size) and the same wire messages as a peer, but nothing is stored: `Sink` drops every UploadRequest
+and `Source` streams DownloadReply messages of 1 MiB until `length` bytes have been sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from peer.config import MIB
-from peer.memory import tune_allocator
 from peer.rpc.peer_client import server_options
 from proto import dfs_pb2 as pb
 
@@ -64,19 +59,3 @@ def new_server() -> grpc.aio.Server:
     server.add_generic_rpc_handlers((handler,))
     return server
 
-
-async def serve(port_file: Path) -> None:
-    tune_allocator()
-    server = new_server()
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(port))
-    os.replace(tmp, port_file)
-    # The parent SIGKILLs this process; stdin closing (the parent died) also ends it.
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await server.stop(0)
-
-
-if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1])))
