@@ -102,11 +102,13 @@ class FragmentReader:
             for task in running:
                 task.cancel()
         if len(got) < policy.data:
-            log.error("chunk %s: %d of %d fragments needed are intact: %s", ref.chunk_id, len(got), policy.data,
-                      "; ".join(failures))
             down = self._members_down()
             if (unanswered or down) and len(got) + unanswered + down >= policy.data:  # the missing may be whole
+                log.warning("chunk %s: %d of %d fragments needed reachable (%d members down): %s", ref.chunk_id,
+                            len(got), policy.data, down, "; ".join(failures))
                 raise ChunkUnreachable(ref.chunk_id, unanswered + down, policy.width)
+            log.error("chunk %s: %d of %d fragments needed are intact: %s", ref.chunk_id, len(got), policy.data,
+                      "; ".join(failures))
             raise DataLoss(f"no intact copy of chunk {ref.chunk_id}: {len(got)} of the {policy.data} fragments "
                            f"needed are intact")
         return got
