@@ -19,8 +19,8 @@ and position as the header is. It costs about 0.05 ms of CPU per MiB where check
 SHA-256 against its id costs 0.6, and it is checked before the body is taken for anything. Both ends
 compute it on the event loop: for a 1 MiB chunk that is less CPU than handing the work to a thread
 (about 0.08 ms here). The header tag is still checked first, before any memory is set aside for the
-body. dfs-chunks/1 had
-no body tag: there, the receiver checked every body's SHA-256 (`Sealer.tags_bodies` is False).
+body. dfs-chunks/1 has no body tag: on a keyed stream of that version the receiver checks every
+body's SHA-256 against its id (`Sealer.trusts_checksums` is False).
 """
 
 from __future__ import annotations
@@ -146,17 +146,6 @@ class Sealer:
         self._received = 0
         self._body_mac = (AESGCM(hmac.digest(key, _BODY_KEY_LABEL, "sha256"))
                           if key is not None and body_tags else None)
-
-    @property
-    def keyed(self) -> bool:
-        """Whether frames are tagged under a session key: the stream is not TLS, so nothing below
-        this layer authenticates what arrives."""
-        return self._key is not None
-
-    @property
-    def tags_bodies(self) -> bool:
-        """Whether bodies carry a body tag (keyed dfs-chunks/2)."""
-        return self._body_mac is not None
 
     @property
     def trusts_checksums(self) -> bool:
