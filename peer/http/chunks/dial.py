@@ -88,7 +88,7 @@ class ChunkConn:
         """The body of the answer just read, checked against its body tag (where the stream has them)."""
         received = memoryview(bytearray(self._sealer.body_span(length)))
         await self.stream.read(received)
-        return self._sealer.open_body(received, length)
+        return self._sealer.checked_body(received, length)
 
     def done(self) -> None:
         """The exchange is complete: the connection may carry the next one."""

@@ -185,7 +185,7 @@ class Sealer:
         (read into one buffer, so the tag costs no read of its own)."""
         return length + self.body_tag_bytes if length else 0
 
-    def open_body(self, received: memoryview, length: int) -> memoryview:
+    def checked_body(self, received: memoryview, length: int) -> memoryview:
         """The body within `received` (`body_span(length)` bytes), once it passed its body tag."""
         body = received[:length]
         self.check_body(body, received[length:])

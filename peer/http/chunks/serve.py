@@ -197,7 +197,7 @@ class _Session:
             received = memoryview(bytearray(self._sealer.body_span(frame.length)))
             async with asyncio.timeout(serving.body_timeout_s):
                 await self._stream.read(received)
-            body = self._sealer.open_body(received, frame.length)
+            body = self._sealer.checked_body(received, frame.length)
             stored = asyncio.ensure_future(
                 asyncio.to_thread(serving.store.put, frame.chunk_id, body, False, self._trusted(frame)))
             try:
